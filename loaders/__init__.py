@@ -1,0 +1,9 @@
+"""Backends behind one interface. Imports nothing from webui."""
+from loaders import llamacpp  # noqa: F401  (registers itself)
+from loaders.base import GenerationError, LoadError, Loader, Model
+from loaders.fields import SettingError
+from loaders.params import GenerationParams
+from loaders.registry import detect, get, names
+
+__all__ = ["GenerationError", "GenerationParams", "LoadError", "Loader", "Model",
+           "SettingError", "detect", "get", "names"]

@@ -1,0 +1,55 @@
+"""The one contract every backend implements.
+
+A `Loader` turns a path plus its `Options` into a `Model`; a `Model` turns prompt
+token ids into a stream of text pieces. Stop strings, token counting, queueing and
+streaming to a screen are done once, in webui's core, for every backend.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import ClassVar, Iterator, Protocol, Sequence, runtime_checkable
+
+from loaders.params import GenerationParams
+
+
+class LoadError(RuntimeError):
+    """A model could not be loaded; the message is one line a user can act on."""
+
+
+class GenerationError(RuntimeError):
+    """Generation failed; the message is one line a user can act on."""
+
+
+@runtime_checkable
+class Model(Protocol):
+    context_length: int
+    chat_template: str | None
+    supported_params: frozenset[str]
+    # Prompt tokens the last `generate` call actually evaluated, after reusing what
+    # was already in the KV cache; set before its first yield.
+    last_prompt_eval_tokens: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def generate(
+        self, prompt_ids: Sequence[int], params: GenerationParams, cancel: threading.Event
+    ) -> Iterator[str]:
+        """Yield exactly one text piece per sampled token (possibly '' while a
+        multi-byte character is incomplete), ending at end-of-sequence,
+        `params.max_new_tokens`, or soon after `cancel` is set."""
+        ...
+
+    def unload(self) -> None: ...
+
+
+class Loader(Protocol):
+    name: ClassVar[str]
+    Options: ClassVar[type]
+    description: ClassVar[str]
+
+    def can_load(self, path: Path) -> bool: ...
+
+    def load(self, path: Path, options) -> Model: ...

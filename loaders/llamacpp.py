@@ -1,0 +1,265 @@
+"""GGUF models through llama-cpp-python, in process.
+
+`llama_cpp` is imported inside `load`, never at module import, so the registry and
+`hearth --help` do not pay for it.
+"""
+from __future__ import annotations
+
+import codecs
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from loaders import cpu_repack
+from loaders.base import GenerationError, LoadError
+from loaders.fields import setting
+from loaders.gguf import GGUF_MAGIC, GGUFError, check_complete
+from loaders.params import PARAM_NAMES, GenerationParams
+from loaders.registry import register
+
+def _usable_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+# Why all CPUs but one for generation: measured on 2 cores with a browser streaming
+# the reply, 1 thread gave 66 tok/s and 2 threads 49 (the threads spin at barriers
+# while the browser and server hold a core). Prompt processing runs before any
+# streaming starts, so it takes every CPU.
+def _default_threads() -> int:
+    return max(1, _usable_cpus() - 1)
+
+
+@dataclass(frozen=True)
+class LlamaCppOptions:
+    n_ctx: int = setting(4096, "Context length in tokens (0 = the model's own).", minimum=0, ui_maximum=131072, step=256)
+    n_threads: int = setting(0, "CPU threads for generation (0 = all CPUs but one, which the UI and browser need).", minimum=0, ui_maximum=256, step=1)
+    n_threads_batch: int = setting(0, "CPU threads for prompt processing (0 = all CPUs).", minimum=0, ui_maximum=256, step=1)
+    n_batch: int = setting(512, "Prompt tokens evaluated per batch.", minimum=1, ui_maximum=8192, step=1)
+    n_gpu_layers: int = setting(0, "Layers to offload to the GPU (-1 = all; needs a GPU build).", minimum=-1, ui_maximum=256, step=1)
+    flash_attn: bool = setting(False, "Flash attention (faster, less memory for long contexts where supported).")
+    use_mmap: bool = setting(True, "Memory-map the file (fast loads; pages are shared with the OS cache).")
+    use_mlock: bool = setting(False, "Lock the model in RAM so the OS never swaps it out.")
+    prompt_cache: str = setting("off", "Keep KV states of earlier prompts so switching between chats skips re-reading them.", choices=("off", "ram", "disk"))
+    prompt_cache_mb: int = setting(1024, "Size of the prompt cache in MiB.", minimum=1, ui_maximum=65536, step=64)
+    cpu_repack: str = setting("auto", "Repacked CPU weight layouts (AMX/AVX kernels): auto tests once that they work on this CPU.", choices=("auto", "on", "off"), advanced=True)
+
+
+# Hearth builds llama.cpp's sampler chain itself, so this backend honours the whole set.
+_SUPPORTED = PARAM_NAMES
+
+
+def _is_gguf(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        return f.read(4) == GGUF_MAGIC
+
+
+@register
+class LlamaCppLoader:
+    name = "llama.cpp"
+    Options = LlamaCppOptions
+    description = "GGUF files on CPU (and GPU layers with a CUDA/Metal build), via llama-cpp-python."
+
+    def can_load(self, path: Path) -> bool:
+        return _is_gguf(Path(path))
+
+    def load(self, path: Path, options: LlamaCppOptions) -> "LlamaCppModel":
+        path = Path(path)
+        if not path.exists():
+            raise LoadError(f"no such file: {path}")
+        if path.is_dir():
+            ggufs = sorted(path.glob("*.gguf"))
+            if len(ggufs) != 1:
+                raise LoadError(f"{path} is a folder; choose one .gguf file in it")
+            path = ggufs[0]
+        try:
+            header = check_complete(path)
+        except GGUFError as e:
+            raise LoadError(f"{path.name}: {e}") from None
+        n_ctx = options.n_ctx or header.context_length or 4096
+        _check_memory(path, header, n_ctx, options)
+        try:
+            import llama_cpp
+        except ImportError:
+            raise LoadError("llama-cpp-python is not installed: run ./start.sh, or pip install llama-cpp-python") from None
+        repack = cpu_repack.decide(options.cpu_repack, path, header.quantization)
+        threads = options.n_threads or _default_threads()
+        try:
+            llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=threads,
+                n_threads_batch=options.n_threads_batch or _usable_cpus(),
+                n_batch=options.n_batch,
+                n_ubatch=options.n_batch,
+                n_gpu_layers=options.n_gpu_layers,
+                flash_attn=options.flash_attn,
+                use_mmap=options.use_mmap,
+                use_mlock=options.use_mlock,
+                use_extra_bufts=repack,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as e:
+            raise LoadError(f"llama.cpp could not load {path.name}: {e}") from None
+        if options.prompt_cache == "ram":
+            llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=options.prompt_cache_mb << 20))
+        elif options.prompt_cache == "disk":
+            cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hearth" / "prompt-cache"
+            llm.set_cache(llama_cpp.LlamaDiskCache(cache_dir=str(cache_dir), capacity_bytes=options.prompt_cache_mb << 20))
+        return LlamaCppModel(llm, header.chat_template, n_ctx)
+
+
+def _check_memory(path: Path, header, n_ctx: int, options: LlamaCppOptions) -> None:
+    """Refuse, before llama.cpp allocates, a context whose KV cache cannot fit."""
+    kv = header.kv_cache_bytes(n_ctx)
+    if kv is None:
+        return
+    try:
+        import psutil
+        available = psutil.virtual_memory().available
+    except ImportError:
+        return
+    # GPU-offloaded layers keep their KV on the GPU; only the CPU share counts here.
+    n_layers = header.n_layers or 1
+    on_gpu = n_layers if options.n_gpu_layers < 0 else min(options.n_gpu_layers, n_layers)
+    kv_cpu = kv * (n_layers - on_gpu) / n_layers
+    weights = path.stat().st_size * (n_layers - on_gpu) / n_layers
+    if kv_cpu + weights > available:
+        gib = 1 << 30
+        fit = int(n_ctx * max(available - weights, 0) / kv_cpu) // 256 * 256 if kv_cpu else 0
+        raise LoadError(
+            f"n_ctx={n_ctx} needs {kv_cpu / gib:.1f} GiB of KV cache plus {weights / gib:.1f} GiB of weights, "
+            f"but only {available / gib:.1f} GiB of RAM is free; try n_ctx={max(fit, 0)} or less"
+        )
+
+
+class LlamaCppModel:
+    def __init__(self, llm, chat_template: str | None, n_ctx: int):
+        self._llm = llm
+        self.context_length = n_ctx
+        self.chat_template = chat_template
+        self.supported_params = _SUPPORTED
+        self.last_prompt_eval_tokens = 0
+        self._params: GenerationParams | None = None
+        self._first_eval: int | None = None
+        # Hearth builds the sampler chain itself (llama-cpp-python's own skips XTC,
+        # DRY, top-n-sigma and dynamic temperature) and counts the prompt tokens that
+        # generate() really evaluates after its KV-cache prefix reuse.
+        raw_eval = llm.eval
+
+        def counting_eval(tokens):
+            if self._first_eval is None:
+                self._first_eval = len(tokens)
+            return raw_eval(tokens)
+
+        llm.eval = counting_eval
+        llm._init_sampler = self._make_sampler
+
+    def encode(self, text: str) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._llm.detokenize(list(ids), special=True).decode("utf-8", errors="replace")
+
+    def _make_sampler(self, **_ignored):
+        from llama_cpp import LlamaGrammar
+        from llama_cpp._internals import LlamaSampler
+
+        p = self._params
+        llm = self._llm
+        s = LlamaSampler()
+        penalty_n = llm.n_ctx() if p.repetition_penalty_range < 0 else p.repetition_penalty_range
+        s.add_penalties(llm.n_vocab(), penalty_n, p.repetition_penalty, p.frequency_penalty, p.presence_penalty)
+        if p.dry_multiplier > 0:
+            s.add_dry(llm._model, p.dry_multiplier, p.dry_base, p.dry_allowed_length,
+                      p.dry_penalty_last_n, ["\n", ":", '"', "*"])
+        if p.grammar:
+            try:
+                grammar = LlamaGrammar.from_string(p.grammar, verbose=False)
+            except Exception as e:  # llama.cpp reports parse errors as bare exceptions
+                raise GenerationError(f"the grammar does not parse: {e}") from None
+            s.add_grammar(llm._model, grammar)
+        seed = self._seed
+        if p.temperature == 0:
+            s.add_greedy()
+        elif p.mirostat_mode == 1:
+            s.add_temp(p.temperature)
+            s.add_mirostat(llm.n_vocab(), seed, p.mirostat_tau, p.mirostat_eta, 100)
+        elif p.mirostat_mode == 2:
+            s.add_temp(p.temperature)
+            s.add_mirostat_v2(seed, p.mirostat_tau, p.mirostat_eta)
+        else:
+            # llama.cpp's default order: penalties, dry, top-n-sigma, top-k, typical, top-p, min-p, xtc, temperature
+            if p.top_n_sigma > 0:
+                s.add_top_n_sigma(p.top_n_sigma)
+            if p.top_k > 0:
+                s.add_top_k(p.top_k)
+            s.add_typical(p.typical_p, 1)
+            s.add_top_p(p.top_p, 1)
+            s.add_min_p(p.min_p, 1)
+            if p.xtc_probability > 0:
+                s.add_xtc(p.xtc_probability, p.xtc_threshold, 1, seed)
+            if p.dynatemp_range > 0:
+                s.add_temp_ext(p.temperature, p.dynatemp_range, p.dynatemp_exponent)
+            else:
+                s.add_temp(p.temperature)
+            s.add_dist(seed)
+        return s
+
+    def generate(self, prompt_ids: Sequence[int], params: GenerationParams,
+                 cancel: threading.Event) -> Iterator[str]:
+        import llama_cpp
+
+        llm = self._llm
+        if len(prompt_ids) + 1 > self.context_length:
+            raise GenerationError(
+                f"the prompt is {len(prompt_ids)} tokens; the context holds {self.context_length}")
+        self._params = params
+        self._seed = params.seed if params.seed >= 0 else int.from_bytes(os.urandom(4), "little")
+        self._first_eval = None
+        if llm.cache is not None:
+            self._restore_from_cache(prompt_ids)
+        vocab = llm._model.vocab
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        room = self.context_length - len(prompt_ids)
+        limit = min(params.max_new_tokens, room)
+        produced: list[int] = []
+        stream = llm.generate(prompt_ids, reset=True)
+        try:
+            for token in stream:
+                if len(produced) == 0:
+                    self.last_prompt_eval_tokens = self._first_eval or 0
+                if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
+                    break
+                produced.append(token)
+                yield decoder.decode(llm.detokenize([token]))
+                if len(produced) >= limit or cancel.is_set():
+                    break
+        finally:
+            stream.close()
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                yield tail
+            if llm.cache is not None:
+                llm.cache[list(prompt_ids) + produced] = llm.save_state()
+
+    def _restore_from_cache(self, prompt_ids: Sequence[int]) -> None:
+        llm = self._llm
+        try:
+            item = llm.cache[prompt_ids]
+        except KeyError:
+            return
+        lcp = llm.longest_token_prefix
+        if lcp(item.input_ids.tolist(), prompt_ids) > lcp(llm._input_ids.tolist(), prompt_ids):
+            llm.load_state(item)
+
+    def unload(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None

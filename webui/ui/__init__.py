@@ -1,0 +1,27 @@
+"""The Gradio face. Tabs are laid out first and wired after, because Chat reads the
+controls that the Parameters tab owns."""
+from __future__ import annotations
+
+import gradio as gr
+
+from webui.core import Hearth
+from webui.ui import chat_tab, model_tab, parameters_tab
+from webui.ui.session import BrowserSession
+
+CSS = """
+#chat-status, #model-status { min-height: 1.5em; font-size: 0.9em; opacity: 0.85; }
+"""
+
+
+def build_ui(hearth: Hearth) -> gr.Blocks:
+    with gr.Blocks(title="Hearth") as demo:
+        session = gr.State(BrowserSession())
+        with gr.Tab("Chat", id="chat"):
+            chat = chat_tab.layout()
+        with gr.Tab("Parameters", id="parameters"):
+            params = parameters_tab.layout()
+        with gr.Tab("Model", id="model"):
+            model = model_tab.layout(hearth)
+        chat_tab.wire(hearth, chat, session, params)
+        model_tab.wire(hearth, model, params)
+    return demo

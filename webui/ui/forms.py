@@ -1,0 +1,69 @@
+"""Gradio controls generated from a settings dataclass, and back again.
+
+This is the only place that turns a `SettingSpec` into a widget; tabs never list a
+sampler or a loader option by hand."""
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import gradio as gr
+
+from loaders.fields import SettingError, SettingSpec, build, describe
+
+
+def format_stop_strings(stops: Sequence[str]) -> str:
+    return ", ".join(json.dumps(s) for s in stops)
+
+
+def parse_stop_strings(text: str) -> tuple[str, ...]:
+    """`"\\nUser:", "###"` -> ('\\nUser:', '###'): JSON strings, comma-separated,
+    so a stop string can hold a newline or a comma."""
+    text = (text or "").strip()
+    if not text:
+        return ()
+    try:
+        values = json.loads(f"[{text}]")
+    except json.JSONDecodeError:
+        raise SettingError('stop strings must be quoted and comma-separated, like "\\nUser:", "###"') from None
+    if not all(isinstance(v, str) for v in values):
+        raise SettingError("stop strings must be quoted text")
+    return tuple(values)
+
+
+def component_for(spec: SettingSpec, value: Any = None) -> gr.components.Component:
+    value = spec.default if value is None else value
+    label = spec.name
+    if spec.choices is not None:
+        return gr.Dropdown(choices=list(spec.choices), value=value, label=label, info=spec.help)
+    if spec.type is bool:
+        return gr.Checkbox(value=value, label=label, info=spec.help)
+    if spec.type is tuple:
+        return gr.Textbox(value=format_stop_strings(value), label=label, info=spec.help)
+    if spec.type is str:
+        return gr.Textbox(value=value, label=label, info=spec.help, lines=2 if spec.advanced else 1)
+    top = spec.maximum if spec.maximum is not None else spec.ui_maximum
+    if spec.minimum is not None and top is not None:
+        return gr.Slider(minimum=spec.minimum, maximum=top, value=value, step=spec.step,
+                         label=label, info=spec.help)
+    return gr.Number(value=value, label=label, info=spec.help, precision=0 if spec.type is int else None)
+
+
+def components_for(cls: type, advanced: bool | None = None) -> dict[str, gr.components.Component]:
+    """One control per field; `advanced` picks the basic (False) or advanced (True) half."""
+    out = {}
+    for spec in describe(cls):
+        if advanced is None or spec.advanced == advanced:
+            out[spec.name] = component_for(spec)
+    return out
+
+
+def values_to(cls: type, names: Sequence[str], values: Sequence[Any]) -> Any:
+    """Build a validated `cls` from the values of the controls named `names`."""
+    specs = {s.name: s for s in describe(cls)}
+    data = {}
+    for name, value in zip(names, values):
+        if specs[name].type is tuple:
+            value = parse_stop_strings(value)
+        data[name] = value
+    return build(cls, data)

@@ -1,0 +1,100 @@
+"""The Model tab: pick a file, a loader (proposed from the file's format) and its
+options (generated from the loader's Options dataclass); load and unload."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+import loaders
+from loaders.base import LoadError
+from loaders.fields import SettingError
+from webui.core import Hearth
+from webui.ui.forms import components_for, values_to
+from webui.ui.parameters_tab import supported_updates
+
+
+@dataclass
+class ModelTab:
+    model: gr.Dropdown
+    refresh: gr.Button
+    loader: gr.Dropdown
+    groups: dict[str, gr.Group]
+    options: dict[str, dict[str, Any]]  # loader -> option name -> control
+    load: gr.Button
+    unload: gr.Button
+    status: gr.Markdown
+
+
+def status_text(hearth: Hearth) -> str:
+    loaded = hearth.models.current
+    if loaded is None:
+        return "No model loaded."
+    return (f"**Loaded:** {loaded.name} · {loaded.loader} · context {loaded.model.context_length} "
+            f"tokens · loaded in {loaded.load_seconds:.1f}s")
+
+
+def layout(hearth: Hearth) -> ModelTab:
+    choices = [c.label for c in hearth.model_choices()]
+    current = hearth.models.current
+    with gr.Row():
+        model = gr.Dropdown(choices=choices, value=current.name if current else (choices[0] if choices else None),
+                            label="Model", info="The built-in model, or a file or folder in models/",
+                            scale=6, allow_custom_value=True, elem_id="model-choice")
+        refresh = gr.Button("🔄 Refresh", scale=1, size="sm")
+    first = current.loader if current else loaders.names()[0]
+    loader = gr.Dropdown(choices=loaders.names(), value=first, label="Loader", elem_id="model-loader")
+    groups, options = {}, {}
+    for name in loaders.names():
+        with gr.Group(visible=name == first) as group:
+            gr.Markdown(f"**{name}**: {loaders.get(name).description}")
+            options[name] = components_for(loaders.get(name).Options)
+        groups[name] = group
+    with gr.Row():
+        load = gr.Button("Load", variant="primary", elem_id="model-load")
+        unload = gr.Button("Unload", elem_id="model-unload")
+    status = gr.Markdown(status_text(hearth), elem_id="model-status")
+    return ModelTab(model, refresh, loader, groups, options, load, unload, status)
+
+
+def wire(hearth: Hearth, tab: ModelTab, params: dict[str, Any]) -> None:
+    loader_names = list(tab.options)
+    flat = [(name, opt, comp) for name in loader_names for opt, comp in tab.options[name].items()]
+    param_outputs = list(params.values())
+
+    def propose_loader(label: str):
+        detected = loaders.detect(hearth.resolve_model(label)) if label else None
+        return gr.update(value=detected) if detected else gr.skip()
+
+    def show_group(name: str):
+        return [gr.update(visible=n == name) for n in loader_names]
+
+    def load(label: str, loader_name: str, *values):
+        chosen = {opt: v for (name, opt, _), v in zip(flat, values) if name == loader_name}
+        try:
+            options = values_to(loaders.get(loader_name).Options, list(chosen), list(chosen.values()))
+            hearth.load_model(label, loader_name, options)
+        except (LoadError, SettingError) as e:
+            gr.Warning(str(e))
+            return [f"⚠️ {e}\n\n{status_text(hearth)}", *supported_updates(params, _supported(hearth))]
+        return [status_text(hearth), *supported_updates(params, _supported(hearth))]
+
+    def unload():
+        hearth.unload_model()
+        return status_text(hearth)
+
+    def refresh():
+        return gr.update(choices=[c.label for c in hearth.model_choices()])
+
+    tab.model.change(propose_loader, [tab.model], [tab.loader], queue=False)
+    tab.loader.change(show_group, [tab.loader], list(tab.groups.values()), queue=False)
+    tab.load.click(load, [tab.model, tab.loader, *[c for _, _, c in flat]],
+                   [tab.status, *param_outputs], concurrency_limit=1)
+    tab.unload.click(unload, None, [tab.status], concurrency_limit=1)
+    tab.refresh.click(refresh, None, [tab.model], queue=False)
+
+
+def _supported(hearth: Hearth):
+    loaded = hearth.models.current
+    return loaded.model.supported_params if loaded else None
