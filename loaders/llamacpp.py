@@ -147,18 +147,8 @@ class LlamaCppModel:
         self.supported_params = _SUPPORTED
         self.last_prompt_eval_tokens = 0
         self._params: GenerationParams | None = None
-        self._first_eval: int | None = None
-        # Hearth builds the sampler chain itself (llama-cpp-python's own skips XTC,
-        # DRY, top-n-sigma and dynamic temperature) and counts the prompt tokens that
-        # generate() really evaluates after its KV-cache prefix reuse.
-        raw_eval = llm.eval
-
-        def counting_eval(tokens):
-            if self._first_eval is None:
-                self._first_eval = len(tokens)
-            return raw_eval(tokens)
-
-        llm.eval = counting_eval
+        # Hearth builds the sampler chain itself: llama-cpp-python's own skips XTC,
+        # DRY, top-n-sigma and dynamic temperature.
         llm._init_sampler = self._make_sampler
 
     def encode(self, text: str) -> list[int]:
@@ -168,7 +158,7 @@ class LlamaCppModel:
         return self._llm.detokenize(list(ids), special=True).decode("utf-8", errors="replace")
 
     def _make_sampler(self, **_ignored):
-        from llama_cpp import LlamaGrammar
+        import llama_cpp
         from llama_cpp._internals import LlamaSampler
 
         p = self._params
@@ -180,11 +170,13 @@ class LlamaCppModel:
             s.add_dry(llm._model, p.dry_multiplier, p.dry_base, p.dry_allowed_length,
                       p.dry_penalty_last_n, ["\n", ":", '"', "*"])
         if p.grammar:
-            try:
-                grammar = LlamaGrammar.from_string(p.grammar, verbose=False)
-            except Exception as e:  # llama.cpp reports parse errors as bare exceptions
-                raise GenerationError(f"the grammar does not parse: {e}") from None
-            s.add_grammar(llm._model, grammar)
+            # Not LlamaSampler.add_grammar: it adds llama.cpp's result unchecked, and a
+            # grammar that fails to parse comes back NULL and crashes the process.
+            grammar = llama_cpp.llama_sampler_init_grammar(
+                llm._model.vocab, p.grammar.encode("utf-8"), b"root")
+            if not grammar:
+                raise GenerationError("the grammar does not parse (GBNF with a 'root' rule expected)")
+            llama_cpp.llama_sampler_chain_add(s.sampler, grammar)
         seed = self._seed
         if p.temperature == 0:
             s.add_greedy()
@@ -222,9 +214,9 @@ class LlamaCppModel:
                 f"the prompt is {len(prompt_ids)} tokens; the context holds {self.context_length}")
         self._params = params
         self._seed = params.seed if params.seed >= 0 else int.from_bytes(os.urandom(4), "little")
-        self._first_eval = None
         if llm.cache is not None:
             self._restore_from_cache(prompt_ids)
+        self.last_prompt_eval_tokens = self._prefill(list(prompt_ids))
         vocab = llm._model.vocab
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         room = self.context_length - len(prompt_ids)
@@ -233,8 +225,6 @@ class LlamaCppModel:
         stream = llm.generate(prompt_ids, reset=True)
         try:
             for token in stream:
-                if len(produced) == 0:
-                    self.last_prompt_eval_tokens = self._first_eval or 0
                 if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
                     break
                 produced.append(token)
@@ -248,6 +238,30 @@ class LlamaCppModel:
                 yield tail
             if llm.cache is not None:
                 llm.cache[list(prompt_ids) + produced] = llm.save_state()
+
+    def _prefill(self, ids: list[int]) -> int:
+        """Evaluate all but the prompt's last token, reusing the KV cache's common
+        prefix; return how many prompt tokens are evaluated in all.
+
+        Why the last token goes alone: llama.cpp's CPU kernels give slightly
+        different floats for a token evaluated inside a batch than alone. If a fresh
+        prompt's last token came from a batch but a repeated prompt's last token were
+        re-evaluated alone (which is what reuse must do), a greedy reply could differ
+        between two identical requests. Evaluating it alone every time keeps replies
+        repeatable while still reusing the cache.
+        """
+        llm = self._llm
+        cached = llm.input_ids[: llm.n_tokens].tolist()
+        keep = llm.longest_token_prefix(cached, ids)
+        keep = min(keep, len(ids) - 1)
+        if keep < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+            llm.reset()  # this architecture cannot drop a KV suffix: start over
+            keep = 0
+        llm.n_tokens = keep
+        if keep < len(ids) - 1:
+            llm.eval(ids[keep:-1])
+        # llm.generate() now finds all but the last token cached and evaluates it alone.
+        return len(ids) - keep
 
     def _restore_from_cache(self, prompt_ids: Sequence[int]) -> None:
         llm = self._llm

