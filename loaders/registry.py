@@ -3,6 +3,7 @@ library (llama_cpp, torch, ...) is imported inside `load`, so listing loaders,
 `hearth --help` and the UI's first paint stay fast."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from loaders.base import Loader, LoadError
@@ -29,9 +30,15 @@ def get(name: str) -> Loader:
         raise LoadError(f"unknown loader {name!r}; choose one of: {', '.join(_LOADERS)}") from None
 
 
+def is_url(target: str | Path) -> bool:
+    """True for "http://host:port/..." (a remote engine), which must stay a string:
+    Path() would fold its "//"."""
+    return isinstance(target, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", target) is not None
+
+
 def detect(path: str | Path) -> str | None:
-    """The loader that should open `path`, by looking at its content, or None."""
-    p = Path(path)
+    """The loader that should open `path` (a file, a folder or a URL), or None."""
+    p = path if is_url(path) else Path(path)
     for name, loader in _LOADERS.items():
         try:
             if loader.can_load(p):

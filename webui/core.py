@@ -40,8 +40,11 @@ class Hearth:
                 out.append(ModelChoice(entry.name, entry, loaders.detect(entry)))
         return out
 
-    def resolve_model(self, name_or_path: str) -> Path:
-        """A label from model_choices(), a name inside models/, or a path."""
+    def resolve_model(self, name_or_path: str) -> Path | str:
+        """A label from model_choices(), a name inside models/, a path, or the URL of
+        a remote engine (kept a string)."""
+        if loaders.is_url(name_or_path):
+            return name_or_path
         for choice in self.model_choices():
             if name_or_path in (choice.label, choice.path.name, str(choice.path)):
                 return choice.path

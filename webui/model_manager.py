@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class LoadedModel:
     name: str
-    path: Path
+    path: Path | str  # a string for the URL of a remote engine
     loader: str
     options: Any  # the loader's Options dataclass
     model: Model
@@ -43,7 +43,9 @@ class NoModelLoaded(LoadError):
     pass
 
 
-def model_display_name(path: Path) -> str:
+def model_display_name(path: Path | str) -> str:
+    if loaders.is_url(path):
+        return path
     default = default_model_path()
     if default is not None and Path(path) == default:
         return DEFAULT_MODEL_NAME
@@ -68,12 +70,14 @@ class ModelManager:
                 raise NoModelLoaded("no model is loaded: load one in the Model tab")
             yield self._current
 
-    def resolve_loader(self, path: Path, loader_name: str | None) -> str:
+    def resolve_loader(self, path: Path | str, loader_name: str | None) -> str:
         if loader_name:
             loaders.get(loader_name)  # raises with the list of names
             return loader_name
         detected = loaders.detect(path)
         if detected is None:
+            if loaders.is_url(path):
+                raise LoadError(f"no loader opens the URL {path}")
             if not path.exists():
                 raise LoadError(f"no such file or folder: {path}")
             raise LoadError(f"cannot tell what kind of model {path.name} is (not GGUF, "
@@ -82,7 +86,8 @@ class ModelManager:
 
     def load(self, path: str | Path, loader_name: str | None = None,
              options: Mapping[str, Any] | Any | None = None) -> LoadedModel:
-        path = Path(path).expanduser()
+        # A URL (a remote engine) stays a string: Path() would fold its "//".
+        path = path if loaders.is_url(path) else Path(path).expanduser()
         name = self.resolve_loader(path, loader_name)
         loader = loaders.get(name)
         if options is None or isinstance(options, Mapping):
