@@ -31,30 +31,31 @@ def parse_stop_strings(text: str) -> tuple[str, ...]:
     return tuple(values)
 
 
-def component_for(spec: SettingSpec, value: Any = None) -> gr.components.Component:
+def component_for(spec: SettingSpec, value: Any = None, prefix: str = "setting") -> gr.components.Component:
     value = spec.default if value is None else value
-    label = spec.name
+    common = dict(label=spec.name, info=spec.help, elem_id=f"{prefix}-{spec.name}")
     if spec.choices is not None:
-        return gr.Dropdown(choices=list(spec.choices), value=value, label=label, info=spec.help)
+        return gr.Dropdown(choices=list(spec.choices), value=value, **common)
     if spec.type is bool:
-        return gr.Checkbox(value=value, label=label, info=spec.help)
+        return gr.Checkbox(value=value, **common)
     if spec.type is tuple:
-        return gr.Textbox(value=format_stop_strings(value), label=label, info=spec.help)
+        return gr.Textbox(value=format_stop_strings(value), **common)
     if spec.type is str:
-        return gr.Textbox(value=value, label=label, info=spec.help, lines=2 if spec.advanced else 1)
+        return gr.Textbox(value=value, lines=2 if spec.advanced else 1, **common)
     top = spec.maximum if spec.maximum is not None else spec.ui_maximum
     if spec.minimum is not None and top is not None:
-        return gr.Slider(minimum=spec.minimum, maximum=top, value=value, step=spec.step,
-                         label=label, info=spec.help)
-    return gr.Number(value=value, label=label, info=spec.help, precision=0 if spec.type is int else None)
+        return gr.Slider(minimum=spec.minimum, maximum=top, value=value, step=spec.step, **common)
+    return gr.Number(value=value, precision=0 if spec.type is int else None, **common)
 
 
-def components_for(cls: type, advanced: bool | None = None) -> dict[str, gr.components.Component]:
-    """One control per field; `advanced` picks the basic (False) or advanced (True) half."""
+def components_for(cls: type, advanced: bool | None = None,
+                   prefix: str = "setting") -> dict[str, gr.components.Component]:
+    """One control per field, each with the element id PREFIX-NAME; `advanced`
+    picks the basic (False) or advanced (True) half."""
     out = {}
     for spec in describe(cls):
         if advanced is None or spec.advanced == advanced:
-            out[spec.name] = component_for(spec)
+            out[spec.name] = component_for(spec, prefix=prefix)
     return out
 
 

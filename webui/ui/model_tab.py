@@ -49,7 +49,7 @@ def layout(hearth: Hearth) -> ModelTab:
     for name in loaders.names():
         with gr.Group(visible=name == first) as group:
             gr.Markdown(f"**{name}**: {loaders.get(name).description}")
-            options[name] = components_for(loaders.get(name).Options)
+            options[name] = components_for(loaders.get(name).Options, prefix=f"opt-{name.replace('.', '')}")
         groups[name] = group
     with gr.Row():
         load = gr.Button("Load", variant="primary", elem_id="model-load")

@@ -13,10 +13,10 @@ def layout() -> dict[str, Any]:
     gr.Markdown("Sampler settings used by Chat. Settings the loaded model does not honour are greyed out.")
     with gr.Row():
         with gr.Column():
-            params = components_for(GenerationParams, advanced=False)
+            params = components_for(GenerationParams, advanced=False, prefix="param")
         with gr.Column():
             with gr.Accordion("Advanced samplers", open=False):
-                params.update(components_for(GenerationParams, advanced=True))
+                params.update(components_for(GenerationParams, advanced=True, prefix="param"))
     return params
 
 
