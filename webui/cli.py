@@ -26,6 +26,11 @@ class ServerSettings:
     model: str | None = None
     loader: str | None = None
     no_model: bool = False
+    api_key: str | None = None  # Bearer key for the OpenAI-compatible API
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API; none = closed
+    max_request_mb: float = 8.0  # largest API request body
+    max_prompt_chars: int = 1_000_000  # longest prompt (all messages together) the API takes
+    max_queue: int = 64  # API requests refused (429) while this many wait in the queue
 
 
 def _flag(spec: SettingSpec) -> str:
@@ -65,9 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     server.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
     server.add_argument("--listen", action="store_true",
-                        help="serve on every network interface (0.0.0.0); requires --auth")
+                        help="serve on every network interface (0.0.0.0); requires --auth and --api-key")
     server.add_argument("--auth", default=os.environ.get("HEARTH_AUTH"),
                         help="USER:PASSWORD for the UI login (or set HEARTH_AUTH)")
+    api = parser.add_argument_group("API")
+    api.add_argument("--api-key", default=os.environ.get("HEARTH_API_KEY"),
+                     help="key that API clients must send as 'Authorization: Bearer KEY' "
+                     "(or set HEARTH_API_KEY); without it the API is open to this machine only")
+    api.add_argument("--cors-origins", default="", metavar="ORIGINS",
+                     help="comma-separated browser origins allowed to call the API, e.g. "
+                     "https://app.example.com (default: none)")
+    api.add_argument("--max-request-mb", type=float, default=ServerSettings.max_request_mb, metavar="MB",
+                     help=f"largest API request body (default: {ServerSettings.max_request_mb:g})")
+    api.add_argument("--max-prompt-chars", type=int, default=ServerSettings.max_prompt_chars, metavar="N",
+                     help=f"longest prompt the API takes (default: {ServerSettings.max_prompt_chars})")
+    api.add_argument("--max-queue", type=int, default=ServerSettings.max_queue, metavar="N",
+                     help=f"refuse API requests while this many wait (default: {ServerSettings.max_queue})")
     seen: set[str] = set()
     for name in loaders.names():
         loader = loaders.get(name)
@@ -94,16 +112,27 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     return ServerSettings(host=host, port=args.port, listen=args.listen or host not in
                           ("127.0.0.1", "localhost", "::1"), auth=args.auth,
                           models_dir=args.models_dir, model=args.model, loader=args.loader,
-                          no_model=args.no_model)
+                          no_model=args.no_model, api_key=args.api_key or None,
+                          cors_origins=tuple(o.strip() for o in args.cors_origins.split(",") if o.strip()),
+                          max_request_mb=args.max_request_mb, max_prompt_chars=args.max_prompt_chars,
+                          max_queue=args.max_queue)
 
 
 def check_network_safety(settings: ServerSettings) -> str | None:
     """Binding beyond loopback without a login would hand the machine to the LAN."""
-    if settings.listen and not settings.auth:
-        return ("refusing to serve on the network without a login: add --auth USER:PASSWORD "
-                "(or set HEARTH_AUTH), or drop --listen to stay on 127.0.0.1")
+    if settings.listen:
+        missing = [what for what, ok in (("--auth USER:PASSWORD for the UI login (or HEARTH_AUTH)", settings.auth),
+                                         ("--api-key KEY for the API (or HEARTH_API_KEY)", settings.api_key)) if not ok]
+        if missing:
+            return (f"refusing to serve on the network without authentication: add {' and '.join(missing)}; "
+                    "or drop --listen to stay on 127.0.0.1")
     if settings.auth and ":" not in settings.auth:
         return "--auth must be USER:PASSWORD"
+    if settings.api_key is not None and not settings.api_key.strip():
+        return "--api-key must not be blank"
+    for name in ("max_request_mb", "max_prompt_chars", "max_queue"):
+        if getattr(settings, name) <= 0:
+            return f"--{name.replace('_', '-')} must be greater than 0"
     return None
 
 

@@ -32,6 +32,9 @@ def create_app(hearth: Hearth, settings: ServerSettings):
         return {"status": "ok", "model": loaded.name if loaded else None,
                 "queue": hearth.engine.queue_length}
 
+    from webui.api import install_api
+
+    install_api(app, hearth, settings)  # before Gradio takes "/"
     auth = tuple(settings.auth.split(":", 1)) if settings.auth else None
     return gr.mount_gradio_app(app, build_ui(hearth), path="/", auth=auth, css=CSS,
                                ssr_mode=False, footer_links=[])

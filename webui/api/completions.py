@@ -1,0 +1,196 @@
+"""/v1/completions and /v1/chat/completions: OpenAI's shapes over Hearth's one queue.
+
+Both submit to `hearth.engine` (the queue the UI uses too) and wait for the first
+event before answering, so an error that happens before any text (a prompt longer
+than the context, say) is a proper HTTP error rather than a broken stream.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, AsyncIterator
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from loaders.base import LoadError
+from loaders.fields import SettingError
+from webui.api.errors import APIError
+from webui.api.limits import check_prompt_size, check_queue
+from webui.api.schemas import (OPENAI_NAMES, SAMPLER_FIELDS, ChatCompletion, ChatCompletionRequest,
+                               Completion, CompletionRequest, to_generation_params)
+from webui.api.streaming import SSE_HEADERS, job_events, sse
+from webui.generation import Failed, Finished, GenerationJob, GenerationStats
+from webui.templates import ChatTemplateError
+
+# Hearth.chat waits for the model lock while another reply is generating: those waits
+# get their own thread budget, so a burst of API requests cannot starve the UI's.
+_SUBMIT_LIMITER = anyio.CapacityLimiter(64)
+
+STREAM_DOC = {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    "description": "With stream=true: OpenAI's chunks as server-sent events, then [DONE]."}}
+
+
+class Reply:
+    """One answer's OpenAI framing: ids, chunks and the final body."""
+
+    def __init__(self, chat: bool, model: str, include_usage: bool):
+        self.chat = chat
+        self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+        self.created = int(time.time())
+        self.model = model
+        self.include_usage = include_usage
+
+    def _frame(self, choices: list[dict]) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "object": "chat.completion.chunk" if self.chat else "text_completion",
+                               "created": self.created, "model": self.model, "choices": choices}
+        if self.chat:
+            out["system_fingerprint"] = None
+        if self.include_usage:
+            out["usage"] = None
+        return out
+
+    def chunk(self, text: str | None, finish_reason: str | None = None, role: bool = False) -> dict:
+        if self.chat:
+            delta: dict[str, Any] = {"role": "assistant"} if role else {}
+            if text is not None:
+                delta["content"] = text
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        else:
+            choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish_reason}
+        return self._frame([choice])
+
+    def usage_chunk(self, stats: GenerationStats) -> dict:
+        out = self._frame([])
+        out["usage"] = usage(stats)
+        return out
+
+    def body(self, text: str, stats: GenerationStats) -> dict:
+        reason = finish_reason(stats)
+        if self.chat:
+            choice = {"index": 0, "message": {"role": "assistant", "content": text},
+                      "logprobs": None, "finish_reason": reason}
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
+        return {"id": self.id, "object": "chat.completion" if self.chat else "text_completion",
+                "created": self.created, "model": self.model, "choices": [choice], "usage": usage(stats)}
+
+
+def finish_reason(stats: GenerationStats) -> str:
+    # "cancelled" only happens when the client left, so nobody reads it; OpenAI has no such value.
+    return "length" if stats.finish_reason == "length" else "stop"
+
+
+def usage(stats: GenerationStats) -> dict[str, int]:
+    return {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
+            "total_tokens": stats.prompt_tokens + stats.completion_tokens}
+
+
+def failure(message: str) -> APIError:
+    # Bugs in a backend reach us as "generation failed: <exception>"; the rest are
+    # reasons a user can act on (prompt too long, bad grammar, engine unreachable).
+    if message.startswith("generation failed:"):
+        return APIError(500, message, code="generation_failed")
+    if message.startswith("no model is loaded"):
+        return APIError(503, message, code="model_not_loaded")
+    return APIError(400, message, code="generation_failed")
+
+
+def ignored_params(hearth, body) -> list[str]:
+    """Samplers the request set that the loaded model does not honour (told, not hidden)."""
+    loaded = hearth.models.current
+    if loaded is None:
+        return []
+    asked = {OPENAI_NAMES.get(n, n) for n in body.model_fields_set if n in SAMPLER_FIELDS}
+    return sorted(asked - set(loaded.model.supported_params))
+
+
+async def answer(request: Request, job: GenerationJob, reply: Reply, stream: bool,
+                 headers: dict[str, str], prefix: str = ""):
+    events = job_events(job, request.receive)
+    first = await anext(events)
+    if isinstance(first, Failed):
+        await events.aclose()
+        raise failure(first.message)
+    if stream:
+        return StreamingResponse(_sse_stream(first, events, reply, prefix), media_type="text/event-stream",
+                                 headers={**SSE_HEADERS, **headers})
+    parts = [prefix]
+    event = first
+    try:
+        while isinstance(event, str):
+            parts.append(event)
+            event = await anext(events)
+    finally:
+        await events.aclose()
+    if isinstance(event, Failed):
+        raise failure(event.message)
+    return JSONResponse(reply.body("".join(parts), event.stats), headers=headers)
+
+
+async def _sse_stream(event, events: AsyncIterator, reply: Reply, prefix: str) -> AsyncIterator[str]:
+    try:
+        if reply.chat:
+            yield sse(reply.chunk("", role=True))
+        elif prefix:
+            yield sse(reply.chunk(prefix))
+        while True:
+            if isinstance(event, str):
+                yield sse(reply.chunk(event))
+            elif isinstance(event, Finished):
+                yield sse(reply.chunk(None if reply.chat else "", finish_reason(event.stats)))
+                if reply.include_usage:
+                    yield sse(reply.usage_chunk(event.stats))
+                yield sse("[DONE]")
+                return
+            else:  # Failed after text was sent: OpenAI's clients raise on an error chunk
+                yield sse(failure(event.message).body())
+                return
+            event = await anext(events)
+    finally:
+        await events.aclose()
+
+
+def _prepare(hearth, settings, body) -> tuple[Any, str, dict[str, str]]:
+    """Validated params, the model's name and extra headers; raises APIError."""
+    try:
+        params = to_generation_params(body)
+    except SettingError as e:
+        raise APIError(422, str(e), code="invalid_value") from None
+    loaded = hearth.models.current
+    if loaded is None:
+        raise APIError(503, "no model is loaded: load one with POST /v1/internal/model/load "
+                            "or in the Model tab", code="model_not_loaded")
+    check_queue(hearth.engine.queue_length, settings.max_queue)
+    ignored = ignored_params(hearth, body)
+    headers = {"X-Hearth-Ignored-Params": ",".join(ignored)} if ignored else {}
+    return params, loaded.name, headers
+
+
+def add_completion_routes(router: APIRouter, hearth, settings) -> None:
+    @router.post("/v1/completions", response_model=Completion, responses=STREAM_DOC,
+                 tags=["OpenAI-compatible"], summary="Continue a text")
+    async def completions(body: CompletionRequest, request: Request):
+        check_prompt_size(len(body.prompt), settings.max_prompt_chars, "prompt")
+        params, model, headers = _prepare(hearth, settings, body)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        job = hearth.complete(body.prompt, params)
+        return await answer(request, job, Reply(False, model, include_usage), body.stream, headers,
+                            prefix=body.prompt if body.echo else "")
+
+    @router.post("/v1/chat/completions", response_model=ChatCompletion, responses=STREAM_DOC,
+                 tags=["OpenAI-compatible"], summary="Answer a conversation")
+    async def chat_completions(body: ChatCompletionRequest, request: Request):
+        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+                    for m in body.messages]
+        check_prompt_size(sum(len(m["content"]) for m in messages), settings.max_prompt_chars, "messages")
+        params, model, headers = _prepare(hearth, settings, body)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        try:
+            job = await anyio.to_thread.run_sync(hearth.chat, messages, params, limiter=_SUBMIT_LIMITER)
+        except ChatTemplateError as e:
+            raise APIError(400, f"the model's chat template failed: {e}", code="chat_template_error") from None
+        except LoadError as e:
+            raise failure(str(e)) from None
+        return await answer(request, job, Reply(True, model, include_usage), body.stream, headers)

@@ -1,0 +1,223 @@
+"""The API's typed request and response bodies (OpenAI's shapes).
+
+The sampler fields are generated from `GenerationParams` (its help text, bounds and
+choices), so a sampler added there appears here, in /docs and in validation without
+being written twice. OpenAI's own names map onto Hearth's (`max_tokens` is
+`max_new_tokens`); `to_generation_params` is the one place that mapping lives.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from loaders.fields import SettingSpec, describe
+from loaders.params import GenerationParams
+
+# OpenAI's name -> GenerationParams' name, where they differ.
+OPENAI_NAMES = {"max_tokens": "max_new_tokens"}
+_HEARTH_TO_OPENAI = {v: k for k, v in OPENAI_NAMES.items()}
+_PY_TYPES = {int: int, float: float, bool: bool, str: str}
+
+
+def _sampler_field(spec: SettingSpec) -> tuple[Any, Any]:
+    """(annotation, Field) for one GenerationParams setting; None means "Hearth's default"."""
+    if spec.name == "stop":  # OpenAI allows one string or a list
+        annotation: Any = Union[str, list[str]]
+    elif spec.choices is not None:
+        annotation = Literal[spec.choices]  # type: ignore[valid-type]
+    else:
+        annotation = _PY_TYPES[spec.type]
+    bounds: dict[str, Any] = {}
+    if spec.minimum is not None:
+        bounds["gt" if spec.exclusive_minimum else "ge"] = spec.minimum
+    if spec.maximum is not None:
+        bounds["le"] = spec.maximum
+    if spec.type is float:
+        bounds["allow_inf_nan"] = False
+    default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+    return Optional[annotation], Field(None, description=f"{spec.help} Default: {default!r}.", **bounds)
+
+
+SAMPLER_FIELDS = {_HEARTH_TO_OPENAI.get(s.name, s.name): _sampler_field(s) for s in describe(GenerationParams)}
+
+
+class _Strict(BaseModel):
+    # A misspelt sampler that is silently ignored is an error nobody ever finds.
+    model_config = ConfigDict(extra="forbid")
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = Field(False, description="Send a last chunk with the token counts.")
+
+
+class _OpenAICommon(_Strict):
+    model: Optional[str] = Field(None, description="Ignored: Hearth answers with the loaded model "
+                                 "(load another with /v1/internal/model/load).")
+    stream: bool = Field(False, description="Send the reply as server-sent events, a chunk at a time.")
+    stream_options: Optional[StreamOptions] = None
+    n: Optional[int] = Field(1, ge=1, le=1, description="Replies per request: only 1 is supported.")
+    user: Optional[str] = Field(None, description="Accepted and ignored.")
+    logit_bias: Optional[dict[str, float]] = Field(None, description="Not supported: must be empty.")
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _no_logit_bias(cls, value):
+        if value:
+            raise ValueError("logit_bias is not supported")
+        return value
+
+
+_CompletionBase = create_model("_CompletionBase", __base__=_OpenAICommon, **SAMPLER_FIELDS)
+
+
+class CompletionRequest(_CompletionBase):
+    prompt: str = Field(..., description="The text to continue.")
+    echo: bool = Field(False, description="Put the prompt before the reply.")
+    suffix: Optional[str] = Field(None, description="Not supported: must be empty.")
+    logprobs: Optional[int] = Field(None, description="Not supported: must be empty.")
+    best_of: Optional[int] = Field(1, ge=1, le=1, description="Only 1 is supported.")
+
+    @field_validator("suffix", "logprobs")
+    @classmethod
+    def _unsupported(cls, value, info):
+        if value:
+            raise ValueError(f"{info.field_name} is not supported")
+        return value
+
+
+class TextPart(_Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Strict):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: Union[str, list[TextPart], None] = ""
+    name: Optional[str] = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(p.text for p in self.content)
+        return self.content or ""
+
+
+class ChatCompletionRequest(_CompletionBase):
+    messages: list[ChatMessage] = Field(..., min_length=1)
+    max_completion_tokens: Optional[int] = Field(None, ge=1, description="OpenAI's newer name for max_tokens.")
+    logprobs: Optional[bool] = Field(None, description="Not supported: must be false or empty.")
+    top_logprobs: Optional[int] = Field(None, description="Not supported: must be empty.")
+
+    @field_validator("logprobs", "top_logprobs")
+    @classmethod
+    def _unsupported(cls, value, info):
+        if value:
+            raise ValueError(f"{info.field_name} is not supported")
+        return value
+
+
+def to_generation_params(request: BaseModel) -> GenerationParams:
+    """The request's sampler fields as GenerationParams; unset fields keep Hearth's
+    defaults. Raises SettingError (one line) for a value GenerationParams refuses."""
+    values = {}
+    for name in SAMPLER_FIELDS:
+        value = getattr(request, name)
+        if value is not None:
+            values[OPENAI_NAMES.get(name, name)] = value
+    if getattr(request, "max_completion_tokens", None) is not None:
+        values["max_new_tokens"] = request.max_completion_tokens
+    return GenerationParams.from_mapping(values)
+
+
+# --- responses -------------------------------------------------------------------
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class CompletionChoice(BaseModel):
+    index: int = 0
+    text: str
+    logprobs: None = None
+    finish_reason: Optional[Literal["stop", "length"]]
+
+
+class Completion(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Optional[Usage] = None
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    logprobs: None = None
+    finish_reason: Literal["stop", "length"]
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "hearth"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class LoadModelRequest(_Strict):
+    model_name: str = Field("", description="A name from /v1/internal/model/list, a path, or a remote "
+                            "engine's URL; empty = the built-in model.")
+    loader: Optional[str] = Field(None, description="Backend (default: detected from the file or URL).")
+    args: Optional[dict[str, Any]] = Field(None, description="The loader's options, e.g. {\"n_ctx\": 4096}.")
+
+
+class ModelInfo(BaseModel):
+    model_name: Optional[str] = Field(description="The loaded model, or null when none is.")
+    loader: Optional[str] = None
+    path: Optional[str] = None
+    options: dict[str, Any] = Field(default_factory=dict, description="Load options; keys are hidden.")
+    context_length: Optional[int] = None
+    supported_params: list[str] = Field(default_factory=list)
+    queue_length: int = 0
+
+
+class ModelChoiceCard(BaseModel):
+    name: str
+    loader: Optional[str]
+
+
+class ModelChoiceList(BaseModel):
+    models: list[ModelChoiceCard]
+    loaders: list[str]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: Optional[str] = None
+    code: Optional[str] = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
