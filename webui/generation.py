@@ -124,6 +124,7 @@ class GenerationEngine:
     def __init__(self, manager: ModelManager):
         self.manager = manager
         self._jobs: "queue.Queue[GenerationJob | None]" = queue.Queue()
+        self.last_stats: GenerationStats | None = None  # the latest finished reply's
         self._worker = threading.Thread(target=self._run, name="hearth-generation", daemon=True)
         self._worker.start()
 
@@ -155,6 +156,8 @@ class GenerationEngine:
                 log.exception("generation failed")
                 job.emit(Failed(f"generation failed: {type(e).__name__}: {e}"))
             else:
+                if stats.completion_tokens:
+                    self.last_stats = stats
                 job.emit(Finished(stats))
 
     def _generate(self, job: GenerationJob) -> GenerationStats:

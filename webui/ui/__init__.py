@@ -20,8 +20,8 @@ def build_ui(hearth: Hearth) -> gr.Blocks:
             chat = chat_tab.layout()
         with gr.Tab("Parameters", id="parameters"):
             params = parameters_tab.layout()
-        with gr.Tab("Model", id="model"):
-            model = model_tab.layout(hearth)
+        with gr.Tab("Model", id="model") as model_tab_block:
+            model = model_tab.layout(hearth, model_tab_block)
         chat_tab.wire(hearth, chat, session, params)
         model_tab.wire(hearth, model, params)
     return demo

@@ -25,17 +25,22 @@ class ModelTab:
     load: gr.Button
     unload: gr.Button
     status: gr.Markdown
+    tab: gr.Tab
 
 
 def status_text(hearth: Hearth) -> str:
     loaded = hearth.models.current
     if loaded is None:
         return "No model loaded."
-    return (f"**Loaded:** {loaded.name} · {loaded.loader} · context {loaded.model.context_length} "
+    text = (f"**Loaded:** {loaded.name} · {loaded.loader} · context {loaded.model.context_length} "
             f"tokens · loaded in {loaded.load_seconds:.1f}s")
+    stats = hearth.engine.last_stats
+    if stats is not None:
+        text += f"\n\n**Last reply:** {stats.summary()}"
+    return text
 
 
-def layout(hearth: Hearth) -> ModelTab:
+def layout(hearth: Hearth, tab: gr.Tab) -> ModelTab:
     choices = [c.label for c in hearth.model_choices()]
     current = hearth.models.current
     with gr.Row():
@@ -55,7 +60,7 @@ def layout(hearth: Hearth) -> ModelTab:
         load = gr.Button("Load", variant="primary", elem_id="model-load")
         unload = gr.Button("Unload", elem_id="model-unload")
     status = gr.Markdown(status_text(hearth), elem_id="model-status")
-    return ModelTab(model, refresh, loader, groups, options, load, unload, status)
+    return ModelTab(model, refresh, loader, groups, options, load, unload, status, tab)
 
 
 def wire(hearth: Hearth, tab: ModelTab, params: dict[str, Any]) -> None:
@@ -93,6 +98,7 @@ def wire(hearth: Hearth, tab: ModelTab, params: dict[str, Any]) -> None:
                    [tab.status, *param_outputs], concurrency_limit=1)
     tab.unload.click(unload, None, [tab.status], concurrency_limit=1)
     tab.refresh.click(refresh, None, [tab.model], queue=False)
+    tab.tab.select(lambda: status_text(hearth), None, [tab.status], queue=False)
 
 
 def _supported(hearth: Hearth):
