@@ -7,10 +7,16 @@ from typing import Any, Mapping, Sequence
 
 import loaders
 from loaders.params import GenerationParams
-from webui.chat import Message, chat_prompt
+from webui.chat import ChatRequest, Message, chat_prompt
 from webui.default_model import DEFAULT_MODEL_NAME, default_model_path
 from webui.generation import GenerationEngine, GenerationJob
 from webui.model_manager import LoadedModel, ModelManager
+from webui.characters import CharacterStore
+from webui.context import TokenCounters
+from webui.histories import HistoryStore
+from webui.presets import PresetStore
+from webui.settings_store import SettingsStore
+from webui.user_data import SHIPPED_CHARACTERS, SHIPPED_PRESETS, UserData
 
 
 @dataclass(frozen=True)
@@ -21,10 +27,17 @@ class ModelChoice:
 
 
 class Hearth:
-    def __init__(self, models_dir: str | Path = "models"):
+    def __init__(self, models_dir: str | Path = "models", user_data_dir: str | Path | None = None):
         self.models_dir = Path(models_dir)
         self.models = ModelManager()
         self.engine = GenerationEngine(self.models)
+        # The user's chats, characters, presets and settings: plain files (issue 5).
+        self.user_data = UserData.from_env(user_data_dir)
+        self.characters = CharacterStore(SHIPPED_CHARACTERS, self.user_data.characters)
+        self.presets = PresetStore(SHIPPED_PRESETS, self.user_data.presets)
+        self.histories = HistoryStore(self.user_data.histories)
+        self.settings = SettingsStore(self.user_data.settings_file)
+        self.token_counters = TokenCounters()
 
     # --- models -----------------------------------------------------------------
     def model_choices(self) -> list[ModelChoice]:
@@ -33,11 +46,12 @@ class Hearth:
         default = default_model_path()
         if default is not None:
             out.append(ModelChoice(DEFAULT_MODEL_NAME, default, "llama.cpp"))
-        if self.models_dir.is_dir():
-            for entry in sorted(self.models_dir.iterdir()):
-                if entry.name.startswith(".") or entry.name.endswith(".md"):
-                    continue
-                out.append(ModelChoice(entry.name, entry, loaders.detect(entry)))
+        # A downloaded repo folder (models/ORG_REPO/) can hold several GGUF files and
+        # weight folders: each is listed as a model of its own, "ORG_REPO/FILE.gguf".
+        from webui.local_models import model_entries
+
+        for label, path in model_entries(self.models_dir):
+            out.append(ModelChoice(label, path, loaders.detect(path)))
         return out
 
     def resolve_model(self, name_or_path: str) -> Path | str:
@@ -72,3 +86,14 @@ class Hearth:
         with self.models.use() as loaded:
             template = loaded.model.chat_template
         return self.engine.submit(chat_prompt(template, messages, system_prompt), params)
+
+    def chat_turn(self, request: ChatRequest, params: GenerationParams) -> GenerationJob:
+        """A reply in any chat mode (chat, chat-instruct, instruct), the history fitted to
+        the context. Once the job runs, `job.prompt.built` says what was left out."""
+        from webui.chat_turns import submit_chat_turn
+
+        return submit_chat_turn(self, request, params)
+
+    def count_tokens(self, text: str) -> int:
+        with self.models.use() as loaded:
+            return len(loaded.model.encode(text))

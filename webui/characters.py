@@ -1,0 +1,195 @@
+"""Characters: who the model plays in the chat modes.
+
+A character is a YAML file (`<name>.yaml`, with an optional `<name>.png` avatar
+beside it). Hearth's own examples are in the repository's `characters/`; the ones a
+user creates or imports go to the user data folder, and a user's character hides a
+shipped one of the same name. Fields follow text-generation-webui's files, plus what
+a V2 character card carries, so a card survives an import/export round trip.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from webui.atomic import write_bytes_atomic, write_text_atomic
+from webui.user_data import InvalidName, check_name
+
+log = logging.getLogger(__name__)
+
+MAX_CHARACTER_FILE_BYTES = 8 << 20
+TEXT_FIELDS = ("greeting", "context", "personality", "scenario", "example_dialogue")
+DEFAULT_USER_NAME = "You"
+
+
+class CharacterError(ValueError):
+    """A character cannot be read, saved or found (one line)."""
+
+
+@dataclass
+class Character:
+    name: str
+    greeting: str = ""  # the character's first message in a new chat
+    context: str = ""  # the persona: who the character is (a card's description)
+    personality: str = ""
+    scenario: str = ""
+    example_dialogue: str = ""  # lines like "{{user}}: hi\n{{char}}: hello"
+    # Everything else a V2 card held (creator, tags, alternate greetings, ...), kept
+    # so that exporting gives back the card that was imported.
+    card: dict[str, Any] = field(default_factory=dict)
+    shipped: bool = field(default=False, compare=False)  # from Hearth's characters/
+    avatar_path: Path | None = field(default=None, compare=False)
+
+    def fill(self, text: str, user_name: str = DEFAULT_USER_NAME) -> str:
+        """Cards write the names as {{char}} and {{user}} (older ones <BOT>, <USER>)."""
+        text = _CHAR_TAG.sub(lambda _: self.name, text)
+        return _USER_TAG.sub(lambda _: user_name, text)
+
+    def persona(self, user_name: str = DEFAULT_USER_NAME) -> str:
+        """The fixed text that tells the model who it plays."""
+        parts = [self.context.strip()]
+        if self.personality.strip():
+            parts.append(f"{self.name}'s personality: {self.personality.strip()}")
+        if self.scenario.strip():
+            parts.append(f"Scenario: {self.scenario.strip()}")
+        return self.fill("\n\n".join(p for p in parts if p), user_name)
+
+    def examples(self, user_name: str = DEFAULT_USER_NAME) -> str:
+        """Example dialogue without the <START> separators cards use."""
+        lines = [ln for ln in self.example_dialogue.splitlines() if ln.strip().upper() != "<START>"]
+        return self.fill("\n".join(lines).strip(), user_name)
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k not in ("shipped", "avatar_path")}
+        return {k: v for k, v in data.items() if v not in ("", {}, None) or k == "name"}
+
+
+_CHAR_TAG = re.compile(r"\{\{char\}\}|<BOT>", re.IGNORECASE)
+_USER_TAG = re.compile(r"\{\{user\}\}|<USER>", re.IGNORECASE)
+
+
+def character_from_mapping(data: Any) -> Character:
+    if not isinstance(data, dict):
+        raise CharacterError("a character file must be a mapping of fields")
+    name = data.get("name")
+    if not isinstance(name, str):
+        raise CharacterError("the character has no name")
+    try:
+        name = check_name(name, "character name")
+    except InvalidName as e:
+        raise CharacterError(str(e)) from None
+    values = {}
+    for key in TEXT_FIELDS:
+        value = data.get(key, "")
+        if value is None:
+            value = ""
+        if not isinstance(value, (str, int, float)):
+            raise CharacterError(f"the character's {key} must be text")
+        values[key] = str(value)
+    card = data.get("card") or {}
+    if not isinstance(card, dict):
+        raise CharacterError("the character's card section must be a mapping")
+    return Character(name=name, card=card, **values)
+
+
+class CharacterStore:
+    def __init__(self, shipped_dir: Path, user_dir: Path):
+        self.shipped_dir = Path(shipped_dir)
+        self.user_dir = Path(user_dir)
+        self._lock = threading.Lock()
+
+    def _files(self) -> dict[str, tuple[Path, bool]]:
+        """name -> (file, shipped); the user's own win over shipped ones."""
+        found: dict[str, tuple[Path, bool]] = {}
+        for folder, shipped in ((self.shipped_dir, True), (self.user_dir, False)):
+            if folder.is_dir():
+                for path in sorted(folder.glob("*.yaml")):
+                    found[path.stem] = (path, shipped)
+        return found
+
+    def names(self) -> list[str]:
+        return sorted(self._files(), key=str.casefold)
+
+    def exists(self, name: str) -> bool:
+        return name in self._files()
+
+    def load(self, name: str) -> Character:
+        import yaml
+
+        entry = self._files().get(name)
+        if entry is None:
+            raise CharacterError(f"no character named {name!r}")
+        path, shipped = entry
+        if path.stat().st_size > MAX_CHARACTER_FILE_BYTES:
+            raise CharacterError(f"{path.name} is too large to be a character file")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise CharacterError(f"{path.name} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if isinstance(data, dict) and not data.get("name"):
+            data = {**data, "name": name}
+        character = character_from_mapping(data)
+        character.name = name  # the file name is the identity, whatever the file says
+        character.shipped = shipped
+        avatar = path.with_suffix(".png")
+        character.avatar_path = avatar if avatar.is_file() else None
+        return character
+
+    def save(self, character: Character, avatar_png: bytes | None = None) -> Character:
+        """Write the character (and its avatar) to the user's folder."""
+        import yaml
+
+        try:
+            name = check_name(character.name, "character name")
+        except InvalidName as e:
+            raise CharacterError(str(e)) from None
+        character.name = name
+        text = yaml.safe_dump(character.to_yaml_dict(), allow_unicode=True, sort_keys=False,
+                              width=100)
+        target = self.user_dir / f"{name}.yaml"
+        with self._lock:
+            if avatar_png is None and character.avatar_path and character.avatar_path.is_file() \
+                    and character.avatar_path != target.with_suffix(".png"):
+                avatar_png = character.avatar_path.read_bytes()  # a shipped avatar, or a rename
+            if avatar_png is not None:
+                write_bytes_atomic(target.with_suffix(".png"), avatar_png)
+            write_text_atomic(target, text)
+        log.info("saved character %s", name)
+        return self.load(name)
+
+    def delete(self, name: str) -> None:
+        entry = self._files().get(name)
+        if entry is None:
+            raise CharacterError(f"no character named {name!r}")
+        path, shipped = entry
+        if shipped:
+            raise CharacterError(f"{name} ships with Hearth and cannot be deleted")
+        with self._lock:
+            path.unlink(missing_ok=True)
+            path.with_suffix(".png").unlink(missing_ok=True)
+
+    def import_card(self, png: bytes) -> Character:
+        """Import a V2 character card. Everything is checked before anything is
+        written; a name that is taken gets a " (2)" suffix rather than replacing."""
+        from webui.character_cards import import_card
+
+        character, avatar = import_card(png)
+        character.name = self.free_name(character.name)
+        return self.save(character, avatar)
+
+    def free_name(self, name: str) -> str:
+        """`name`, or `name (2)`, `name (3)`... whichever is not taken yet."""
+        taken = set(self._files())
+        if name not in taken:
+            return name
+        for i in range(2, 1000):
+            candidate = f"{name[:MAX_NAME_SUFFIX_ROOM]} ({i})"
+            if candidate not in taken:
+                return candidate
+        raise CharacterError(f"too many characters named {name!r}")
+
+
+MAX_NAME_SUFFIX_ROOM = 58  # leaves room for " (999)" within the 64-character limit
