@@ -241,3 +241,28 @@ def check_complete(path: str | os.PathLike) -> GGUFHeader:
             "(an interrupted download? download it again)"
         )
     return header
+
+
+def read_metadata_prefix(data: bytes) -> GGUFHeader:
+    """The metadata keys that lie wholly inside `data`, the first bytes of a GGUF file
+    (say, an HTTP range request's answer). Writers put the architecture, layer count,
+    attention shape and file type before the tokenizer's long arrays, so a few hundred
+    KiB tell the quantization and the KV-cache size without downloading the model."""
+    import io
+
+    r = _Reader(io.BytesIO(data))
+    if r.read(4) != GGUF_MAGIC:
+        raise GGUFError(f"not a GGUF file (it starts with {data[:4]!r}, not b'GGUF')")
+    version = r.scalar("<I")
+    if version not in (2, 3):
+        raise GGUFError(f"unsupported GGUF version {version}")
+    r.scalar("<Q")  # tensor count: the tensors come after the metadata we may not have
+    n_kv = r.scalar("<Q")
+    metadata: dict[str, Any] = {}
+    try:
+        for _ in range(min(n_kv, 1 << 24)):
+            key = r.string()
+            metadata[key] = r.value(r.scalar("<I"))
+    except GGUFError:
+        pass  # the prefix ends here; what was read is whole
+    return GGUFHeader(version=version, metadata=metadata)

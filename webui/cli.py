@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hearth",
         description="Hearth: run large language models on your own machine, in your browser.",
+        epilog="Download a model: hearth download ORG/REPO [--include PATTERN] [--revision REV] "
+               "(see hearth download --help).",
     )
     parser.add_argument("--version", action="version", version=f"hearth {__version__}")
     server = parser.add_argument_group("server")
@@ -137,6 +139,11 @@ def check_network_safety(settings: ServerSettings) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["download"]:
+        from webui.download_cli import main as download_main  # huggingface_hub only from here
+
+        return download_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     settings = settings_from_args(args)

@@ -6,6 +6,7 @@ import gradio as gr
 
 from webui.core import Hearth
 from webui.ui import chat_tab, model_tab, parameters_tab
+from webui.ui import download_tab
 from webui.ui.session import BrowserSession
 
 CSS = """
@@ -22,6 +23,9 @@ def build_ui(hearth: Hearth) -> gr.Blocks:
             params = parameters_tab.layout()
         with gr.Tab("Model", id="model") as model_tab_block:
             model = model_tab.layout(hearth, model_tab_block)
+        with gr.Tab("Download", id="download") as download_tab_block:
+            download = download_tab.layout(download_tab_block)
         chat_tab.wire(hearth, chat, session, params)
         model_tab.wire(hearth, model, params)
+        download_tab.wire(hearth, download, model.model)
     return demo

@@ -26,6 +26,7 @@ class ModelTab:
     unload: gr.Button
     status: gr.Markdown
     tab: gr.Tab
+    fit: gr.Markdown | None = None  # will-it-fit for the chosen model (webui.fit)
 
 
 def status_text(hearth: Hearth) -> str:
@@ -48,6 +49,7 @@ def layout(hearth: Hearth, tab: gr.Tab) -> ModelTab:
                             label="Model", info="The built-in model, or a file or folder in models/",
                             scale=6, allow_custom_value=True, elem_id="model-choice")
         refresh = gr.Button("🔄 Refresh", scale=1, size="sm")
+    fit_line = gr.Markdown(elem_id="model-fit")
     first = current.loader if current else loaders.names()[0]
     loader = gr.Dropdown(choices=loaders.names(), value=first, label="Loader", elem_id="model-loader")
     groups, options = {}, {}
@@ -60,7 +62,7 @@ def layout(hearth: Hearth, tab: gr.Tab) -> ModelTab:
         load = gr.Button("Load", variant="primary", elem_id="model-load")
         unload = gr.Button("Unload", elem_id="model-unload")
     status = gr.Markdown(status_text(hearth), elem_id="model-status")
-    return ModelTab(model, refresh, loader, groups, options, load, unload, status, tab)
+    return ModelTab(model, refresh, loader, groups, options, load, unload, status, tab, fit_line)
 
 
 def wire(hearth: Hearth, tab: ModelTab, params: dict[str, Any]) -> None:
@@ -99,6 +101,24 @@ def wire(hearth: Hearth, tab: ModelTab, params: dict[str, Any]) -> None:
     tab.unload.click(unload, None, [tab.status], concurrency_limit=1)
     tab.refresh.click(refresh, None, [tab.model], queue=False)
     tab.tab.select(lambda: status_text(hearth), None, [tab.status], queue=False)
+    _wire_fit(hearth, tab)
+
+
+def _wire_fit(hearth: Hearth, tab: ModelTab) -> None:
+    """Show the chosen model's memory estimate; propose n_gpu_layers from it on a GPU."""
+    from webui.local_models import fit_proposal
+
+    llama = tab.options.get("llama.cpp", {})
+    n_ctx, gpu_layers = llama.get("n_ctx"), llama.get("n_gpu_layers")
+    if tab.fit is None or n_ctx is None or gpu_layers is None:
+        return
+
+    def show_fit(label: str, ctx):
+        text, layers = fit_proposal(hearth.resolve_model(label) if label else None, int(ctx or 0))
+        return text, gr.update(value=layers) if layers is not None else gr.skip()
+
+    for event in (tab.model.change, n_ctx.change, tab.tab.select):
+        event(show_fit, [tab.model, n_ctx], [tab.fit, gpu_layers], queue=False)
 
 
 def _supported(hearth: Hearth):
