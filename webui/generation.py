@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
@@ -20,6 +21,8 @@ from webui.model_manager import ModelManager
 from webui.stop_strings import StopMatcher
 
 log = logging.getLogger(__name__)
+
+RECENT_STATS = 200  # finished replies whose stats the engine keeps
 
 
 @dataclass
@@ -31,6 +34,7 @@ class GenerationStats:
     generation_seconds: float = 0.0  # first token -> last token
     queued_seconds: float = 0.0
     finish_reason: str = "stop"  # "stop" (end of text or a stop string), "length", "cancelled"
+    context_length: int = 0  # the model's context when this ran (the stats extension plots its use)
 
     @property
     def prompt_tokens_per_second(self) -> float:
@@ -125,6 +129,8 @@ class GenerationEngine:
         self.manager = manager
         self._jobs: "queue.Queue[GenerationJob | None]" = queue.Queue()
         self.last_stats: GenerationStats | None = None  # the latest finished reply's
+        # The latest finished replies, oldest first (the stats extension plots them).
+        self.recent_stats: deque[GenerationStats] = deque(maxlen=RECENT_STATS)
         self._worker = threading.Thread(target=self._run, name="hearth-generation", daemon=True)
         self._worker.start()
 
@@ -158,6 +164,7 @@ class GenerationEngine:
             else:
                 if stats.completion_tokens:
                     self.last_stats = stats
+                    self.recent_stats.append(stats)
                 job.emit(Finished(stats))
 
     def _generate(self, job: GenerationJob) -> GenerationStats:
@@ -167,6 +174,7 @@ class GenerationEngine:
             model = loaded.model
             ids = model.encode(job.prompt) if isinstance(job.prompt, str) else list(job.prompt)
             stats.prompt_tokens = len(ids)
+            stats.context_length = model.context_length
             if len(ids) >= model.context_length:
                 raise GenerationError(f"the prompt is {len(ids)} tokens but the context holds "
                                       f"{model.context_length}; shorten it or raise n_ctx")
