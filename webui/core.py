@@ -10,7 +10,7 @@ from loaders.params import GenerationParams
 from webui.chat import ChatRequest, Message, chat_prompt
 from webui.default_model import DEFAULT_MODEL_NAME, default_model_path
 from webui.generation import GenerationEngine, GenerationJob
-from webui.model_manager import LoadedModel, ModelManager
+from webui.model_manager import LoadedModel, ModelManager, NoModelLoaded
 from webui.characters import CharacterStore
 from webui.context import TokenCounters
 from webui.histories import HistoryStore
@@ -83,9 +83,14 @@ class Hearth:
 
     def chat(self, messages: Sequence[Message], params: GenerationParams,
              system_prompt: str = "") -> GenerationJob:
-        with self.models.use() as loaded:
-            template = loaded.model.chat_template
-        return self.engine.submit(chat_prompt(template, messages, system_prompt), params)
+        # Not models.use(): that lock is held for a whole generation, and waiting on
+        # it here would keep this request out of the FIFO queue until the running
+        # reply ends (then requests race for the lock in no order). The template is
+        # an immutable string; the worker checks the model again when it runs.
+        loaded = self.models.current
+        if loaded is None:
+            raise NoModelLoaded("no model is loaded: load one in the Model tab")
+        return self.engine.submit(chat_prompt(loaded.model.chat_template, messages, system_prompt), params)
 
     def chat_turn(self, request: ChatRequest, params: GenerationParams) -> GenerationJob:
         """A reply in any chat mode (chat, chat-instruct, instruct), the history fitted to
