@@ -7,6 +7,7 @@ source scripts/setup.sh
 ensure_venv
 ensure_llama_cpp
 ensure_hearth "test"
+ensure_torch_backends
 ensure_chromium
 mkdir -p test-artifacts
 exec "$VENV/bin/python" -m pytest "${@:-tests}"

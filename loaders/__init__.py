@@ -1,5 +1,8 @@
 """Backends behind one interface. Imports nothing from webui."""
 from loaders import llamacpp  # noqa: F401  (registers itself)
+# Registration order is detection order (registry.detect returns the first match):
+# GGUF -> llama.cpp, EXL2 -> ExLlamaV2, GPTQ -> GPTQ, plain safetensors -> Transformers.
+from loaders import exllamav2, gptq, transformers  # noqa: F401,E402  (register themselves)
 from loaders import remote  # noqa: F401  (registers itself)
 from loaders.base import GenerationError, LoadError, Loader, Model
 from loaders.fields import SettingError

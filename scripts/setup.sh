@@ -60,6 +60,20 @@ ensure_hearth() {
     touch "$stamp"
 }
 
+# The Transformers and GPTQ backends, and gguf, which Transformers reads the built-in
+# GGUF with to make the loader tests' models (tests/model_factory.py builds them in the
+# pytest session and caches them under $CACHE/test-models). torch 2.14.1: the newest
+# release pip may take here (/etc/xdg/pip caps it), and it lies on this machine's disk.
+ensure_torch_backends() {
+    local stamp
+    stamp="$VENV/.torch-backends-$(sha256sum < "$HEARTH_ROOT/pyproject.toml" | cut -c1-12)"
+    if [ -f "$stamp" ]; then return; fi
+    say "installing PyTorch 2.14.1, Transformers and GPTQModel for the loader tests (once; several GB)"
+    "$VENV/bin/pip" install --quiet -e "$HEARTH_ROOT[transformers,gptq]" "torch==2.14.1" "gguf>=0.10"
+    rm -f "$VENV"/.torch-backends-*
+    touch "$stamp"
+}
+
 ensure_chromium() {
     if command -v chromium >/dev/null 2>&1; then return; fi
     say "installing Debian's chromium for the browser tests"

