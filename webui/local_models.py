@@ -160,28 +160,35 @@ def estimate_for(path: Path, n_ctx: int) -> Estimate | None:
 
 
 def delete(models_dir: Path, label: str, loaded_path: Path | None = None) -> str:
-    """Delete one model (its split parts with it, or its folder); the repo folder goes
+    """Delete one model: a GGUF file with its split parts, or a weights folder's own
+    files (not the GGUF files or model folders beside or under it). The repo folder goes
     too once no model is left in it. Only ever inside models/, never through a link."""
     models_dir = Path(models_dir)
-    found = {m_label: path for m_label, path in model_entries(models_dir)}
+    found = dict(model_entries(models_dir))
     if label not in found:
         raise HubError(f"no model {label!r} in {models_dir}")
     path = found[label]
     root = os.path.abspath(models_dir)
     if os.path.commonpath([root, os.path.abspath(path)]) != root or os.path.abspath(path) == root:
         raise HubError(f"refusing to delete {path}: it is not inside {models_dir}")
+    if path.is_symlink():
+        doomed = [path]
+    elif path.is_file():
+        doomed = _split_parts(path)
+    else:
+        doomed = [p for p in sorted(path.iterdir()) if (p.is_file() or p.is_symlink())
+                  and p.suffix.lower() != ".gguf" and p.name != RECORD_FILE]
     if loaded_path is not None:
         loaded = os.path.abspath(loaded_path)
-        if loaded == os.path.abspath(path) or loaded.startswith(os.path.abspath(path) + os.sep):
+        if loaded == os.path.abspath(path) or loaded in {os.path.abspath(p) for p in doomed}:
             raise HubError(f"{label} is loaded: unload it in the Model tab first")
+    for p in doomed:
+        p.unlink()
     top = models_dir / label.split("/", 1)[0]
-    if path.is_symlink() or path.is_file():
-        for p in _split_parts(path) if not path.is_symlink() else [path]:
-            p.unlink()
-    else:
-        shutil.rmtree(path)
-    if top.is_dir() and not top.is_symlink() and top != path:
-        _forget(top, path)
+    if top.is_dir() and not top.is_symlink():
+        _forget(top, doomed)
+        if path.is_dir() and path != top and not any(path.iterdir()):
+            path.rmdir()
         if not _has_models(top):
             shutil.rmtree(top)
     _gguf_info.cache_clear()
@@ -193,22 +200,16 @@ def _has_models(folder: Path) -> bool:
     return any(True for _ in ggufs) or bool(_weight_dirs(folder))
 
 
-def _forget(top: Path, removed: Path) -> None:
+def _forget(top: Path, removed: list[Path]) -> None:
     """Drop the removed files from the download record, so they are fetched again if asked."""
     from webui.downloads import read_record, write_record
 
     record = read_record(top)
-    rel = removed.relative_to(top).as_posix()
-    kept = {k: v for k, v in record["files"].items() if not (k == rel or k.startswith(rel + "/")
-                                                             or _same_split(k, rel))}
+    gone = {p.relative_to(top).as_posix() for p in removed}
+    kept = {k: v for k, v in record["files"].items() if k not in gone}
     if kept != record["files"]:
         record["files"] = kept
         write_record(top, record)
-
-
-def _same_split(name: str, first_part: str) -> bool:
-    m1, m2 = _SPLIT_PART.search(name), _SPLIT_PART.search(first_part)
-    return bool(m1 and m2) and name[:m1.start()] == first_part[:m2.start()]
 
 
 def fit_proposal(path, n_ctx: int, machine=None) -> tuple[str, int | None]:

@@ -190,3 +190,43 @@ def test_a_download_in_the_background_reports_speed_and_eta(hub_env, tmp_path):
     assert all(p.eta_seconds is not None for p in moving)
     assert any(10e6 < p.speed < 200e6 for p in moving)
     assert "ETA" in moving[-1].line() and "/s" in moving[-1].line()
+
+
+def test_models_view_formats_and_deleting_one_model_keeps_the_others(hub_env, tmp_path, default_model):
+    models = tmp_path / "models"
+    download(MIXED_REPO, models_dir=models, include=["*.safetensors", "*.json", "README.md", "*q4_1.gguf",
+                                                      "gptq-4bit-128g/*", "exl2-4.0bpw/*"])
+    folder = MIXED_REPO.replace("/", "_")
+    found = {m.label: m for m in scan(models)}
+    assert {label: (m.format, m.quantization) for label, m in found.items()} == {
+        folder: ("safetensors", None),
+        f"{folder}/exl2-4.0bpw": ("EXL2", "4.0bpw"),
+        f"{folder}/gptq-4bit-128g": ("GPTQ", None),
+        f"{folder}/smollm2-135m-instruct-q4_1.gguf": ("GGUF", "Q4_1"),
+    }
+    assert found[f"{folder}/smollm2-135m-instruct-q4_1.gguf"].size_bytes == default_model.stat().st_size
+
+    delete(models, folder)  # the top-level safetensors model: its own files only
+    assert not (models / folder / "model-00001-of-00002.safetensors").exists()
+    assert not (models / folder / "config.json").exists()
+    assert (models / folder / "smollm2-135m-instruct-q4_1.gguf").is_file()
+    assert (models / folder / "gptq-4bit-128g" / "model.safetensors").is_file()
+    assert "config.json" not in read_record(models / folder)["files"]  # fetched again if asked
+    for label in (f"{folder}/smollm2-135m-instruct-q4_1.gguf", f"{folder}/gptq-4bit-128g"):
+        delete(models, label)
+        assert label not in {m.label for m in scan(models)}
+    assert (models / folder).is_dir()  # the EXL2 folder is still a model
+    delete(models, f"{folder}/exl2-4.0bpw")
+    assert not (models / folder).exists()  # nothing left: the repo folder goes
+
+
+def test_delete_never_follows_a_link_out_of_models(tmp_path, default_model):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "linked.gguf").symlink_to(default_model)
+    (local,) = scan(models)
+    assert local.format == "GGUF" and local.quantization == "Q4_1"
+    delete(models, "linked.gguf")
+    assert not (models / "linked.gguf").exists() and default_model.is_file()
+    with pytest.raises(Exception, match="no model"):
+        delete(models, "../models")
