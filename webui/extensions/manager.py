@@ -1,0 +1,357 @@
+"""The extensions registry: discovers extensions, switches them on and off, and
+calls their hooks. Core: no Gradio, no FastAPI (the UI and the server ask it for
+tabs and routers and mount them themselves).
+
+Fault isolation: every call into an extension (its import, setup and every hook)
+runs with a time limit and inside try/except. An extension that fails to import
+cannot be switched on; one that raises, returns the wrong type or hangs is
+switched off for this run, logged, and reported to the UI through the fault
+listeners; the request it was part of goes on without it. The user's own choice
+(extensions.json) is not changed by a fault, so a fixed extension comes back on
+at the next start.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+from webui.extensions.api import HOOKS, ExtensionContext, Message, ModelInfo, Prompt
+from webui.extensions.loading import Extension, check_module, find_extensions, import_script
+from webui.extensions.runner import HookTimeout, call_with_timeout
+from webui.extensions.store import ExtensionStore
+
+if TYPE_CHECKING:
+    from webui.core import Hearth
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+SHIPPED_EXTENSIONS = REPO_ROOT / "extensions"
+HOOK_TIMEOUT_S = 10.0  # a text hook that takes longer is taken for hung
+SETUP_TIMEOUT_S = 120.0  # importing and setting up may load a model
+
+
+class ExtensionError(Exception):
+    """An extension cannot be switched on (one line, for the UI and the log)."""
+
+
+class _Skipped(Exception):
+    """A hook faulted; its extension is off now and the call goes on without it."""
+
+
+class ExtensionManager:
+    def __init__(self, hearth: "Hearth | None" = None, *, roots: Sequence[Path] | None = None,
+                 store: ExtensionStore | None = None, data_root: Path | None = None,
+                 timeout: float = HOOK_TIMEOUT_S, setup_timeout: float = SETUP_TIMEOUT_S):
+        self.hearth = hearth
+        self.roots = [Path(r) for r in (roots if roots is not None else [SHIPPED_EXTENSIONS])]
+        user_root = getattr(getattr(hearth, "user_data", None), "root", None)
+        self.store = store if store is not None else ExtensionStore(
+            Path(user_root) / "extensions.json" if user_root is not None else None)
+        self.data_root = Path(data_root or (Path(user_root) / "extension_data" if user_root else "user_data/extension_data"))
+        self.timeout = timeout
+        self.setup_timeout = setup_timeout
+        self._lock = threading.RLock()  # the registry and the order; held only briefly
+        self._switching = threading.Lock()  # held while an extension is switched on or off
+        self._extensions: dict[str, Extension] = {}
+        self._order: list[str] = []  # enabled extensions, in the order their hooks run
+        self._contexts: dict[str, ExtensionContext] = {}
+        self._fault_listeners: list[Callable[[str, str], None]] = []
+        self.discovered = False
+
+    # --- discovery ----------------------------------------------------------------------
+    def discover(self, extra_roots: Iterable[Path] = ()) -> list[Extension]:
+        """Import every extension found (once each); a broken one is listed with its error."""
+        with self._lock:
+            for root in extra_roots:
+                if Path(root) not in self.roots:
+                    self.roots.append(Path(root))
+            for name, folder in find_extensions(self.roots):
+                if name not in self._extensions:
+                    self._extensions[name] = self._import(name, folder)
+            self.discovered = True
+            return self.list()
+
+    def _import(self, name: str, folder: Path) -> Extension:
+        ext = Extension(name, folder)
+        try:
+            module = call_with_timeout(import_script, (name, folder), self.setup_timeout, f"{name}.import")
+        except HookTimeout as e:
+            ext.error = f"importing script.py {e}"
+        except Exception as e:
+            ext.error = f"importing script.py failed: {_one_line(e)}"
+            log.error("extension %s: %s", name, ext.error, exc_info=e)
+        else:
+            problem = check_module(ext, module)
+            if problem:
+                ext.error = problem
+            else:
+                ext.module = module
+        if ext.error:
+            log.error("extension %s cannot be loaded: %s", name, ext.error)
+        return ext
+
+    def start(self, names: Sequence[str] = (), extra_roots: Iterable[Path] = ()) -> list[str]:
+        """At server start: discover, then switch on the extensions named on the command
+        line (for this run) and those the user switched on before. Returns one line per
+        extension that could not be switched on (also logged)."""
+        self.discover(extra_roots)
+        problems = []
+        wanted = list(dict.fromkeys([*names, *self.store.enabled()]))
+        for name in wanted:
+            try:
+                self.enable(name, persist=False)
+            except ExtensionError as e:
+                problems.append(str(e))
+                log.error("%s", e)
+        return problems
+
+    # --- state ----------------------------------------------------------------------------
+    def list(self) -> list[Extension]:
+        with self._lock:
+            return sorted(self._extensions.values(), key=lambda e: e.name)
+
+    def get(self, name: str) -> Extension:
+        with self._lock:
+            ext = self._extensions.get(name)
+        if ext is None:
+            known = ", ".join(sorted(self._extensions)) or "none found"
+            raise ExtensionError(f"no extension named {name!r} (found: {known})")
+        return ext
+
+    def enabled(self) -> list[Extension]:
+        with self._lock:
+            return [self._extensions[n] for n in self._order]
+
+    def is_enabled(self, name: str) -> bool:
+        ext = self._extensions.get(name)
+        return ext is not None and ext.enabled
+
+    def context(self, name: str) -> ExtensionContext:
+        with self._lock:
+            ctx = self._contexts.get(name)
+            if ctx is None:
+                ctx = ExtensionContext(name, self.data_root / name, self.store, _App(self.hearth))
+                self._contexts[name] = ctx
+            return ctx
+
+    def enable(self, name: str, persist: bool = True) -> Extension:
+        ext = self.get(name)
+        if not ext.loadable:
+            raise ExtensionError(f"extension {name} cannot be switched on: {ext.error}")
+        # One switch at a time; hooks never wait on this lock, so a slow setup()
+        # does not hold up anyone's chat.
+        with self._switching:
+            if not ext.enabled:
+                ext.error = None
+                if not ext.ready and "setup" in ext.hooks:
+                    try:
+                        self._call(ext, "setup", self.context(name), timeout=self.setup_timeout)
+                    except _Skipped:
+                        raise ExtensionError(f"extension {name} could not be switched on: {ext.error}") from None
+                ext.ready = True
+                with self._lock:
+                    ext.enabled = True
+                    self._order.append(name)
+                log.info("extension %s is on", name)
+            if persist:
+                self.store.set_enabled(name, True)
+        return ext
+
+    def disable(self, name: str, persist: bool = True) -> Extension:
+        ext = self.get(name)
+        with self._switching:
+            was_on = ext.enabled
+            self._switch_off(ext)
+            if persist:
+                self.store.set_enabled(name, False)
+            if was_on and ext.ready and "teardown" in ext.hooks:
+                try:
+                    self._call(ext, "teardown", self.context(name))
+                except _Skipped:
+                    pass
+            ext.ready = False
+        log.info("extension %s is off", name)
+        return ext
+
+    def _switch_off(self, ext: Extension) -> None:
+        with self._lock:
+            ext.enabled = False
+            if ext.name in self._order:
+                self._order.remove(ext.name)
+
+    # --- faults -----------------------------------------------------------------------------
+    def add_fault_listener(self, listener: Callable[[str, str], None]) -> None:
+        """listener(extension name, one-line message), called in the thread whose
+        request met the fault (so a UI can tell that user)."""
+        with self._lock:
+            if listener not in self._fault_listeners:
+                self._fault_listeners.append(listener)
+
+    def _fault(self, ext: Extension, message: str, error: BaseException | None = None) -> None:
+        ext.error = message
+        self._switch_off(ext)
+        ext.ready = False  # a hung or broken setup must run again before the next use
+        log.error("extension %s was switched off: %s", ext.name, message, exc_info=error)
+        for listener in list(self._fault_listeners):
+            try:
+                listener(ext.name, message)
+            except Exception:  # a listener's failure is no reason to fail the request
+                log.exception("fault listener failed")
+
+    def _call(self, ext: Extension, hook: str, *args: Any, timeout: float | None = None) -> Any:
+        fn = ext.hooks[hook]
+        try:
+            value = call_with_timeout(fn, args, timeout or self.timeout, f"{ext.name}.{hook}")
+        except HookTimeout as e:
+            self._fault(ext, f"{hook} {e}")
+            raise _Skipped from None
+        except Exception as e:
+            self._fault(ext, f"{hook} raised {_one_line(e)}", e)
+            raise _Skipped from None
+        spec = HOOKS[hook]
+        if not spec.check(value):
+            self._fault(ext, f"{hook} returned {type(value).__name__}; it must return {spec.returns}")
+            raise _Skipped
+        return value
+
+    def _active(self, hook: str) -> list[Extension]:
+        with self._lock:
+            return [self._extensions[n] for n in self._order if hook in self._extensions[n].hooks]
+
+    # --- hooks ------------------------------------------------------------------------------
+    def modify_input(self, text: str) -> str:
+        """The user's chat message, before it is saved to the history."""
+        for ext in self._active("modify_input"):
+            try:
+                text = self._call(ext, "modify_input", text, self.context(ext.name))
+            except _Skipped:
+                pass
+        return text
+
+    def modify_prompt(self, prompt: Prompt) -> Prompt:
+        """What the model will see. Each hook works on a copy, so one that fails half
+        way leaves nothing half-done behind."""
+        for ext in self._active("modify_prompt"):
+            draft = _copy(prompt)
+            try:
+                result = self._call(ext, "modify_prompt", draft, self.context(ext.name))
+            except _Skipped:
+                continue
+            prompt = result if result is not None else draft
+        return prompt
+
+    def chat_prompt(self, messages: Sequence[Message], system_prompt: str = "") -> Prompt:
+        return self.modify_prompt(Prompt("chat", [dict(m) for m in messages], system_prompt or ""))
+
+    def completion_prompt(self, text: str) -> Prompt:
+        return self.modify_prompt(Prompt("completion", text=text))
+
+    def modify_output(self, text: str, prompt: Prompt | None = None) -> str:
+        """A finished reply, before it is shown for good and saved."""
+        active = self._active("modify_output")
+        if not active:
+            return text
+        prompt = prompt if prompt is not None else Prompt("chat")
+        for ext in active:
+            try:
+                text = self._call(ext, "modify_output", text, _copy(prompt), self.context(ext.name))
+            except _Skipped:
+                pass
+        return text
+
+    def model_loaded(self, loaded: Any) -> None:
+        """After a model loaded (Model tab, API, command line)."""
+        active = self._active("on_model_load")
+        if not active:
+            return
+        info = ModelInfo(loaded.name, loaded.loader, str(loaded.path), loaded.model.context_length)
+        for ext in active:
+            try:
+                self._call(ext, "on_model_load", info, self.context(ext.name))
+            except _Skipped:
+                pass
+
+    # --- faces: the UI and the server call these ------------------------------------------
+    def with_hook(self, hook: str) -> list[Extension]:
+        """Every loadable extension that defines `hook`, on or off (tabs and routes are
+        built once at start and shown only while their extension is on)."""
+        return [e for e in self.list() if e.loadable and hook in e.hooks]
+
+    def build_tab(self, ext: Extension, tab: Any) -> bool:
+        """Call ui_tab inside the caller's open Gradio tab `tab`, in the caller's
+        thread (Gradio collects components per thread). False if it failed."""
+        ctx = self.context(ext.name)
+        ctx.tab = tab
+        try:
+            ext.hooks["ui_tab"](ctx)
+        except Exception as e:
+            self._fault(ext, f"ui_tab raised {_one_line(e)}", e)
+            return False
+        finally:
+            ctx.tab = None
+        return True
+
+    def router(self, ext: Extension) -> Any | None:
+        try:
+            return self._call(ext, "api_router", self.context(ext.name))
+        except _Skipped:
+            return None
+
+    def route_failed(self, name: str, error: BaseException) -> None:
+        """An extension's API route raised: switch it off like any other fault."""
+        ext = self._extensions.get(name)
+        if ext is not None:
+            self._fault(ext, f"an API route raised {_one_line(error)}", error)
+
+
+class _App:
+    """What ExtensionContext may ask of the app."""
+
+    def __init__(self, hearth: "Hearth | None"):
+        self.hearth = hearth
+
+    def _need(self) -> "Hearth":
+        if self.hearth is None:
+            from loaders.base import LoadError
+
+            raise LoadError("no model is loaded: load one in the Model tab")
+        return self.hearth
+
+    def model(self) -> ModelInfo | None:
+        loaded = self.hearth.models.current if self.hearth is not None else None
+        if loaded is None:
+            return None
+        return ModelInfo(loaded.name, loaded.loader, str(loaded.path), loaded.model.context_length)
+
+    def tokenize(self, text: str) -> list[int]:
+        with self._need().models.use() as loaded:
+            return list(loaded.model.encode(text))
+
+    def generate(self, prompt, params=None):
+        from loaders.params import GenerationParams
+
+        if params is None:
+            params = GenerationParams()
+        elif not isinstance(params, GenerationParams):
+            params = GenerationParams.from_mapping(params)
+        return self._need().engine.submit(prompt if isinstance(prompt, str) else list(prompt), params)
+
+    def recent_replies(self) -> list[Any]:
+        if self.hearth is None:
+            return []
+        return list(self.hearth.engine.recent_stats)
+
+
+def _copy(prompt: Prompt) -> Prompt:
+    return Prompt(prompt.kind, [dict(m) for m in prompt.messages], prompt.system_prompt, prompt.text,
+                  list(prompt.quotes), dict(prompt.notes))
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
