@@ -141,6 +141,8 @@ class HFModel:
         from transformers.generation.streamers import BaseStreamer
 
         prompt_ids = list(prompt_ids)
+        if not prompt_ids:  # this tokenizer adds no BOS: there is nothing to continue
+            raise GenerationError("the prompt is empty")
         room = self.context_length - len(prompt_ids)
         if room < 1:
             raise GenerationError(f"the prompt is {len(prompt_ids)} tokens; the context holds {self.context_length}")
