@@ -5,8 +5,10 @@ endpoints that `huggingface_hub` calls to list a repo and download its files:
 
   GET       /api/models/{repo_id}[/revision/{rev}]    repo info: commit, gated, and every
                                                       file with size, git blob id, LFS sha256
-  HEAD, GET /{repo_id}/resolve/{rev}/{path}           the file's bytes, with Range requests,
+  HEAD, GET /{repo_id}/resolve/{rev}/{path}           small files: their bytes; LFS files: a
+                                                      redirect to a "CDN" on another origin;
                                                       X-Repo-Commit, ETag / X-Linked-Etag
+  GET       http://localhost:PORT/cdn/{key}           the LFS file's bytes, with Range requests
 
 with the Hub's error headers (X-Error-Code: RepoNotFound, RevisionNotFound,
 EntryNotFound, GatedRepo), so `huggingface_hub` raises its own exceptions. Point it
@@ -85,7 +87,9 @@ class HubStandin:
     def __init__(self) -> None:
         self.repos: dict[str, StandinRepo] = {}
         self.faults: dict[tuple[str, str], Fault] = {}
-        self.requests: list[dict] = []
+        self.requests: list[dict] = []  # every request
+        self.served: list[dict] = []    # every response that carried file bytes
+        self._cdn: dict[str, tuple] = {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server = None
@@ -104,8 +108,9 @@ class HubStandin:
     def clear_faults(self) -> None:
         self.faults.clear()
 
-    def ranges_requested(self, path_suffix: str) -> list[str | None]:
-        return [r["range"] for r in self.requests if r["method"] == "GET" and r["path"].endswith(path_suffix)]
+    def ranges_requested(self, path: str) -> list[str | None]:
+        """The Range header of each download of that file (None: from the start)."""
+        return [r["range"] for r in self.served if r["path"] == path]
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> "HubStandin":
@@ -174,6 +179,13 @@ class HubStandin:
                     "gated": "manual" if repo.gated else False, "tags": [], "downloads": 0,
                     "likes": 0, "lastModified": "2025-01-01T00:00:00.000Z", "siblings": siblings}
 
+        @app.api_route("/cdn/{key}", methods=["GET", "HEAD"])
+        def cdn(key: str, request: Request):
+            if key not in standin._cdn:
+                return Response(status_code=404)
+            repo_id, name, f = standin._cdn[key]
+            return serve(request, repo_id, name, f, {"Accept-Ranges": "bytes", "ETag": f'"{f.digests()[0]}"'})
+
         @app.api_route("/{repo_path:path}", methods=["GET", "HEAD"])
         def resolve(repo_path: str, request: Request):
             if "/resolve/" not in repo_path:
@@ -192,11 +204,20 @@ class HubStandin:
             if f is None:
                 return error(404, "EntryNotFound", f"{name} does not exist on \"{rev}\"")
             sha256, blob = f.digests()
-            size = f.size
             headers = {"X-Repo-Commit": repo.commit, "Accept-Ranges": "bytes",
                        "ETag": f'"{sha256 if f.lfs else blob}"'}
             if f.lfs:
-                headers.update({"X-Linked-Etag": f'"{sha256}"', "X-Linked-Size": str(size)})
+                # As on the Hub: LFS files redirect to a CDN on another origin (here
+                # "localhost" rather than "127.0.0.1"), which must not receive the token.
+                key = hashlib.sha256(f"{repo_id}/{name}".encode()).hexdigest()
+                standin._cdn[key] = (repo_id, name, f)
+                headers.update({"X-Linked-Etag": f'"{sha256}"', "X-Linked-Size": str(f.size),
+                                "Location": f"http://localhost:{standin.port}/cdn/{key}"})
+                return Response(status_code=302, headers=headers)
+            return serve(request, repo_id, name, f, headers)
+
+        def serve(request: Request, repo_id: str, name: str, f: StandinFile, headers: dict) -> Response:
+            size = f.size
             start, end = 0, size - 1
             status = 200
             m = re.fullmatch(r"bytes=(\d+)-(\d*)", request.headers.get("range", ""))
@@ -210,6 +231,8 @@ class HubStandin:
             headers["Content-Length"] = str(end - start + 1)
             if request.method == "HEAD":
                 return Response(status_code=status, headers=headers)
+            standin.served.append({"repo": repo_id, "path": name, "range": request.headers.get("range"),
+                                   "auth": request.headers.get("authorization"), "host": request.url.hostname})
             fault = standin.faults.get((repo_id, name))
             return StreamingResponse(standin._body(f.source, start, end, fault), status_code=status,
                                      headers=headers, media_type="application/octet-stream")
@@ -349,4 +372,5 @@ def hub_env(hub, monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-stored-token"))
     hub.clear_faults()
     hub.requests.clear()
+    hub.served.clear()
     return hub

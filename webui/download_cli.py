@@ -3,7 +3,7 @@ the command line, with a progress bar (speed and ETA) on stderr."""
 from __future__ import annotations
 
 import argparse
-import os
+import shutil
 import sys
 import time
 
@@ -63,7 +63,7 @@ class ProgressBar:
         bar = "█" * filled + "░" * (self.width - filled)
         text = f"[{bar}] {p.line()}"
         if self.tty:
-            cols = max(os.get_terminal_size(self.stream.fileno()).columns - 1, 20)
+            cols = max(shutil.get_terminal_size((100, 24)).columns - 1, 40)
             self.stream.write("\r" + text[:cols].ljust(cols))
             if p.phase == "done":
                 self.stream.write("\n")

@@ -208,7 +208,7 @@ def verdict(est: Estimate, machine: Machine) -> Verdict:
             if in_ram <= machine.free_ram_bytes:
                 return Verdict("partial", f"fits with {on_gpu} of {n} layers on the GPU", on_gpu)
     if total <= machine.free_ram_bytes:
-        return Verdict("ram", "fits in RAM only" if machine.gpus else "fits in RAM", 0)
+        return Verdict("ram", "fits in RAM only", 0)
     return Verdict("none", "does not fit", 0)
 
 
@@ -225,7 +225,7 @@ def human_bytes(n: float) -> str:
 
 
 def summary(est: Estimate, machine: Machine) -> str:
-    """One line: '≈ 180.4 MB at 2,048 tokens (weights 98.4 MB + KV 47.2 MB + 34.9 MB): fits in RAM'."""
+    """One line: '≈ 190.1 MB at 2,048 tokens (weights 98.4 MB + KV cache 47.2 MB + runtime 44.6 MB): fits in RAM only'."""
     v = verdict(est, machine)
     return (f"≈ {human_bytes(est.total_bytes)} at {est.n_ctx:,} tokens (weights "
             f"{human_bytes(est.weights_bytes)} + KV cache {human_bytes(est.kv_bytes)} + runtime "

@@ -70,7 +70,7 @@ def test_download_verifies_and_the_model_loads(hub_env, tmp_path, default_model,
     assert any(p.phase == "verifying" for p in seen)
 
     # Asking again downloads nothing: the verified file is already there.
-    hub_env.requests.clear()
+    hub_env.served.clear()
     again = download(SMOLLM_REPO, models_dir=models, names=[SMOLLM_FILE])
     assert again.already_there == [SMOLLM_FILE] and hub_env.ranges_requested(SMOLLM_FILE) == []
 
@@ -123,7 +123,7 @@ def test_a_download_that_keeps_failing_stops_and_resumes_next_time(hub_env, tmp_
     assert 0 < kept <= 10 << 20 and not (tmp_path / FOLDER / SMOLLM_FILE).exists()
 
     hub_env.clear_faults()
-    hub_env.requests.clear()
+    hub_env.served.clear()
     download(SMOLLM_REPO, models_dir=tmp_path, names=[SMOLLM_FILE])
     assert hub_env.ranges_requested(SMOLLM_FILE) == [f"bytes={kept}-"]
     assert sha256(tmp_path / FOLDER / SMOLLM_FILE) == sha256(default_model)
@@ -145,7 +145,7 @@ def test_a_stopped_download_resumes_next_time(hub_env, tmp_path, default_model):
     assert 0 < kept < default_model.stat().st_size
 
     hub_env.clear_faults()
-    hub_env.requests.clear()
+    hub_env.served.clear()
     download(SMOLLM_REPO, models_dir=tmp_path, names=[SMOLLM_FILE])
     assert hub_env.ranges_requested(SMOLLM_FILE) == [f"bytes={kept}-"]
     assert sha256(final) == sha256(default_model)

@@ -60,7 +60,7 @@ def test_the_estimate_is_weights_plus_kv_plus_overhead(shape):
 def test_verdicts_without_a_gpu(shape):
     est = fit.estimate(shape, 4096)
     v = fit.verdict(est, Machine(8 * GiB))
-    assert (v.kind, v.text, v.gpu_layers) == ("ram", "fits in RAM", 0)
+    assert (v.kind, v.text, v.gpu_layers) == ("ram", "fits in RAM only", 0)
     v = fit.verdict(est, Machine(est.total_bytes - 1))
     assert (v.kind, v.text) == ("none", "does not fit")
 
@@ -109,5 +109,5 @@ def test_this_machine():
 
 def test_summary_is_one_line(shape):
     text = fit.summary(fit.estimate(shape, 2048), Machine(8 * GiB))
-    assert "\n" not in text and text.startswith("≈ ") and text.endswith("fits in RAM")
+    assert "\n" not in text and text.startswith("≈ ") and text.endswith("fits in RAM only")
     assert "2,048 tokens" in text
