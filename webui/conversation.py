@@ -134,6 +134,7 @@ class Conversation:
         with self._lock:
             self.stop()
             self._drop_empty_reply()
+            text = self.hearth.extensions.modify_input(text)  # modify_input hooks (issue 8)
             self.history.messages.append({"role": "user", "content": text})
             self._save()
             try:
@@ -186,6 +187,10 @@ class Conversation:
                 msgs[-1]["content"] = msgs[-1]["content"].rstrip()
                 if not msgs[-1]["content"] and not reply.base:
                     msgs.pop()
+                elif not failed and msgs[-1]["content"]:
+                    # modify_output hooks (issue 8), with what modify_prompt left for them.
+                    msgs[-1]["content"] = self.hearth.extensions.modify_output(
+                        msgs[-1]["content"], getattr(reply.job, "extension_prompt", None))
             if failed and not reply.got_text and reply.user_text is not None \
                     and msgs and msgs[-1]["role"] == "user" and msgs[-1]["content"] == reply.user_text:
                 msgs.pop()
