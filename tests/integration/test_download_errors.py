@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hub_standin import (EVIL_REPO, GATED_REPO, GATED_TOKEN, MIXED_REPO, SMOLLM_FILE,  # noqa: F401
+from tests.hub_standin import (EVIL_REPO, GATED_REPO, GATED_TOKEN, MIXED_REPO,  # noqa: F401 (fixtures)
                                SMOLLM_REPO, hub, hub_env)
 from tests.support import free_port
 from webui.downloads import ChecksumMismatch, download

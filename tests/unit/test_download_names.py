@@ -2,8 +2,6 @@
 grouped the way users think, and every name that could leave models/ refused."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from webui.hub import (HubError, RemoteFile, UnsafeName, check_filename, check_repo_id, check_revision,
