@@ -7,4 +7,6 @@ source scripts/setup.sh
 ensure_venv
 ensure_llama_cpp
 ensure_hearth ""
+# The documents extension's model is installed when it is asked for by name.
+case " $* " in *" documents "*) ensure_documents ;; esac
 exec "$VENV/bin/hearth" "$@"

