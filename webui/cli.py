@@ -31,6 +31,9 @@ class ServerSettings:
     max_request_mb: float = 8.0  # largest API request body
     max_prompt_chars: int = 1_000_000  # longest prompt (all messages together) the API takes
     max_queue: int = 64  # API requests refused (429) while this many wait in the queue
+    extensions: tuple[str, ...] = ()  # switched on for this run (issue 8)
+    extension_dirs: tuple[str, ...] = ()  # more folders to find extensions in
+    extension_timeout: float = 10.0  # seconds a hook may run before its extension is switched off
 
 
 def _flag(spec: SettingSpec) -> str:
@@ -88,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"longest prompt the API takes (default: {ServerSettings.max_prompt_chars})")
     api.add_argument("--max-queue", type=int, default=ServerSettings.max_queue, metavar="N",
                      help=f"refuse API requests while this many wait (default: {ServerSettings.max_queue})")
+    ext = parser.add_argument_group("extensions (docs/EXTENSIONS.md)")
+    ext.add_argument("--extensions", nargs="+", action="extend", default=[], metavar="NAME",
+                     help="extensions to switch on for this run (folders in extensions/); the Extensions "
+                     "tab switches them on for good")
+    ext.add_argument("--extensions-dir", action="append", default=[], metavar="DIR",
+                     help="another folder of extensions (repeatable)")
+    ext.add_argument("--extension-timeout", type=float, default=ServerSettings.extension_timeout, metavar="S",
+                     help="seconds an extension's hook may run before the extension is switched off "
+                     f"(default: {ServerSettings.extension_timeout:g})")
     seen: set[str] = set()
     for name in loaders.names():
         loader = loaders.get(name)
@@ -117,7 +129,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
                           no_model=args.no_model, api_key=args.api_key or None,
                           cors_origins=tuple(o.strip() for o in args.cors_origins.split(",") if o.strip()),
                           max_request_mb=args.max_request_mb, max_prompt_chars=args.max_prompt_chars,
-                          max_queue=args.max_queue)
+                          max_queue=args.max_queue, extensions=tuple(args.extensions),
+                          extension_dirs=tuple(args.extensions_dir), extension_timeout=args.extension_timeout)
 
 
 def check_network_safety(settings: ServerSettings) -> str | None:
@@ -132,7 +145,7 @@ def check_network_safety(settings: ServerSettings) -> str | None:
         return "--auth must be USER:PASSWORD"
     if settings.api_key is not None and not settings.api_key.strip():
         return "--api-key must not be blank"
-    for name in ("max_request_mb", "max_prompt_chars", "max_queue"):
+    for name in ("max_request_mb", "max_prompt_chars", "max_queue", "extension_timeout"):
         if getattr(settings, name) <= 0:
             return f"--{name.replace('_', '-')} must be greater than 0"
     return None

@@ -5,6 +5,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 # No phoning home: this runs on machines that may have no network at all.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -35,6 +36,10 @@ def create_app(hearth: Hearth, settings: ServerSettings):
     from webui.api import install_api
 
     install_api(app, hearth, settings)  # before Gradio takes "/"
+    # Extensions' own routes, under /extensions/NAME/ (issue 8): also before Gradio.
+    from webui.extensions.routes import mount_extension_routes
+
+    mount_extension_routes(app, hearth.extensions, settings.api_key)
     auth = tuple(settings.auth.split(":", 1)) if settings.auth else None
     return gr.mount_gradio_app(app, build_ui(hearth), path="/", auth=auth, css=CSS,
                                ssr_mode=False, footer_links=[])
@@ -55,10 +60,19 @@ def load_initial_model(hearth: Hearth, settings: ServerSettings, args: argparse.
     print(f"hearth: loaded {loaded.name} with {loaded.loader} in {loaded.load_seconds:.1f}s", flush=True)
 
 
+def start_extensions(hearth: Hearth, settings: ServerSettings) -> None:
+    """Find extensions and switch on those asked for (issue 8). One that cannot be
+    switched on is reported, and Hearth serves without it."""
+    hearth.extensions.timeout = settings.extension_timeout
+    for problem in hearth.extensions.start(settings.extensions, [Path(d) for d in settings.extension_dirs]):
+        print(f"hearth: {problem}", file=sys.stderr, flush=True)
+
+
 def serve(settings: ServerSettings, args: argparse.Namespace) -> int:
     import uvicorn
 
     hearth = Hearth(settings.models_dir)
+    start_extensions(hearth, settings)  # before the model loads, so on_model_load hooks see it
     if not settings.no_model:
         load_initial_model(hearth, settings, args)
     app = create_app(hearth, settings)

@@ -7,6 +7,7 @@ import gradio as gr
 from webui.core import Hearth
 from webui.ui import chat_tab, model_tab, parameters_tab
 from webui.ui import download_tab
+from webui.ui import extensions_tab
 from webui.ui.session import BrowserSession
 
 CSS = """
@@ -25,7 +26,13 @@ def build_ui(hearth: Hearth) -> gr.Blocks:
             model = model_tab.layout(hearth, model_tab_block)
         with gr.Tab("Download", id="download") as download_tab_block:
             download = download_tab.layout(download_tab_block)
+        # Extensions (issue 8): their own tabs, then the tab that lists and switches them.
+        ext_tabs = extensions_tab.add_extension_tabs(hearth)
+        with gr.Tab("Extensions", id="extensions"):
+            extensions = extensions_tab.layout(hearth)
         chat_tab.wire(hearth, chat, session, params)
         model_tab.wire(hearth, model, params)
         download_tab.wire(hearth, download, model.model)
+        extensions_tab.wire(hearth, extensions, ext_tabs, demo)
+        hearth.extensions.add_fault_listener(extensions_tab.warn_browser)
     return demo
