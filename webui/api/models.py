@@ -9,7 +9,7 @@ import loaders
 from loaders.base import LoadError
 from loaders.fields import to_dict
 from webui.api.errors import APIError
-from webui.api.schemas import (LoadModelRequest, ModelCard, ModelChoiceCard, ModelChoiceList, ModelInfo,
+from webui.api.schemas import (ErrorResponse, LoadModelRequest, ModelCard, ModelChoiceCard, ModelChoiceList, ModelInfo,
                                ModelList)
 
 _SECRET_WORDS = ("key", "token", "password", "secret")
@@ -38,7 +38,8 @@ def add_model_routes(router: APIRouter, hearth) -> None:
         return ModelList(data=[ModelCard(id=loaded.name)] if loaded else [])
 
     @router.get("/v1/models/{model_id:path}", response_model=ModelCard, tags=["OpenAI-compatible"],
-                summary="One model, if it is the loaded one")
+                summary="One model, if it is the loaded one",
+                responses={404: {"model": ErrorResponse, "description": "That model is not the loaded one."}})
     def get_model(model_id: str) -> ModelCard:
         loaded = hearth.models.current
         if loaded is None or model_id != loaded.name:

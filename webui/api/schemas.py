@@ -72,7 +72,7 @@ _CompletionBase = create_model("_CompletionBase", __base__=_OpenAICommon, **SAMP
 
 
 class CompletionRequest(_CompletionBase):
-    prompt: str = Field(..., description="The text to continue.")
+    prompt: str = Field(..., min_length=1, description="The text to continue.")
     echo: bool = Field(False, description="Put the prompt before the reply.")
     suffix: Optional[str] = Field(None, description="Not supported: must be empty.")
     logprobs: Optional[int] = Field(None, description="Not supported: must be empty.")
