@@ -57,6 +57,21 @@ def _add_setting(group: argparse._ArgumentGroup, spec: SettingSpec, dest: str) -
     group.add_argument(_flag(spec), **kwargs)
 
 
+def _add_chat_flags(parser: argparse.ArgumentParser) -> None:
+    """--user-data, and --mode/--character/--template/--preset/--user-name generated
+    from ChatSettings (issue 5)."""
+    from webui.settings_store import ChatSettings
+    from webui.user_data import ENV_VAR
+
+    chat = parser.add_argument_group("chat (remembered in the user data folder)")
+    chat.add_argument("--user-data", default=os.environ.get(ENV_VAR), metavar="DIR",
+                      help=f"folder for chat histories, settings and your own characters and presets "
+                      f"(or set {ENV_VAR}; default: user_data)")
+    for spec in describe(ChatSettings):
+        if not spec.advanced:
+            _add_setting(chat, spec, dest=f"chat_{spec.name}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hearth",
@@ -100,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--extension-timeout", type=float, default=ServerSettings.extension_timeout, metavar="S",
                      help="seconds an extension's hook may run before the extension is switched off "
                      f"(default: {ServerSettings.extension_timeout:g})")
+    _add_chat_flags(parser)
     seen: set[str] = set()
     for name in loaders.names():
         loader = loaders.get(name)
@@ -165,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hearth: {problem}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from webui.settings_store import apply_chat_flags
+
+    apply_chat_flags(args)
     from webui.server import serve  # heavy imports (Gradio, FastAPI) only from here
 
     return serve(settings, args)

@@ -6,6 +6,7 @@ import gradio as gr
 
 from webui.core import Hearth
 from webui.ui import chat_tab, model_tab, parameters_tab
+from webui.ui import character_tab, notebook_tab
 from webui.ui import download_tab
 from webui.ui import extensions_tab
 from webui.ui.session import BrowserSession
@@ -19,8 +20,13 @@ def build_ui(hearth: Hearth) -> gr.Blocks:
     with gr.Blocks(title="Hearth") as demo:
         session = gr.State(BrowserSession())
         with gr.Tab("Chat", id="chat"):
-            chat = chat_tab.layout()
+            chat = chat_tab.layout(hearth)
+        with gr.Tab("Notebook", id="notebook"):
+            notebook = notebook_tab.layout()
+        with gr.Tab("Character", id="character"):
+            character = character_tab.layout(hearth)
         with gr.Tab("Parameters", id="parameters"):
+            presets = parameters_tab.preset_layout(hearth)
             params = parameters_tab.layout()
         with gr.Tab("Model", id="model") as model_tab_block:
             model = model_tab.layout(hearth, model_tab_block)
@@ -30,7 +36,10 @@ def build_ui(hearth: Hearth) -> gr.Blocks:
         ext_tabs = extensions_tab.add_extension_tabs(hearth)
         with gr.Tab("Extensions", id="extensions"):
             extensions = extensions_tab.layout(hearth)
-        chat_tab.wire(hearth, chat, session, params)
+        chat_tab.wire(hearth, chat, session, params, demo)
+        notebook_tab.wire(hearth, notebook, session, params)
+        character_tab.wire(hearth, character, chat.character)
+        parameters_tab.wire(hearth, presets, params, demo)
         model_tab.wire(hearth, model, params)
         download_tab.wire(hearth, download, model.model)
         extensions_tab.wire(hearth, extensions, ext_tabs, demo)

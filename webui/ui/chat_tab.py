@@ -1,4 +1,12 @@
-"""The Chat tab: a streamed conversation with Send, Stop, Regenerate and Clear."""
+"""The Chat tab: a streamed conversation in one of three modes (chat, chat-instruct,
+instruct) with a character, and every chat action: send, stop, regenerate, continue,
+remove last, edit a message (click its pencil), copy, new chat, past chats per
+character, rename, delete.
+
+Each browser session owns a `Conversation` (core), so two people never see each
+other's messages and each Stop stops only its own reply. Every action is one core
+call; this module only reads the controls and shows the result.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,11 +17,35 @@ import gradio as gr
 from loaders.base import LoadError
 from loaders.fields import SettingError
 from loaders.params import GenerationParams
+from webui.characters import CharacterError
+from webui.conversation import ChatOptions, Conversation, Reply
 from webui.core import Hearth
-from webui.templates import ChatTemplateError
+from webui.histories import HistoryError
+from webui.settings_store import MODES
+from webui.templates import (BUILTIN_TEMPLATES, CHATML, CUSTOM_TEMPLATE, MODEL_TEMPLATE, ChatTemplateError,
+                             template_choices)
 from webui.ui.forms import values_to
 from webui.ui.session import BrowserSession
 from webui.ui.streaming import stream_job
+
+# What a chat action can refuse with: each becomes the one-line status.
+USER_ERRORS = (SettingError, LoadError, ChatTemplateError, HistoryError, CharacterError, ValueError)
+
+
+class ChatState:
+    """Per browser session (in a gr.State): its Conversation, made on first use."""
+
+    def __init__(self) -> None:
+        self.conversation: Conversation | None = None
+
+    def get(self, hearth: Hearth, options: ChatOptions) -> Conversation:
+        if self.conversation is None:
+            self.conversation = Conversation(hearth, options)
+        return self.conversation
+
+    def __deepcopy__(self, memo):
+        # Gradio copies a State's initial value for every new session: start empty.
+        return ChatState()
 
 
 @dataclass
@@ -23,14 +55,48 @@ class ChatTab:
     send: gr.Button
     stop: gr.Button
     regenerate: gr.Button
-    clear: gr.Button
-    system_prompt: gr.Textbox
+    continue_: gr.Button
+    remove_last: gr.Button
+    clear: gr.Button  # "New chat"
     status: gr.Markdown
+    mode: gr.Radio
+    character: gr.Dropdown
+    past: gr.Dropdown
+    title: gr.Textbox
+    rename: gr.Button
+    delete: gr.Button
+    system_prompt: gr.Textbox
+    user_name: gr.Textbox
+    template: gr.Dropdown
+    template_text: gr.Code
+    state: gr.State
+
+    @property
+    def option_inputs(self) -> list:
+        return [self.mode, self.character, self.template, self.template_text, self.user_name,
+                self.system_prompt]
 
 
-def layout() -> ChatTab:
-    chatbot = gr.Chatbot(label="Chat", height=480, elem_id="chat", buttons=["copy"],
-                         placeholder="Say hello to the model.")
+def read_options(mode, character, template, template_text, user_name, system_prompt) -> ChatOptions:
+    return ChatOptions(mode=mode or "instruct", character=character or "", template=template or MODEL_TEMPLATE,
+                       custom_template=template_text or "", user_name=(user_name or "You").strip() or "You",
+                       system_prompt=system_prompt or "")
+
+
+def layout(hearth: Hearth) -> ChatTab:
+    settings = hearth.settings.load()
+    with gr.Row(equal_height=True):
+        mode = gr.Radio(list(MODES), value=settings.mode, label="Mode", scale=3, elem_id="chat-mode",
+                        info="chat: a character talks with you · chat-instruct: the character in the "
+                             "model's template · instruct: a plain assistant")
+        names = hearth.characters.names()
+        character = gr.Dropdown(names, value=settings.character if settings.character in names else
+                                (names[0] if names else None), label="Character",
+                                scale=2, elem_id="chat-character")
+        past = gr.Dropdown([], value=None, label="Past chats with this character", scale=3,
+                           elem_id="chat-past")
+    chatbot = gr.Chatbot(label="Chat", height=480, elem_id="chat", buttons=["copy", "copy_all"],
+                         editable="all", placeholder="Say hello to the model.")
     with gr.Row():
         message = gr.Textbox(placeholder="Type a message; Enter sends, Shift+Enter adds a line",
                              show_label=False, scale=8, lines=1, max_lines=8, elem_id="chat-input",
@@ -39,70 +105,224 @@ def layout() -> ChatTab:
         stop = gr.Button("Stop", variant="stop", scale=1, elem_id="chat-stop")
     with gr.Row():
         regenerate = gr.Button("Regenerate", size="sm", elem_id="chat-regenerate")
-        clear = gr.Button("Clear", size="sm", elem_id="chat-clear")
+        continue_ = gr.Button("Continue", size="sm", elem_id="chat-continue")
+        remove_last = gr.Button("Remove last", size="sm", elem_id="chat-remove-last")
+        clear = gr.Button("New chat", size="sm", elem_id="chat-clear")
     status = gr.Markdown("", elem_id="chat-status")
-    with gr.Accordion("System prompt", open=False):
-        system_prompt = gr.Textbox(show_label=False, lines=3,
+    with gr.Accordion("This chat", open=False):
+        with gr.Row(equal_height=True):
+            title = gr.Textbox(label="Chat name", scale=4, elem_id="chat-title")
+            rename = gr.Button("Rename", size="sm", scale=1, elem_id="chat-rename")
+            delete = gr.Button("Delete chat", size="sm", variant="stop", scale=1, elem_id="chat-delete")
+    with gr.Accordion("System prompt, your name, instruction template", open=False):
+        system_prompt = gr.Textbox(label="System prompt", lines=3, elem_id="chat-system",
                                    placeholder="Optional: instructions the model sees before the chat.")
-    return ChatTab(chatbot, message, send, stop, regenerate, clear, system_prompt, status)
+        user_name = gr.Textbox(value=settings.user_name, label="Your name (chat modes)",
+                               elem_id="chat-user-name")
+        template = gr.Dropdown(template_choices(), value=settings.template, label="Instruction template",
+                               info="Used by instruct and chat-instruct. Edit the text below to make "
+                                    "your own (it becomes Custom).", elem_id="chat-template")
+        template_text = gr.Code(template_source(hearth, settings.template, settings.custom_template),
+                                language="jinja2", label="Template (Jinja, rendered in a sandbox)",
+                                interactive=True, elem_id="chat-template-text")
+    return ChatTab(chatbot, message, send, stop, regenerate, continue_, remove_last, clear, status,
+                   mode, character, past, title, rename, delete, system_prompt, user_name, template,
+                   template_text, gr.State(ChatState()))
 
 
-def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]) -> None:
+def past_update(conv: Conversation) -> Any:
+    chats = conv.past_chats()
+    current = conv.history.id if any(c.id == conv.history.id for c in chats) else None
+    return gr.update(choices=[(c.label, c.id) for c in chats], value=current)
+
+
+def template_source(hearth: Hearth, choice: str, custom: str) -> str:
+    """The text shown in the template box for a choice."""
+    if choice == CUSTOM_TEMPLATE:
+        return custom
+    if choice in BUILTIN_TEMPLATES:
+        return BUILTIN_TEMPLATES[choice].source
+    loaded = hearth.models.current
+    if loaded is not None and loaded.model.chat_template:
+        return loaded.model.chat_template
+    return "{# The loaded model has no template of its own (or none is loaded): ChatML is used. #}\n" + CHATML
+
+
+def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any],
+         demo: gr.Blocks | None = None) -> None:
     names = list(params)
+    n_opts = len(tab.option_inputs)
 
-    def reply(s: BrowserSession, system: str, values) -> Any:
+    def split(values):
+        return read_options(*values[:n_opts]), values[n_opts:]
+
+    def stream(conv: Conversation, reply: Reply, s: BrowserSession, give_back_to: str | None = None):
+        """Yield (message box, chatbot, status, past chats) as the reply streams."""
+        s.job = reply.job
+        for text, status in stream_job(reply.job):
+            if not conv.update(reply, text):
+                return  # a newer action replaced this reply
+            if status is None:
+                yield gr.skip(), conv.messages, gr.skip(), gr.skip()
+                continue
+            given_back = conv.finish(reply, failed=status.startswith("⚠️"))
+            built = getattr(reply.job.prompt, "built", None)
+            if built is not None and built.dropped and not status.startswith("⚠️"):
+                status += f" · {built.dropped} older messages left out to fit the context"
+            box = given_back if given_back is not None else gr.skip()
+            yield box, conv.messages, status, past_update(conv)
+
+    def respond(text: str, state: ChatState, s: BrowserSession, *values):
+        if not text.strip():
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return
+        options, param_values = split(values)
+        conv = state.get(hearth, options)
         try:
-            gen = values_to(GenerationParams, names, values)
-            job = hearth.chat(s.messages, gen, system)
-        except (SettingError, LoadError, ChatTemplateError) as e:
-            s.messages.pop()  # the message stays in the box to send again
-            yield gr.skip(), s.messages, f"⚠️ {e}"
+            gen = values_to(GenerationParams, names, param_values)
+            reply = conv.send(text, options, gen)
+        except USER_ERRORS as e:
+            yield gr.skip(), conv.messages, f"⚠️ {e}", gr.skip()
             return
-        s.job = job
-        s.messages.append({"role": "assistant", "content": ""})
-        for text, status in stream_job(job):
-            s.messages[-1]["content"] = text
-            if status is not None and not text:
-                s.messages.pop()  # failed or stopped before any text: no empty bubble
-            yield gr.skip(), s.messages, status if status is not None else gr.skip()
+        yield "", conv.messages, "…", past_update(conv)
+        yield from stream(conv, reply, s)
 
-    def respond(message: str, system: str, s: BrowserSession, *values):
-        if not message.strip():
-            yield gr.skip(), gr.skip(), gr.skip()
-            return
-        s.stop()
-        s.messages.append({"role": "user", "content": message})
-        yield "", s.messages, "…"
-        before = len(s.messages)
-        yield from reply(s, system, values)
-        if len(s.messages) < before:
-            yield message, s.messages, gr.skip()  # refused: give the text back to edit
+    def action(kind: str):
+        def handler(state: ChatState, s: BrowserSession, *values):
+            options, param_values = split(values)
+            conv = state.get(hearth, options)
+            try:
+                gen = values_to(GenerationParams, names, param_values)
+                reply = (conv.regenerate if kind == "regenerate" else conv.continue_reply)(options, gen)
+            except USER_ERRORS as e:
+                yield gr.skip(), conv.messages, f"⚠️ {e}", gr.skip()
+                return
+            yield gr.skip(), conv.messages, "…", gr.skip()
+            yield from stream(conv, reply, s)
+        return handler
 
-    def regenerate(system: str, s: BrowserSession, *values):
-        s.stop()
-        while s.messages and s.messages[-1]["role"] == "assistant":
-            s.messages.pop()
-        if not s.messages:
-            yield gr.skip(), s.messages, "Nothing to regenerate."
-            return
-        yield from reply(s, system, values)
-
-    def stop(s: BrowserSession):
+    def stop(state: ChatState, s: BrowserSession):
+        if state.conversation is not None:
+            state.conversation.stop()
         s.stop()
 
-    def clear(s: BrowserSession):
-        s.stop()
-        s.messages.clear()
-        return [], ""
+    def remove_last(state: ChatState, *opts):
+        conv = state.get(hearth, read_options(*opts))
+        try:
+            text = conv.remove_last()
+        except USER_ERRORS as e:
+            return gr.skip(), conv.messages, f"⚠️ {e}", gr.skip()
+        return text, conv.messages, "", past_update(conv)
 
-    inputs = [tab.message, tab.system_prompt, session, *params.values()]
-    outputs = [tab.message, tab.chatbot, tab.status]
+    def new_chat(state: ChatState, *opts):
+        options = read_options(*opts)
+        conv = state.get(hearth, options)
+        conv.new_chat(options)
+        return conv.messages, "", past_update(conv), ""
+
+    def edit(state: ChatState, mode, character, template, text, user_name, system,
+             data: gr.EditData):
+        conv = state.get(hearth, read_options(mode, character, template, text, user_name, system))
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        try:
+            conv.edit(index, data.value if isinstance(data.value, str) else str(data.value))
+        except USER_ERRORS as e:
+            return conv.messages, f"⚠️ {e}"
+        return conv.messages, "Message edited."
+
+    def open_chat(chat_id: str, state: ChatState, *opts):
+        conv = state.get(hearth, read_options(*opts))
+        if not chat_id:
+            return gr.skip(), gr.skip(), gr.skip()
+        try:
+            conv.open(chat_id)
+        except USER_ERRORS as e:
+            return gr.skip(), f"⚠️ {e}", gr.skip()
+        return conv.messages, f"Opened “{conv.history.title}”.", conv.history.title
+
+    def rename(title: str, state: ChatState, *opts):
+        conv = state.get(hearth, read_options(*opts))
+        try:
+            conv.rename(title)
+        except USER_ERRORS as e:
+            return f"⚠️ {e}", gr.skip()
+        return f"Renamed to “{conv.history.title}”.", past_update(conv)
+
+    def delete(state: ChatState, *opts):
+        options = read_options(*opts)
+        conv = state.get(hearth, options)
+        try:
+            conv.delete(options)
+        except USER_ERRORS as e:
+            return gr.skip(), f"⚠️ {e}", gr.skip(), gr.skip()
+        return conv.messages, "Chat deleted.", past_update(conv), ""
+
+    def choose_character(state: ChatState, *opts):
+        options = read_options(*opts)
+        _remember(hearth, character=options.character)
+        return new_chat(state, *opts)
+
+    def choose_mode(state: ChatState, *opts):
+        options = read_options(*opts)
+        _remember(hearth, mode=options.mode)
+        conv = state.get(hearth, options)
+        if not any(m["role"] == "user" for m in conv.messages):
+            conv.new_chat(options)  # an untouched chat follows the mode (greeting or not)
+        return conv.messages
+
+    def choose_template(choice: str, custom: str):
+        _remember(hearth, template=choice)
+        return template_source(hearth, choice, hearth.settings.load().custom_template or custom)
+
+    def edit_template(text: str):
+        _remember(hearth, template=CUSTOM_TEMPLATE, custom_template=text)
+        return CUSTOM_TEMPLATE
+
+    def on_load(state: ChatState):
+        """A new page: controls from the saved settings, a fresh chat."""
+        settings = hearth.settings.load()
+        options = read_options(settings.mode, settings.character, settings.template,
+                               settings.custom_template, settings.user_name, "")
+        conv = state.get(hearth, options)
+        who = conv.character.name if conv.character else None
+        return (settings.mode, gr.update(choices=hearth.characters.names(), value=who),
+                settings.template, template_source(hearth, settings.template, settings.custom_template),
+                settings.user_name, conv.messages, past_update(conv))
+
+    opts = tab.option_inputs
+    outputs = [tab.message, tab.chatbot, tab.status, tab.past]
+    param_inputs = list(params.values())
     # concurrency_limit=None: every session may wait in Hearth's own fair queue;
     # Gradio's default of one at a time would make Stop wait behind other users.
     for trigger in (tab.send.click, tab.message.submit):
-        trigger(respond, inputs, outputs, concurrency_limit=None, show_progress="hidden")
-    tab.regenerate.click(regenerate, inputs[1:], outputs, concurrency_limit=None,
-                         show_progress="hidden")
-    tab.stop.click(stop, [session], None, queue=False)
-    tab.clear.click(clear, [session], [tab.chatbot, tab.status], queue=False)
-    tab.chatbot.clear(clear, [session], [tab.chatbot, tab.status], queue=False)
+        trigger(respond, [tab.message, tab.state, session, *opts, *param_inputs], outputs,
+                concurrency_limit=None, show_progress="hidden")
+    for button, kind in ((tab.regenerate, "regenerate"), (tab.continue_, "continue")):
+        button.click(action(kind), [tab.state, session, *opts, *param_inputs], outputs,
+                     concurrency_limit=None, show_progress="hidden")
+    tab.stop.click(stop, [tab.state, session], None, queue=False)
+    tab.remove_last.click(remove_last, [tab.state, *opts], outputs, queue=False)
+    tab.clear.click(new_chat, [tab.state, *opts], [tab.chatbot, tab.status, tab.past, tab.title], queue=False)
+    tab.chatbot.clear(new_chat, [tab.state, *opts], [tab.chatbot, tab.status, tab.past, tab.title], queue=False)
+    tab.chatbot.edit(edit, [tab.state, *opts], [tab.chatbot, tab.status], queue=False)
+    tab.past.input(open_chat, [tab.past, tab.state, *opts], [tab.chatbot, tab.status, tab.title], queue=False)
+    tab.rename.click(rename, [tab.title, tab.state, *opts], [tab.status, tab.past], queue=False)
+    tab.delete.click(delete, [tab.state, *opts], [tab.chatbot, tab.status, tab.past, tab.title], queue=False)
+    tab.character.input(choose_character, [tab.state, *opts], [tab.chatbot, tab.status, tab.past, tab.title],
+                        queue=False)
+    tab.mode.input(choose_mode, [tab.state, *opts], [tab.chatbot], queue=False)
+    tab.template.input(choose_template, [tab.template, tab.template_text], [tab.template_text], queue=False)
+    tab.template_text.input(edit_template, [tab.template_text], [tab.template], queue=False)
+    tab.user_name.blur(lambda name: _remember(hearth, user_name=(name or "You").strip() or "You"),
+                       [tab.user_name], None, queue=False)
+    if demo is not None:
+        demo.load(on_load, [tab.state],
+                  [tab.mode, tab.character, tab.template, tab.template_text, tab.user_name,
+                   tab.chatbot, tab.past], queue=False)
+
+
+def _remember(hearth: Hearth, **changes) -> None:
+    try:
+        hearth.settings.update(**changes)
+    except (SettingError, OSError) as e:
+        gr.Warning(f"could not save the setting: {e}")

@@ -1,16 +1,48 @@
-"""The Parameters tab: every sampler, generated from GenerationParams."""
+"""The Parameters tab: every sampler, generated from GenerationParams, and presets
+(YAML files in presets/; the user saves their own). Settings the loaded model does
+not honour are greyed out, and their note says why."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
+from loaders.fields import SettingError, describe
 from loaders.params import CORE_PARAMS, GenerationParams
-from webui.ui.forms import components_for
+from webui.core import Hearth
+from webui.presets import PresetError
+from webui.ui.forms import components_for, format_stop_strings, values_to
+
+_SPECS = {s.name: s for s in describe(GenerationParams)}
+UNSUPPORTED_NOTE = "⚠ Not used by the loaded model's backend."
+
+
+@dataclass
+class PresetControls:
+    choice: gr.Dropdown
+    name: gr.Textbox
+    save: gr.Button
+    status: gr.Markdown
+
+
+def preset_layout(hearth: Hearth) -> PresetControls:
+    settings = hearth.settings.load()
+    names = hearth.presets.names()
+    with gr.Row(equal_height=True):
+        choice = gr.Dropdown(names, value=settings.preset if settings.preset in names else None,
+                             label="Preset", scale=3, elem_id="preset-choice",
+                             info="Sets every sampler; reply length, stop strings, grammar and seed stay yours.")
+        name = gr.Textbox(label="Save the current settings as", scale=3, elem_id="preset-name",
+                          placeholder="my preset")
+        save = gr.Button("Save preset", scale=1, elem_id="preset-save")
+    status = gr.Markdown("", elem_id="preset-status")
+    return PresetControls(choice, name, save, status)
 
 
 def layout() -> dict[str, Any]:
-    gr.Markdown("Sampler settings used by Chat. Settings the loaded model does not honour are greyed out.")
+    gr.Markdown("Sampler settings used by Chat and Notebook. Settings the loaded model does not "
+                "honour are greyed out.")
     with gr.Row():
         with gr.Column():
             params = components_for(GenerationParams, advanced=False, prefix="param")
@@ -20,10 +52,66 @@ def layout() -> dict[str, Any]:
     return params
 
 
+def control_value(name: str, value: Any) -> Any:
+    """A parameter's value as its generated control shows it."""
+    return format_stop_strings(value) if _SPECS[name].type is tuple else value
+
+
 def supported_updates(params: dict[str, Any], supported: frozenset[str] | None) -> list:
-    """Grey out what the loaded model ignores, and say why in the control's info line."""
+    """Grey out what the loaded model ignores, and say why in the control's note."""
     out = []
     for name in params:
         ok = supported is None or name in supported or name in CORE_PARAMS
-        out.append(gr.update(interactive=ok))
+        info = _SPECS[name].help if ok else f"{UNSUPPORTED_NOTE} {_SPECS[name].help}"
+        out.append(gr.update(interactive=ok, info=info))
     return out
+
+
+def wire(hearth: Hearth, presets: PresetControls, params: dict[str, Any],
+         demo: gr.Blocks | None = None) -> None:
+    names = list(params)
+    controls = list(params.values())
+
+    def apply(preset: str, *values):
+        if not preset:
+            return [gr.skip()] * len(names) + [""]
+        try:
+            current = values_to(GenerationParams, names, values)
+        except SettingError:
+            current = GenerationParams()  # a half-typed value must not block switching
+        try:
+            new = hearth.presets.apply(preset, current)
+            hearth.settings.update(preset=preset)
+        except (PresetError, SettingError, OSError) as e:
+            return [gr.skip()] * len(names) + [f"⚠️ {e}"]
+        return [control_value(n, getattr(new, n)) for n in names] + [f"Preset **{preset}** applied."]
+
+    def save(name: str, *values):
+        try:
+            current = values_to(GenerationParams, names, values)
+            saved = hearth.presets.save(name, current)
+            hearth.settings.update(preset=saved)
+        except (PresetError, SettingError, OSError) as e:
+            return gr.skip(), f"⚠️ {e}"
+        return (gr.update(choices=hearth.presets.names(), value=saved),
+                f"Saved preset **{saved}** to {hearth.presets.user_dir}.")
+
+    def on_load():
+        """A new page shows the saved preset's settings, and greys out what the model ignores."""
+        preset = hearth.settings.load().preset
+        loaded = hearth.models.current
+        grey = supported_updates(params, loaded.model.supported_params if loaded else None)
+        choices = hearth.presets.names()
+        if preset not in choices:
+            return [gr.update(choices=choices, value=None), *grey]
+        try:
+            new = hearth.presets.apply(preset)
+        except PresetError:
+            return [gr.update(choices=choices, value=None), *grey]
+        return [gr.update(choices=choices, value=preset),
+                *[{**g, "value": control_value(n, getattr(new, n))} for g, n in zip(grey, names)]]
+
+    presets.choice.input(apply, [presets.choice, *controls], [*controls, presets.status], queue=False)
+    presets.save.click(save, [presets.name, *controls], [presets.choice, presets.status], queue=False)
+    if demo is not None:
+        demo.load(on_load, None, [presets.choice, *controls], queue=False)

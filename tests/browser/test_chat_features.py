@@ -1,0 +1,271 @@
+"""Chat, characters, notebook and presets in a real Chromium against a real server
+(the built-in model), with its own user data folder so every file it writes can be
+checked: a full chat with a character (regenerate, continue, edit, remove last,
+past chats, rename, delete), importing and exporting a card, switching presets,
+a notebook completion, and two browser sessions chatting at once."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support import ARTIFACTS, running_server
+from webui.character_cards import placeholder_png, read_card_json, write_card
+from webui.characters import Character
+
+BOT = "#chat [data-testid='bot']"
+USER = "#chat [data-testid='user']"
+STATUS_HAS = "s => document.querySelector('#chat-status').innerText.includes(s)"
+STATUS_CHANGED = ("s => { const t = document.querySelector('#chat-status').innerText; "
+                  "return t !== s && t.includes('tok/s'); }")
+
+
+@pytest.fixture(scope="module")
+def user_data(tmp_path_factory) -> Path:
+    """Short greedy replies (a user preset the server starts with) keep this fast."""
+    folder = tmp_path_factory.mktemp("user_data")
+    (folder / "presets").mkdir()
+    (folder / "presets" / "short.yaml").write_text("temperature: 0.0\nmax_new_tokens: 24\n")
+    (folder / "settings.yaml").write_text("preset: short\nmode: instruct\ncharacter: Ember\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(user_data):
+    with running_server("--n-ctx", "2048", env={"HEARTH_USER_DATA": str(user_data)}) as url:
+        yield url
+
+
+def open_page(browser, url, user_data):
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(url)
+    page.wait_for_selector("#chat-input textarea")
+    # Wait until the page-load events have filled the controls from the saved
+    # settings (tabs are drawn when first shown, so look at Parameters, then back).
+    settings = yaml.safe_load((user_data / "settings.yaml").read_text())
+    page.get_by_role("tab", name="Parameters").click()
+    page.wait_for_function("p => document.querySelector('#preset-choice input')?.value === p", arg=settings["preset"])
+    page.get_by_role("tab", name="Chat").click()
+    page.wait_for_function("m => document.querySelector('#chat-mode input:checked')?.value === m", arg=settings["mode"])
+    return context, page
+
+
+@pytest.fixture
+def page(browser, server, user_data):
+    context, pg = open_page(browser, server, user_data)
+    yield pg
+    context.close()
+
+
+def send(page, text):
+    page.fill("#chat-input textarea", text)
+    page.press("#chat-input textarea", "Enter")
+
+
+def choose(page, elem_id, option, exact=True):
+    page.click(f"#{elem_id} input")
+    if exact:
+        page.get_by_role("option", name=option, exact=True).click()
+    else:
+        page.locator("[role=option]", has_text=option).first.click()
+
+
+def chats(user_data, character="Ember"):
+    folder = user_data / "histories" / character
+    return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")} if folder.is_dir() else {}
+
+
+def eventually(page, check, what, seconds=15):
+    """Poll a condition on the server's files (they change after the page does)."""
+    for _ in range(int(seconds * 10)):
+        if check():
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def last_chat(user_data, character="Ember"):
+    return max(chats(user_data, character).values(), key=lambda c: c["updated"])["messages"]
+
+
+def edit_message(page, locator, text):
+    locator.hover()
+    locator.locator("xpath=ancestor::div[contains(@class,'message-row')]/following-sibling::div[1]") \
+        .locator("button[aria-label='Edit']").click()
+    page.fill("#chat textarea.edit-textarea", text)
+    page.click("#chat button[aria-label='Submit']")
+
+
+def test_a_full_chat_with_a_character(page, user_data):
+    page.locator("#chat-mode label", has_text="chat").first.click()  # "chat", not "chat-instruct"
+    page.wait_for_function("() => document.querySelector(\"#chat [data-testid='bot']\")")
+    assert "Pull up a chair" in page.locator(BOT).first.inner_text()  # Ember's greeting
+    assert yaml.safe_load((user_data / "settings.yaml").read_text())["mode"] == "chat"
+
+    send(page, "Hello Ember! What is your favourite story?")
+    page.wait_for_function(STATUS_HAS, arg="tok/s")
+    assert page.locator(BOT).count() == 2
+    [saved] = chats(user_data).values()  # written after the message and the reply
+    assert [m["role"] for m in saved["messages"]] == ["assistant", "user", "assistant"]
+    assert saved["messages"][2]["content"].strip()
+
+    before = page.inner_text("#chat-status")
+    page.click("#chat-regenerate")
+    page.wait_for_function(STATUS_CHANGED, arg=before)
+    assert page.locator(BOT).count() == 2 and page.locator(USER).count() == 1
+
+    # Edit the reply into an unfinished sentence, then Continue it.
+    opening = "Once upon a time, in a little cottage by the sea, there lived a"
+    edit_message(page, page.locator(BOT).last, opening)
+    eventually(page, lambda: last_chat(user_data)[-1]["content"] == opening, "the edit to be saved")
+    page.click("#chat-continue")
+    page.wait_for_function(STATUS_HAS, arg="tok/s")
+    continued = last_chat(user_data)[-1]["content"]
+    assert continued.startswith(opening) and len(continued) > len(opening), page.inner_text("#chat-status")
+    assert page.locator(BOT).count() == 2  # the same reply, longer
+    assert page.locator(BOT).last.inner_text().startswith(opening)
+
+    edit_message(page, page.locator(USER).last, "Tell me a riddle instead.")
+    eventually(page, lambda: last_chat(user_data)[1]["content"] == "Tell me a riddle instead.", "the user edit")
+    code = "Here is code:\n\n```python\nprint('riddle')\n```"
+    edit_message(page, page.locator(BOT).last, code)
+    eventually(page, lambda: last_chat(user_data)[2]["content"] == code, "the reply edit")
+    page.wait_for_selector("#chat pre code")
+    assert "print('riddle')" in page.inner_text("#chat pre code")  # markdown and code render
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat-character.png"), full_page=True)
+
+    page.click("#chat-remove-last")
+    page.wait_for_function("() => document.querySelectorAll(\"#chat [data-testid='bot']\").length === 1")
+    assert page.input_value("#chat-input textarea") == "Tell me a riddle instead."
+    eventually(page, lambda: len(last_chat(user_data)) == 1, "the exchange to be removed on disk")
+
+
+def test_past_chats_new_rename_delete(page, user_data):
+    send(page, "Remember the word apricot.")
+    page.wait_for_function(STATUS_HAS, arg="tok/s")
+    [chat_id] = [k for k, v in chats(user_data).items() if any("apricot" in m["content"] for m in v["messages"])]
+    page.click("#chat-clear")  # New chat
+    page.wait_for_function("() => !document.querySelector(\"#chat [data-testid='user']\")")
+    choose(page, "chat-past", "apricot", exact=False)
+    page.wait_for_function("() => document.querySelector('#chat').innerText.includes('apricot')")
+
+    page.get_by_text("This chat", exact=True).click()
+    page.fill("#chat-title textarea", "Fruit talk")
+    page.click("#chat-rename")
+    page.wait_for_function(STATUS_HAS, arg="Renamed")
+    assert chats(user_data)[chat_id]["title"] == "Fruit talk"
+    assert any("Fruit talk" in c for c in page_options(page, "chat-past"))
+
+    page.click("#chat-delete")
+    page.wait_for_function(STATUS_HAS, arg="Chat deleted")
+    assert chat_id not in chats(user_data)
+    assert page.locator(USER).count() == 0
+
+
+def page_options(page, elem_id):
+    page.click(f"#{elem_id} input")
+    options = [o.inner_text().strip().lstrip("✓").strip() for o in page.get_by_role("option").all()]
+    page.keyboard.press("Escape")
+    page.click("#chat-status")  # away from the dropdown
+    return options
+
+
+def test_import_and_export_a_character_card(page, user_data, tmp_path):
+    card = write_card(Character(name="Captain Ada", greeting="Morning, {{user}}!",
+                                context="{{char}} flies an airship."), placeholder_png(32))
+    (tmp_path / "ada.png").write_bytes(card)
+    (tmp_path / "fake.png").write_bytes(b"not an image at all")
+    page.get_by_role("tab", name="Character").click()
+
+    page.set_input_files("#character-import input[type=file]", str(tmp_path / "fake.png"))
+    page.wait_for_function("() => document.querySelector('#character-status').innerText.includes('Not imported')")
+    assert "not a PNG" in page.inner_text("#character-status")
+    assert not (user_data / "characters").exists()  # nothing written
+
+    page.set_input_files("#character-import input[type=file]", str(tmp_path / "ada.png"))
+    page.wait_for_function("() => document.querySelector('#character-status').innerText.includes('Imported')")
+    assert page.input_value("#character-name textarea") == "Captain Ada"
+    assert (user_data / "characters" / "Captain Ada.yaml").is_file()
+
+    page.click("#character-export")
+    link = page.wait_for_selector("#character-export-file a")
+    with page.expect_download() as download:
+        link.click()
+    exported = read_card_json(Path(download.value.path()).read_bytes())
+    assert exported["data"]["name"] == "Captain Ada" and exported["data"]["first_mes"] == "Morning, {{user}}!"
+
+    # The new character is offered in the Chat tab, and chats with it.
+    page.get_by_role("tab", name="Chat").click()
+    choose(page, "chat-character", "Captain Ada")
+    page.locator("#chat-mode label", has_text="chat-instruct").click()
+    page.wait_for_function("() => document.querySelector('#chat').innerText.includes('Morning, You!')")
+    send(page, "Where are we flying?")
+    page.wait_for_function(STATUS_HAS, arg="tok/s")
+    assert len(chats(user_data, "Captain Ada")) == 1
+
+
+def test_switching_presets_sets_the_samplers_and_is_remembered(browser, server, user_data):
+    context, page = open_page(browser, server, user_data)
+    try:
+        page.get_by_role("tab", name="Parameters").click()
+        assert page.input_value("#param-max_new_tokens input[type=number]") == "24"
+        choose(page, "preset-choice", "creative")
+        page.wait_for_function("() => document.querySelector('#preset-status').innerText.includes('creative')")
+        assert page.input_value("#param-temperature input[type=number]") == "1.1"
+        assert page.input_value("#param-min_p input[type=number]") == "0.03"
+        assert page.input_value("#param-top_k input[type=number]") == "0"
+        assert page.input_value("#param-max_new_tokens input[type=number]") == "24"  # yours, not the preset's
+        assert yaml.safe_load((user_data / "settings.yaml").read_text())["preset"] == "creative"
+
+        page.fill("#preset-name textarea", "my sampler")
+        page.click("#preset-save")
+        page.wait_for_function("() => document.querySelector('#preset-status').innerText.includes('Saved')")
+        assert yaml.safe_load((user_data / "presets" / "my sampler.yaml").read_text())["temperature"] == 1.1
+
+        page.reload()
+        page.get_by_role("tab", name="Parameters").click()
+        page.wait_for_function("() => document.querySelector('#preset-choice input')?.value === 'my sampler'")
+        assert page.input_value("#param-temperature input[type=number]") == "1.1"
+    finally:
+        (user_data / "settings.yaml").write_text(
+            yaml.safe_dump({**yaml.safe_load((user_data / "settings.yaml").read_text()), "preset": "short"}))
+        context.close()
+
+
+def test_notebook_completion(page):
+    page.get_by_role("tab", name="Notebook").click()
+    prompt = "The three primary colours are"
+    page.fill("#notebook-text textarea", prompt)
+    page.click("#notebook-generate")
+    page.wait_for_function("() => document.querySelector('#notebook-status').innerText.includes('tok/s')")
+    text = page.input_value("#notebook-text textarea")
+    assert text.startswith(prompt) and len(text) > len(prompt)
+    status = page.inner_text("#notebook-status")
+    assert "tokens in the notebook of 2048" in status and "24 tokens" in status
+    page.click("#notebook-count")
+    page.wait_for_function("() => /^\\d+ tokens in the notebook/.test(document.querySelector('#notebook-status').innerText)")
+
+
+def test_two_browser_sessions_chat_at_once_with_separate_histories(browser, server, user_data):
+    (ctx_a, a), (ctx_b, b) = open_page(browser, server, user_data), open_page(browser, server, user_data)
+    try:
+        for pg in (a, b):
+            pg.get_by_role("tab", name="Chat").click()
+        send(a, "My name is Alice.")
+        send(b, "My name is Bob.")
+        for pg in (a, b):
+            pg.wait_for_function(STATUS_HAS, arg="tok/s")
+        assert [u.inner_text() for u in a.locator(USER).all()] == ["My name is Alice."]
+        assert [u.inner_text() for u in b.locator(USER).all()] == ["My name is Bob."]
+        assert "Bob" not in a.inner_text("#chat") and "Alice" not in b.inner_text("#chat")
+        firsts = [next((m["content"] for m in c["messages"] if m["role"] == "user"), None)
+                  for c in chats(user_data).values()]
+        assert "My name is Alice." in firsts and "My name is Bob." in firsts
+    finally:
+        ctx_a.close()
+        ctx_b.close()

@@ -1,0 +1,100 @@
+"""The Notebook tab: raw completion on a text box. The model continues the text in
+place, streaming; Stop ends it; the token count says how much of the context the
+notebook fills."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from loaders.base import LoadError
+from loaders.fields import SettingError
+from loaders.params import GenerationParams
+from webui.core import Hearth
+from webui.generation import Finished, GenerationJob, GenerationStats
+from webui.ui.forms import values_to
+from webui.ui.session import BrowserSession
+from webui.ui.streaming import stream_job
+
+
+@dataclass
+class NotebookTab:
+    text: gr.Textbox
+    generate: gr.Button
+    stop: gr.Button
+    count: gr.Button
+    status: gr.Markdown
+
+
+class _StatsRecorder:
+    """Looks like a job to stream_job and remembers the final stats it passes on."""
+
+    def __init__(self, job: GenerationJob):
+        self.job = job
+        self.stats: GenerationStats | None = None
+
+    def stream_batches(self):
+        for item in self.job.stream_batches():
+            if isinstance(item, Finished):
+                self.stats = item.stats
+            yield item
+
+    def stop(self) -> None:
+        self.job.stop()
+
+
+def layout() -> NotebookTab:
+    text = gr.Textbox(lines=18, max_lines=60, show_label=False, elem_id="notebook-text",
+                      placeholder="Write the beginning of something; the model continues it here.")
+    with gr.Row():
+        generate = gr.Button("Generate", variant="primary", elem_id="notebook-generate")
+        stop = gr.Button("Stop", variant="stop", elem_id="notebook-stop")
+        count = gr.Button("Count tokens", elem_id="notebook-count")
+    status = gr.Markdown("", elem_id="notebook-status")
+    return NotebookTab(text, generate, stop, count, status)
+
+
+def _context(hearth: Hearth) -> str:
+    loaded = hearth.models.current
+    return f" of {loaded.model.context_length}" if loaded else ""
+
+
+def wire(hearth: Hearth, tab: NotebookTab, session: gr.State, params: dict[str, Any]) -> None:
+    names = list(params)
+
+    def generate(text: str, s: BrowserSession, *values):
+        if s.notebook_job is not None:
+            s.notebook_job.stop()
+        try:
+            gen = values_to(GenerationParams, names, values)
+            job = hearth.complete(text, gen)
+        except (SettingError, LoadError) as e:
+            yield gr.skip(), f"⚠️ {e}"
+            return
+        s.notebook_job = job
+        recorder = _StatsRecorder(job)
+        yield gr.skip(), "…"
+        for out, status in stream_job(recorder):
+            if status is None:
+                yield text + out, gr.skip()
+                continue
+            st = recorder.stats
+            if st is not None and st.prompt_tokens:
+                status = f"{st.prompt_tokens + st.completion_tokens} tokens in the notebook{_context(hearth)} · {status}"
+            yield text + out, status
+
+    def stop(s: BrowserSession):
+        if s.notebook_job is not None:
+            s.notebook_job.stop()
+
+    def count(text: str):
+        try:
+            return f"{hearth.count_tokens(text)} tokens in the notebook{_context(hearth)}"
+        except LoadError as e:
+            return f"⚠️ {e}"
+
+    tab.generate.click(generate, [tab.text, session, *params.values()], [tab.text, tab.status],
+                       concurrency_limit=None, show_progress="hidden")
+    tab.stop.click(stop, [session], None, queue=False)
+    tab.count.click(count, [tab.text], [tab.status], concurrency_limit=None, show_progress="hidden")
