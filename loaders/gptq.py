@@ -53,8 +53,9 @@ class GPTQLoader:
             raise LoadError(f"{folder.name} has no .safetensors weights; Hearth does not load pickle "
                             f"(.bin) GPTQ checkpoints")
         check_safetensors(safetensors)
-        # GPTQModel sizes its CPU thread pool from the core count and, on a 2-core
-        # machine, will not start it unless told how many workers to use.
+        # GPTQModel's device thread pool gives the CPU (cores + 1) // 2 workers but a
+        # "model_loader:cpu" sub-pool a fixed 2, and refuses to start when the sub-pool
+        # is larger ("requests 2 workers but parent 'cpu' only has 1" on 2 cores).
         os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(2, _cpu_count())))
         try:
             import torch
