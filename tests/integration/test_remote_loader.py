@@ -132,6 +132,32 @@ def test_cancel_stops_the_engine_and_frees_it(remote):
     quick.result()
 
 
+def test_the_api_serves_a_remote_model(remote, engine):
+    """Hearth's own API in front of the engine: same answers, and a sampler the engine
+    does not understand is named rather than silently dropped."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from webui.api import install_api
+    from webui.cli import ServerSettings
+
+    app = FastAPI()
+    install_api(app, remote, ServerSettings())
+    with TestClient(app) as client:
+        models = client.get("/v1/models").json()["data"]
+        assert [m["id"] for m in models] == [engine[1] + "/v1"]
+        body = {"prompt": PROMPT, "max_tokens": 8, "temperature": 0}
+        plain = client.post("/v1/completions", json=body)
+        assert plain.status_code == 200 and "x-hearth-ignored-params" not in plain.headers
+        expected = remote.complete(PROMPT, GenerationParams(temperature=0, max_new_tokens=8)).result()[0]
+        assert plain.json()["choices"][0]["text"] == expected
+        dry = client.post("/v1/completions", json={**body, "dry_multiplier": 0.8, "xtc_probability": 0.5})
+        assert dry.status_code == 200
+        assert dry.headers["x-hearth-ignored-params"] == "dry_multiplier,xtc_probability"
+        info = client.get("/v1/internal/model/info").json()
+        assert info["loader"] == "remote" and "dry_multiplier" not in info["supported_params"]
+
+
 def test_a_wrong_model_name_lists_what_the_engine_offers(engine):
     core = Hearth(models_dir=ROOT / "no-models-here")
     with pytest.raises(LoadError) as caught:
