@@ -38,7 +38,7 @@ def build_ui(hearth: Hearth) -> gr.Blocks:
             extensions = extensions_tab.layout(hearth)
         chat_tab.wire(hearth, chat, session, params, demo)
         notebook_tab.wire(hearth, notebook, session, params)
-        character_tab.wire(hearth, character, chat.character)
+        character_tab.wire(hearth, character, chat.character, demo)
         parameters_tab.wire(hearth, presets, params, demo)
         model_tab.wire(hearth, model, params)
         download_tab.wire(hearth, download, model.model)

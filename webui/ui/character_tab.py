@@ -99,7 +99,8 @@ def _png_bytes(path: str | None) -> bytes | None:
     return out.getvalue()
 
 
-def wire(hearth: Hearth, tab: CharacterTab, chat_character: gr.Dropdown) -> None:
+def wire(hearth: Hearth, tab: CharacterTab, chat_character: gr.Dropdown,
+         demo: gr.Blocks | None = None) -> None:
     store = hearth.characters
 
     def show(name: str):
@@ -175,3 +176,14 @@ def wire(hearth: Hearth, tab: CharacterTab, chat_character: gr.Dropdown) -> None
     tab.upload.upload(upload, [tab.upload], [tab.choice, chat_character, tab.upload, *outputs],
                       queue=False)
     tab.export.click(export, [tab.loaded], [tab.export_file, tab.status], queue=False)
+
+    def on_load():
+        """A new page opens the character the chat was last with."""
+        name = hearth.settings.load().character
+        names = store.names()
+        if name not in names:
+            return [gr.update(choices=names, value=None), *[gr.skip()] * len(outputs)]
+        return [gr.update(choices=names, value=name), *show(name)]
+
+    if demo is not None:
+        demo.load(on_load, None, [tab.choice, *outputs], queue=False)

@@ -66,6 +66,9 @@ def wire(hearth: Hearth, tab: NotebookTab, session: gr.State, params: dict[str, 
     def generate(text: str, s: BrowserSession, *values):
         if s.notebook_job is not None:
             s.notebook_job.stop()
+        if not text.strip():
+            yield gr.skip(), "Write the beginning of something first; the model continues it."
+            return
         try:
             gen = values_to(GenerationParams, names, values)
             job = hearth.complete(text, gen)
