@@ -28,10 +28,10 @@ def rows(ctx: ExtensionContext) -> dict:
     """The plot's data: per reply, both speeds and the share of the context used."""
     speed, context = [], []
     for n, s in enumerate(replies(ctx), 1):
-        speed.append({"reply": n, "series": "prompt", "tokens/s": round(s.prompt_tokens_per_second, 1)})
-        speed.append({"reply": n, "series": "generation", "tokens/s": round(s.generation_tokens_per_second, 1)})
+        speed.append({"reply": n, "series": "prompt", "tokens_per_s": round(s.prompt_tokens_per_second, 1)})
+        speed.append({"reply": n, "series": "generation", "tokens_per_s": round(s.generation_tokens_per_second, 1)})
         used = (s.prompt_tokens + s.completion_tokens) / s.context_length * 100 if s.context_length else 0.0
-        context.append({"reply": n, "context used %": round(used, 1)})
+        context.append({"reply": n, "context_pct": round(used, 1)})
     return {"speed": speed, "context": context}
 
 
@@ -53,11 +53,7 @@ def benchmark(ctx: ExtensionContext, repetitions: int = 3) -> str:
         model = ctx.model()
         if model is None:
             return "⚠️ no model is loaded: load one in the Model tab"
-        own: list = []
-        try:
-            results = run_bench(ctx, repetitions=repetitions, own_stats=own)
-        finally:
-            _own.extend(own)
+        results = run_bench(ctx, repetitions=repetitions, own_stats=_own)
         return results_table(model.name, results) + f"\n\n{repetitions} repetitions, through Hearth's queue."
     finally:
         _bench_lock.release()
@@ -69,17 +65,25 @@ def ui_tab(ctx: ExtensionContext) -> None:
 
     def frames():
         data = rows(ctx)
-        speed = pd.DataFrame(data["speed"], columns=["reply", "series", "tokens/s"])
-        context = pd.DataFrame(data["context"], columns=["reply", "context used %"])
+        # Plain column names: Vega-Lite reads "/" and "%" in a field name as syntax.
+        if not data["speed"]:
+            # None, not an empty frame: a plot first drawn from an empty frame keeps
+            # an empty colour legend (no lines) and takes its columns for categories.
+            return None, None, summary(ctx)
+        speed = pd.DataFrame(data["speed"], columns=["reply", "series", "tokens_per_s"]).astype(
+            {"reply": "int64", "series": "string", "tokens_per_s": "float64"})
+        context = pd.DataFrame(data["context"], columns=["reply", "context_pct"]).astype(
+            {"reply": "int64", "context_pct": "float64"})
         return speed, context, summary(ctx)
 
     speed0, context0, summary0 = frames()
     text = gr.Markdown(summary0, elem_id="stats-summary")
     with gr.Row():
-        speed = gr.LinePlot(speed0, x="reply", y="tokens/s", color="series", title="Speed per reply",
-                            elem_id="stats-speed", height=280)
-        context = gr.LinePlot(context0, x="reply", y="context used %", title="Context used per reply",
-                              y_lim=[0, 100], elem_id="stats-context", height=280)
+        speed = gr.LinePlot(speed0, x="reply", y="tokens_per_s", color="series", title="Speed per reply",
+                            x_title="reply", y_title="tokens/s", elem_id="stats-speed", height=280)
+        context = gr.LinePlot(context0, x="reply", y="context_pct", title="Context used per reply",
+                              x_title="reply", y_title="% of the context", y_lim=[0, 100],
+                              elem_id="stats-context", height=280)
     gr.Markdown("**Benchmark** (like llama-bench: pp512 reads a 512-token prompt, tg128 writes 128 "
                 "tokens; it waits its turn behind other people's replies).")
     with gr.Row():

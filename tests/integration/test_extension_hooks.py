@@ -168,8 +168,8 @@ def test_stats_benchmark_and_plot_data(hearth, extensions, greedy):
     ctx = extensions.context("stats")
     chat(hearth, "Count to three.", greedy)
     before = stats.rows(ctx)
-    assert before["speed"][-1]["series"] == "generation" and before["speed"][-1]["tokens/s"] > 0
-    assert 0 < before["context"][-1]["context used %"] < 100
+    assert before["speed"][-1]["series"] == "generation" and before["speed"][-1]["tokens_per_s"] > 0
+    assert 0 < before["context"][-1]["context_pct"] < 100
     table = stats.benchmark(ctx, repetitions=1)
     lines = table.splitlines()
     assert lines[0] == "| model | test | t/s |"
