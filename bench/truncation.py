@@ -70,8 +70,8 @@ def main() -> int:
     sizes = (1_000, 10_000)
     data = {n: history(n) for n in sizes}
     results: dict[tuple[int, str], list[float]] = {}
-    folder = Path(tempfile.mkdtemp(prefix="hearth-bench-"))
-    store = HistoryStore(folder)
+    folder = tempfile.TemporaryDirectory(prefix="hearth-bench-")
+    store = HistoryStore(Path(folder.name))
 
     for _ in range(args.rounds):
         for n in sizes:  # interleaved: every measure, every size, every round
@@ -116,6 +116,7 @@ def main() -> int:
               f"raw every message / hearth next turn = "
               f"{med[(n, 'raw: tokenize every message')] / med[(n, 'hearth next turn')]:.0f}x")
     llm.close()
+    folder.cleanup()
     return 0
 
 

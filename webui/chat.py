@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from webui.characters import Character
-from webui.context import ContextOverflow, TokenCounter, Window, fit_history
+from webui.context import ContextOverflow, TokenCounter, fit_history
 from webui.templates import CHATML, InstructionTemplate, render_chat_prompt
 
 Message = dict[str, Any]  # {"role": "system" | "user" | "assistant", "content": str}
@@ -207,5 +207,5 @@ class _Transcript:
         return self.header + "".join(self._line(m) for m in msgs) + f"{me}:"
 
 
-__all__ = ["ChatPrompt", "ChatRequest", "ContextOverflow", "MODES", "Message", "Window",
+__all__ = ["ChatPrompt", "ChatRequest", "ContextOverflow", "MODES", "Message",
            "build_chat_prompt", "chat_prompt"]

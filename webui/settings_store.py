@@ -17,11 +17,11 @@ from typing import Any
 
 from loaders.fields import SettingError, build, describe, setting, to_dict
 from webui.atomic import write_text_atomic
+from webui.chat import MODES
 from webui.templates import MODEL_TEMPLATE, template_choices
 
 log = logging.getLogger(__name__)
 
-MODES = ("chat", "chat-instruct", "instruct")
 DEFAULT_CHARACTER = "Ember"
 
 

@@ -9,13 +9,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.support import ROOT
 from webui.atomic import write_text_atomic
-from webui.histories import ChatHistory, HistoryError, HistoryStore
+from webui.histories import HistoryError, HistoryStore
 
 
 @pytest.fixture
