@@ -93,3 +93,16 @@ def test_cli_flags_are_generated_from_the_settings_and_remembered(tmp_path, monk
     assert (saved.mode, saved.character, saved.template) == ("chat-instruct", "Ember", "ChatML")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--mode", "roleplay"])
+
+
+def test_parameters_the_backend_ignores_are_greyed_out_with_a_note():
+    from webui.ui.parameters_tab import UNSUPPORTED_NOTE, supported_updates
+
+    names = ["temperature", "top_k", "max_new_tokens", "dry_multiplier"]
+    updates = dict(zip(names, supported_updates(dict.fromkeys(names), frozenset({"temperature"}))))
+    assert updates["temperature"]["interactive"] and not updates["temperature"]["info"].startswith(UNSUPPORTED_NOTE)
+    assert not updates["top_k"]["interactive"] and updates["top_k"]["info"].startswith(UNSUPPORTED_NOTE)
+    assert not updates["dry_multiplier"]["interactive"]
+    assert updates["max_new_tokens"]["interactive"]  # core applies it for every backend
+    everything = supported_updates(dict.fromkeys(names), None)  # no model loaded: nothing greyed
+    assert all(u["interactive"] for u in everything)
