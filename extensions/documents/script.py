@@ -6,7 +6,6 @@ from pathlib import Path
 from webui.extensions.api import ExtensionContext, Prompt, Quote
 
 from .chunking import FILE_TYPES, DocumentError
-from .library import DocumentLibrary
 from .quoting import quoted_message, sources_footer, strip_footer
 
 EXTENSION_API = 1
@@ -20,7 +19,7 @@ DEFAULT_MIN_SCORE = 0.25  # cosine similarity; unrelated text scores about 0-0.1
 _state: dict = {"library": None, "last_prompt": []}
 
 
-def _library() -> DocumentLibrary:
+def _library() -> "DocumentLibrary":  # noqa: F821 (imported in setup: NumPy is heavy)
     library = _state["library"]
     if library is None:
         raise DocumentError("the documents extension is off: switch it on in the Extensions tab")
@@ -29,6 +28,7 @@ def _library() -> DocumentLibrary:
 
 def setup(ctx: ExtensionContext) -> None:
     from .embedder import MiniLMEmbedder
+    from .library import DocumentLibrary
 
     embedder = MiniLMEmbedder()  # fails with a one-line install hint if the model is missing
     _state["library"] = DocumentLibrary(ctx.data_dir, embedder.embed, ctx.save_file)
@@ -71,26 +71,9 @@ def ui_tab(ctx: ExtensionContext) -> None:
 
 
 def api_router(ctx: ExtensionContext):
-    from fastapi import APIRouter, HTTPException
-    from pydantic import BaseModel, Field
+    from .routes import build_router
 
-    router = APIRouter()
-
-    class SearchRequest(BaseModel):
-        query: str = Field(min_length=1, max_length=10_000)
-        k: int = Field(DEFAULT_TOP_K, ge=1, le=20)
-
-    @router.get("/files", summary="The files in the library and their passage counts")
-    def files() -> dict:
-        return {"files": [{"name": n, "passages": c} for n, c in _library().summary()]}
-
-    @router.post("/search", summary="The passages closest in meaning to a query")
-    def search(body: SearchRequest) -> dict:
-        hits = _library().search(body.query, k=body.k)
-        return {"hits": [{"source": h.passage.source, "where": h.passage.where, "text": h.passage.text,
-                          "score": round(h.score, 4)} for h in hits]}
-
-    return router
+    return build_router(_library)
 
 
 def add_files(paths: list[Path]) -> list[str]:

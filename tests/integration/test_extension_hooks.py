@@ -191,7 +191,7 @@ def _get(url: str) -> tuple[int, dict]:
 
 
 def test_server_mounts_extension_routes_and_survives_broken_extensions(tmp_path):
-    args = ["--extensions", "example", "stats", "raising", "broken_import",
+    args = ["--extensions", "example", "stats", "raising", "broken_import", "bad_routes",
             "--extensions-dir", str(FIXTURES), "--n-ctx", "512"]
     with running_server(*args, env={"HEARTH_USER_DATA": str(tmp_path)}) as url:
         assert _get(url + "/extensions/example/seen")[0] == 200
@@ -204,6 +204,11 @@ def test_server_mounts_extension_routes_and_survives_broken_extensions(tmp_path)
         status, body = _get(url + "/extensions/raising/boom")
         assert status == 500 and "raising failed and was switched off" in json.dumps(body)
         assert _get(url + "/extensions/raising/boom")[0] == 404
+        # Routes FastAPI cannot describe are refused, so /docs and /openapi.json still work.
+        status, schema = _get(url + "/openapi.json")
+        assert status == 200
+        assert {"/extensions/example/seen", "/extensions/documents/search"} <= set(schema["paths"])
+        assert not any(p.startswith("/extensions/bad_routes") for p in schema["paths"])
         # The rest of the app is untouched.
         assert _get(url + "/healthz")[1]["status"] == "ok"
         assert _get(url + "/v1/models")[0] == 200
@@ -212,3 +217,4 @@ def test_server_mounts_extension_routes_and_survives_broken_extensions(tmp_path)
     log = sorted((Path(__file__).resolve().parent.parent.parent / "test-artifacts").glob("server-*.log"),
                  key=lambda p: p.stat().st_mtime)[-1].read_text()
     assert "extension broken_import cannot be loaded: importing script.py failed: ImportError" in log
+    assert "extension bad_routes was switched off: its API routes are broken: PydanticUserError" in log

@@ -300,11 +300,13 @@ class ExtensionManager:
         except _Skipped:
             return None
 
-    def route_failed(self, name: str, error: BaseException) -> None:
-        """An extension's API route raised: switch it off like any other fault."""
+    def route_failed(self, name: str, error: BaseException, mounting: bool = False) -> None:
+        """An extension's API route raised (or its routes cannot be served): switch it
+        off like any other fault."""
         ext = self._extensions.get(name)
         if ext is not None:
-            self._fault(ext, f"an API route raised {_one_line(error)}", error)
+            message = str(error) if mounting else f"an API route raised {_one_line(error)}"
+            self._fault(ext, message, None if mounting else error)
 
 
 class _App:

@@ -33,6 +33,18 @@ def extension_guard(manager: ExtensionManager, name: str):
     return guard
 
 
+def routes_problem(router, prefix: str) -> str | None:
+    """Why these routes would break the app's OpenAPI schema (/docs, /openapi.json:
+    built lazily, for every route at once), or None. Tried on a throwaway app."""
+    trial = FastAPI()
+    try:
+        trial.include_router(router, prefix=prefix)
+        trial.openapi()
+    except Exception as e:
+        return f"its API routes are broken: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
+    return None
+
+
 def mount_extension_routes(app: FastAPI, manager: ExtensionManager, api_key: str | None) -> list[str]:
     """Mount each extension's api_router; returns the prefixes mounted. Call before
     Gradio is mounted at "/"."""
@@ -44,6 +56,10 @@ def mount_extension_routes(app: FastAPI, manager: ExtensionManager, api_key: str
         if router is None:
             continue
         prefix = f"/extensions/{ext.name}"
+        problem = routes_problem(router, prefix)
+        if problem:
+            manager.route_failed(ext.name, RuntimeError(problem), mounting=True)
+            continue
         app.include_router(router, prefix=prefix, tags=[f"Extension: {ext.title}"],
                            dependencies=[Depends(api_key_dependency(api_key)),
                                          Depends(extension_guard(manager, ext.name))])
