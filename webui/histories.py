@@ -95,6 +95,9 @@ class HistoryStore:
     def __init__(self, root: Path):
         self.root = Path(root)
         self._lock = threading.Lock()
+        # The list is shown after every reply: parse a chat file again only when it
+        # changed, not every long chat every time.
+        self._summaries: dict[Path, tuple[tuple[int, int], ChatSummary]] = {}
 
     def _folder(self, character: str) -> Path:
         try:
@@ -147,11 +150,20 @@ class HistoryStore:
             if not _ID.match(path.stem):
                 continue
             try:
-                h = self.load(character, path.stem)
-            except HistoryError as e:
-                log.warning("%s", e)
+                st = path.stat()
+            except FileNotFoundError:  # deleted meanwhile
                 continue
-            out.append(ChatSummary(h.id, h.title, h.updated, len(h.messages)))
+            stamp = (st.st_mtime_ns, st.st_size)
+            cached = self._summaries.get(path)
+            if cached is None or cached[0] != stamp:
+                try:
+                    h = self.load(character, path.stem)
+                except HistoryError as e:
+                    log.warning("%s", e)
+                    continue
+                cached = (stamp, ChatSummary(h.id, h.title, h.updated, len(h.messages)))
+                self._summaries[path] = cached
+            out.append(cached[1])
         return sorted(out, key=lambda s: (s.updated, s.id), reverse=True)
 
     def exists(self, history: ChatHistory) -> bool:

@@ -56,8 +56,10 @@ def test_rename_and_delete(store):
     h = store.new("Ember")
     h.messages.append({"role": "user", "content": "hi"})
     store.save(h)
+    assert store.list("Ember")[0].title == "hi"
     store.rename(h, "  Fireside   talk ")
     assert store.load("Ember", h.id).title == "Fireside talk"
+    assert store.list("Ember")[0].title == "Fireside talk"  # the list sees the change
     h.messages.append({"role": "user", "content": "more"})
     store.save(h)
     assert store.load("Ember", h.id).title == "Fireside talk"  # a user's name sticks

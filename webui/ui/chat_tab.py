@@ -130,6 +130,12 @@ def layout(hearth: Hearth) -> ChatTab:
                    template_text, gr.State(ChatState()))
 
 
+def shown(conv: Conversation) -> list[dict]:
+    """The messages for the Chatbot: a copy of the list, so that Gradio serializing it
+    never races another action of the same session appending or removing one."""
+    return list(conv.messages)
+
+
 def past_update(conv: Conversation) -> Any:
     chats = conv.past_chats()
     current = conv.history.id if any(c.id == conv.history.id for c in chats) else None
@@ -156,21 +162,21 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
     def split(values):
         return read_options(*values[:n_opts]), values[n_opts:]
 
-    def stream(conv: Conversation, reply: Reply, s: BrowserSession, give_back_to: str | None = None):
+    def stream(conv: Conversation, reply: Reply, s: BrowserSession):
         """Yield (message box, chatbot, status, past chats) as the reply streams."""
         s.job = reply.job
         for text, status in stream_job(reply.job):
             if not conv.update(reply, text):
                 return  # a newer action replaced this reply
             if status is None:
-                yield gr.skip(), conv.messages, gr.skip(), gr.skip()
+                yield gr.skip(), shown(conv), gr.skip(), gr.skip()
                 continue
             given_back = conv.finish(reply, failed=status.startswith("⚠️"))
             built = getattr(reply.job.prompt, "built", None)
             if built is not None and built.dropped and not status.startswith("⚠️"):
                 status += f" · {built.dropped} older messages left out to fit the context"
             box = given_back if given_back is not None else gr.skip()
-            yield box, conv.messages, status, past_update(conv)
+            yield box, shown(conv), status, past_update(conv)
 
     def respond(text: str, state: ChatState, s: BrowserSession, *values):
         if not text.strip():
@@ -182,9 +188,9 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
             gen = values_to(GenerationParams, names, param_values)
             reply = conv.send(text, options, gen)
         except USER_ERRORS as e:
-            yield gr.skip(), conv.messages, f"⚠️ {e}", gr.skip()
+            yield gr.skip(), shown(conv), f"⚠️ {e}", gr.skip()
             return
-        yield "", conv.messages, "…", past_update(conv)
+        yield "", shown(conv), "…", past_update(conv)
         yield from stream(conv, reply, s)
 
     def action(kind: str):
@@ -195,9 +201,9 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
                 gen = values_to(GenerationParams, names, param_values)
                 reply = (conv.regenerate if kind == "regenerate" else conv.continue_reply)(options, gen)
             except USER_ERRORS as e:
-                yield gr.skip(), conv.messages, f"⚠️ {e}", gr.skip()
+                yield gr.skip(), shown(conv), f"⚠️ {e}", gr.skip()
                 return
-            yield gr.skip(), conv.messages, "…", gr.skip()
+            yield gr.skip(), shown(conv), "…", gr.skip()
             yield from stream(conv, reply, s)
         return handler
 
@@ -211,14 +217,14 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
         try:
             text = conv.remove_last()
         except USER_ERRORS as e:
-            return gr.skip(), conv.messages, f"⚠️ {e}", gr.skip()
-        return text, conv.messages, "", past_update(conv)
+            return gr.skip(), shown(conv), f"⚠️ {e}", gr.skip()
+        return text, shown(conv), "", past_update(conv)
 
     def new_chat(state: ChatState, *opts):
         options = read_options(*opts)
         conv = state.get(hearth, options)
         conv.new_chat(options)
-        return conv.messages, "", past_update(conv), ""
+        return shown(conv), "", past_update(conv), ""
 
     def edit(state: ChatState, mode, character, template, text, user_name, system,
              data: gr.EditData):
@@ -227,8 +233,8 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
         try:
             conv.edit(index, data.value if isinstance(data.value, str) else str(data.value))
         except USER_ERRORS as e:
-            return conv.messages, f"⚠️ {e}"
-        return conv.messages, "Message edited."
+            return shown(conv), f"⚠️ {e}"
+        return shown(conv), "Message edited."
 
     def open_chat(chat_id: str, state: ChatState, *opts):
         conv = state.get(hearth, read_options(*opts))
@@ -238,7 +244,7 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
             conv.open(chat_id)
         except USER_ERRORS as e:
             return gr.skip(), f"⚠️ {e}", gr.skip()
-        return conv.messages, f"Opened “{conv.history.title}”.", conv.history.title
+        return shown(conv), f"Opened “{conv.history.title}”.", conv.history.title
 
     def rename(title: str, state: ChatState, *opts):
         conv = state.get(hearth, read_options(*opts))
@@ -255,7 +261,7 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
             conv.delete(options)
         except USER_ERRORS as e:
             return gr.skip(), f"⚠️ {e}", gr.skip(), gr.skip()
-        return conv.messages, "Chat deleted.", past_update(conv), ""
+        return shown(conv), "Chat deleted.", past_update(conv), ""
 
     def choose_character(state: ChatState, *opts):
         options = read_options(*opts)
@@ -268,7 +274,7 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
         conv = state.get(hearth, options)
         if not any(m["role"] == "user" for m in conv.messages):
             conv.new_chat(options)  # an untouched chat follows the mode (greeting or not)
-        return conv.messages
+        return shown(conv)
 
     def choose_template(choice: str, custom: str):
         _remember(hearth, template=choice)
@@ -287,7 +293,7 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
         who = conv.character.name if conv.character else None
         return (settings.mode, gr.update(choices=hearth.characters.names(), value=who),
                 settings.template, template_source(hearth, settings.template, settings.custom_template),
-                settings.user_name, conv.messages, past_update(conv))
+                settings.user_name, shown(conv), past_update(conv))
 
     opts = tab.option_inputs
     outputs = [tab.message, tab.chatbot, tab.status, tab.past]
