@@ -70,6 +70,9 @@ def test_a_killed_client_frees_the_queue_at_once_and_stops_only_its_own_reply(se
                               stdout=subprocess.PIPE, text=True)
     seen: dict = {}
 
+    def info() -> dict:
+        return httpx.get(server + "/v1/internal/model/info", timeout=10).json()
+
     def queued_client() -> None:
         client = openai.OpenAI(base_url=server + "/v1", api_key="none", max_retries=0, timeout=120)
         chunks = client.chat.completions.create(model="x", messages=[{"role": "user", "content": PROMPTS[0]}],
@@ -85,17 +88,22 @@ def test_a_killed_client_frees_the_queue_at_once_and_stops_only_its_own_reply(se
         other = threading.Thread(target=queued_client, daemon=True)
         other.start()
         deadline = time.monotonic() + 10
-        while httpx.get(server + "/v1/internal/model/info", timeout=10).json()["queue_length"] < 1:
+        while info()["queue_length"] < 1:
             assert time.monotonic() < deadline, "the second request never queued"
             time.sleep(0.05)
         time.sleep(0.3)
         assert "first_at" not in seen  # it waits behind the long reply (~30 s of it left)
         os.kill(victim.pid, signal.SIGKILL)
         killed_at = time.monotonic()
+        # Freed means the worker has dropped the killed reply and taken the next one
+        # from the queue (timed to that, not to the next reply's prompt reading, which
+        # on a busy 2-core machine can take a second of its own).
+        while info()["queue_length"] > 0:
+            assert time.monotonic() - killed_at < 1.0, "the killed client's reply kept the model busy"
+            time.sleep(0.02)
         other.join(timeout=60)
     finally:
         victim.kill()
         victim.wait()
-    assert seen["first_at"] - killed_at < 1.0, "the killed client's reply kept the model busy"
     # The other request was not stopped with it: it is whole, and the same as alone.
     assert seen["text"] == alone
