@@ -6,6 +6,8 @@ folder and settings, and the loaded model. See docs/EXTENSIONS.md.
 """
 from __future__ import annotations
 
+import threading
+
 from webui.extensions.api import ExtensionContext, ModelInfo, Prompt
 
 EXTENSION_API = 1  # the extension API this file is written for
@@ -13,6 +15,7 @@ TITLE = "Example"  # the tab's title
 DESCRIPTION = "Shows every hook: tidies your message, dates the prompt, counts the reply's words."
 
 seen = {"messages": 0, "replies": 0, "model": None}  # what this extension saw; shown in its tab
+lock = threading.Lock()  # hooks run at the same time for different users: guard shared state
 
 
 def setup(ctx: ExtensionContext) -> None:
@@ -22,7 +25,8 @@ def setup(ctx: ExtensionContext) -> None:
 
 def modify_input(text: str, ctx: ExtensionContext) -> str:
     """The user's chat message, before it is saved: here, extra spaces removed."""
-    seen["messages"] += 1
+    with lock:
+        seen["messages"] += 1
     return " ".join(text.split())
 
 
@@ -38,7 +42,8 @@ def modify_prompt(prompt: Prompt, ctx: ExtensionContext) -> Prompt | None:
 
 def modify_output(text: str, prompt: Prompt, ctx: ExtensionContext) -> str:
     """A finished reply, before it is shown for good and saved."""
-    seen["replies"] += 1
+    with lock:
+        seen["replies"] += 1
     return f"{text}\n\n_(example: {len(text.split())} words)_"
 
 
