@@ -268,3 +268,16 @@ def test_extension_settings_and_files(tmp_path):
             ctx.save_file(bad, b"x")
     assert ctx.model() is None
     assert ctx.recent_replies() == []
+
+
+def test_the_documented_minimal_example_works(tmp_path):
+    """docs/EXTENSIONS.md's copy-me example, as written there."""
+    doc = (Path(__file__).resolve().parent.parent.parent / "docs" / "EXTENSIONS.md").read_text()
+    code = doc.split("`extensions/shout/script.py`:\n\n```python\n", 1)[1].split("```", 1)[0]
+    write_extension(tmp_path, "shout", code)
+    manager = manager_for(tmp_path)
+    manager.start(["shout"])
+    ext = manager.get("shout")
+    assert ext.title == "Shout" and ext.description == "Upper-cases every reply."
+    assert manager.modify_output("hello", Prompt("chat")) == "HELLO"
+    assert f"EXTENSION_API = {EXTENSION_API_VERSION}" in code
