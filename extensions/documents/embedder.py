@@ -54,8 +54,12 @@ class MiniLMEmbedder:
     dimensions = 384
 
     def __init__(self, model_dir: Path | None = None):
-        from safetensors.numpy import load_file
-        from tokenizers import Tokenizer
+        try:
+            from safetensors.numpy import load_file
+            from tokenizers import Tokenizer
+        except ImportError as e:
+            raise RuntimeError(f"the documents extension needs the {e.name} package: run "
+                               "./start.sh --extensions documents once, or pip install 'hearth[documents]'") from None
 
         model_dir = Path(model_dir) if model_dir is not None else bundled_model_dir()
         config = json.loads((model_dir / "config.json").read_text())
