@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -24,8 +25,17 @@ def free_port() -> int:
 @contextmanager
 def running_server(*args: str, env: dict | None = None, timeout: float = 60.0,
                    health_path: str = "/healthz") -> Iterator[str]:
-    """Start `python -m webui` with `args` on a free port; yield its base URL."""
+    """Start `python -m webui` with `args` on a free port; yield its base URL.
+
+    Unless `args` name their own, the server gets an empty user-data folder and an
+    empty models folder, so a developer's chats, settings and models never leak into
+    a test (and a test never writes into them)."""
     port = free_port()
+    scratch = tempfile.TemporaryDirectory(prefix="hearth-test-")
+    if "--user-data" not in args and "HEARTH_USER_DATA" not in (env or {}):
+        args = (*args, "--user-data", str(Path(scratch.name) / "user_data"))
+    if "--models-dir" not in args:
+        args = (*args, "--models-dir", str(Path(scratch.name) / "models"))
     log_path = ARTIFACTS / f"server-{port}.log"
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(log_path, "w")
@@ -55,3 +65,4 @@ def running_server(*args: str, env: dict | None = None, timeout: float = 60.0,
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+        scratch.cleanup()
