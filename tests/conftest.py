@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from loaders.params import GenerationParams
 from webui.default_model import default_model_path
+
+
+# Every Hearth the tests create in this process (and every server they start, unless
+# told otherwise) keeps its chats and settings in a scratch folder, never in the
+# developer's user_data/. Set at import, before any test builds a Hearth.
+_SCRATCH = tempfile.TemporaryDirectory(prefix="hearth-tests-")
+os.environ.setdefault("HEARTH_USER_DATA", str(Path(_SCRATCH.name) / "user_data"))
 
 
 @pytest.fixture(scope="session")
