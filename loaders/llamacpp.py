@@ -16,6 +16,7 @@ from loaders import cpu_repack
 from loaders.base import GenerationError, LoadError
 from loaders.fields import setting
 from loaders.gguf import GGUF_MAGIC, GGUFError, check_complete
+from loaders.hf_common import FORMAT_LOADERS, FORMAT_NAMES, model_format
 from loaders.params import PARAM_NAMES, GenerationParams
 from loaders.registry import register
 
@@ -75,8 +76,14 @@ class LlamaCppLoader:
             raise LoadError(f"no such file: {path}")
         if path.is_dir():
             ggufs = sorted(path.glob("*.gguf"))
-            if len(ggufs) != 1:
-                raise LoadError(f"{path} is a folder; choose one .gguf file in it")
+            if not ggufs:
+                other = model_format(path)
+                if other is not None:  # a Hugging Face folder: say which loader opens it
+                    raise LoadError(f"{path.name} is {FORMAT_NAMES[other]}, not a GGUF file: "
+                                    f"choose the {FORMAT_LOADERS[other]} loader")
+                raise LoadError(f"{path.name} is a folder with no .gguf file in it")
+            if len(ggufs) > 1:
+                raise LoadError(f"{path.name} holds {len(ggufs)} .gguf files; choose one of them")
             path = ggufs[0]
         try:
             header = check_complete(path)

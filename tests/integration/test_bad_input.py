@@ -91,3 +91,16 @@ def test_server_with_a_bad_model_still_serves(tmp_path):
     with running_server("--model", str(tmp_path / "missing.gguf")) as url:
         with urllib.request.urlopen(url + "/healthz") as r:
             assert b'"model":null' in r.read()
+
+
+def test_hugging_face_folder_given_to_llama_cpp_names_the_right_loader(core, tmp_path):
+    import json
+    import struct
+
+    folder = tmp_path / "some-model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    header = json.dumps({"__metadata__": {"format": "pt"}}).encode()
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    message = load_error(core, folder, loader="llama.cpp")
+    assert "not a GGUF file: choose the Transformers loader" in message

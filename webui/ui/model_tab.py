@@ -9,7 +9,7 @@ import gradio as gr
 
 import loaders
 from loaders.base import LoadError
-from loaders.fields import SettingError
+from loaders.fields import SettingError, describe
 from webui.core import Hearth
 from webui.ui.forms import components_for, values_to
 from webui.ui.parameters_tab import supported_updates
@@ -20,7 +20,7 @@ class ModelTab:
     model: gr.Dropdown
     refresh: gr.Button
     loader: gr.Dropdown
-    groups: dict[str, gr.Group]
+    groups: dict[str, gr.Column]
     options: dict[str, dict[str, Any]]  # loader -> option name -> control
     load: gr.Button
     unload: gr.Button
@@ -54,9 +54,13 @@ def layout(hearth: Hearth, tab: gr.Tab) -> ModelTab:
     loader = gr.Dropdown(choices=loaders.names(), value=first, label="Loader", elem_id="model-loader")
     groups, options = {}, {}
     for name in loaders.names():
-        with gr.Group(visible=name == first) as group:
+        cls, prefix = loaders.get(name).Options, f"opt-{name.replace('.', '')}"
+        with gr.Column(visible=name == first) as group:
             gr.Markdown(f"**{name}**: {loaders.get(name).description}")
-            options[name] = components_for(loaders.get(name).Options, prefix=f"opt-{name.replace('.', '')}")
+            options[name] = components_for(cls, advanced=False, prefix=prefix)
+            if any(s.advanced for s in describe(cls)):
+                with gr.Accordion("Advanced options", open=False):
+                    options[name].update(components_for(cls, advanced=True, prefix=prefix))
         groups[name] = group
     with gr.Row():
         load = gr.Button("Load", variant="primary", elem_id="model-load")
