@@ -170,6 +170,9 @@ def build_gptq(source: Path, target: Path) -> None:
     from gptqmodel import GPTQModel, QuantizeConfig
 
     start = time.perf_counter()
+    # GPTQModel writes its quantization logs to a relative "logs/" folder; this runs in
+    # its own subprocess, so moving to the cache keeps them out of the checkout.
+    os.chdir(target.parent)
     model = GPTQModel.load(str(source), QuantizeConfig(bits=4, group_size=64), device="cpu")
     model.quantize(CALIBRATION, batch_size=4)
     tmp = target.with_name(target.name + ".partial")
