@@ -158,6 +158,26 @@ def test_the_api_serves_a_remote_model(remote, engine):
         assert info["loader"] == "remote" and "dry_multiplier" not in info["supported_params"]
 
 
+def test_the_engine_key_is_sent_but_never_shown(engine):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from webui.api import install_api
+    from webui.cli import ServerSettings
+
+    core = Hearth(models_dir=ROOT / "no-models-here")
+    core.load_model(engine[1], "remote", {"remote_api_key": "s3cret-engine-key"})
+    assert core.models.current.model._client.headers["authorization"] == "Bearer s3cret-engine-key"
+    app = FastAPI()
+    install_api(app, core, ServerSettings())
+    with TestClient(app) as client:
+        info = client.get("/v1/internal/model/info")
+    assert info.json()["options"]["remote_api_key"] == "***"
+    assert "s3cret" not in info.text
+    core.unload_model()
+    core.engine.close()
+
+
 def test_a_wrong_model_name_lists_what_the_engine_offers(engine):
     core = Hearth(models_dir=ROOT / "no-models-here")
     with pytest.raises(LoadError) as caught:
