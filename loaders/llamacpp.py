@@ -216,6 +216,8 @@ class LlamaCppModel:
         import llama_cpp
 
         llm = self._llm
+        if not prompt_ids:
+            raise GenerationError("the prompt is empty")
         if len(prompt_ids) + 1 > self.context_length:
             raise GenerationError(
                 f"the prompt is {len(prompt_ids)} tokens; the context holds {self.context_length}")
@@ -239,10 +241,10 @@ class LlamaCppModel:
                 if len(produced) >= limit or cancel.is_set():
                     break
         finally:
+            # No yield in here: a consumer that closes this generator (a stop string,
+            # a cancel) would get "generator ignored GeneratorExit". Bytes of a
+            # character cut off by the end of generation are dropped, not shown as U+FFFD.
             stream.close()
-            tail = decoder.decode(b"", final=True)
-            if tail:
-                yield tail
             if llm.cache is not None:
                 llm.cache[list(prompt_ids) + produced] = llm.save_state()
 

@@ -177,6 +177,8 @@ class GenerationEngine:
             model = loaded.model
             ids = model.encode(job.prompt) if isinstance(job.prompt, str) else list(job.prompt)
             stats.prompt_tokens = len(ids)
+            if not ids:
+                raise GenerationError("the prompt is empty: type something first")
             stats.context_length = model.context_length
             if len(ids) >= model.context_length:
                 raise GenerationError(f"the prompt is {len(ids)} tokens but the context holds "

@@ -193,3 +193,25 @@ def test_first_decode_does_not_crash_with_the_settings_hearth_picks():
 def test_the_real_probe_child_succeeds_here(default_model):
     from loaders import cpu_repack
     assert cpu_repack.probe(default_model) is True
+
+
+def test_closing_the_stream_inside_a_multibyte_character(hearth):
+    """The engine closes a backend's stream after a stop string or a Stop; when that
+    lands between the bytes of one character (an empty piece), closing must not fail."""
+    model = hearth.models.current.model
+    ids = model.encode("<|im_start|>user\nRepeat exactly: 🌊🌊🌊 🔥🔥🔥<|im_end|>\n<|im_start|>assistant\n")
+    with hearth.models.use():
+        stream = model.generate(ids, GenerationParams(temperature=0, max_new_tokens=20), threading.Event())
+        pieces = []
+        for piece in stream:
+            pieces.append(piece)
+            if piece == "" and len(pieces) > 1:
+                break  # mid-character: the next bytes would complete it
+        stream.close()
+    assert pieces[-1] == "" and "🌊" not in "".join(pieces), pieces
+
+
+def test_an_empty_prompt_is_one_clear_error(hearth):
+    with pytest.raises(Exception, match="the prompt is empty"):
+        hearth.complete("", GenerationParams(max_new_tokens=4)).result()
+    assert hearth.complete("Hi", GenerationParams(max_new_tokens=2)).result()[1].completion_tokens
