@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from webui.atomic import write_bytes_atomic, write_text_atomic
-from webui.user_data import InvalidName, check_name
+from webui.user_data import InvalidName, ShippedAndUserFiles, check_name
 
 log = logging.getLogger(__name__)
 
@@ -95,23 +94,8 @@ def character_from_mapping(data: Any) -> Character:
     return Character(name=name, card=card, **values)
 
 
-class CharacterStore:
-    def __init__(self, shipped_dir: Path, user_dir: Path):
-        self.shipped_dir = Path(shipped_dir)
-        self.user_dir = Path(user_dir)
-        self._lock = threading.Lock()
-
-    def _files(self) -> dict[str, tuple[Path, bool]]:
-        """name -> (file, shipped); the user's own win over shipped ones."""
-        found: dict[str, tuple[Path, bool]] = {}
-        for folder, shipped in ((self.shipped_dir, True), (self.user_dir, False)):
-            if folder.is_dir():
-                for path in sorted(folder.glob("*.yaml")):
-                    found[path.stem] = (path, shipped)
-        return found
-
-    def names(self) -> list[str]:
-        return sorted(self._files(), key=str.casefold)
+class CharacterStore(ShippedAndUserFiles):
+    """Characters: shipped YAML files in characters/, and the user's own."""
 
     def exists(self, name: str) -> bool:
         return name in self._files()

@@ -9,14 +9,13 @@ not the preset's: they are kept unless a preset names them.
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
 from loaders.fields import SettingError, build, describe, to_dict
 from loaders.params import GenerationParams
 from webui.atomic import write_text_atomic
-from webui.user_data import InvalidName, check_name
+from webui.user_data import InvalidName, ShippedAndUserFiles, check_name
 
 MAX_PRESET_FILE_BYTES = 1 << 20
 REQUEST_SETTINGS = frozenset({"max_new_tokens", "stop", "grammar", "seed", "ignore_eos"})
@@ -27,22 +26,8 @@ class PresetError(ValueError):
     """A preset cannot be read, saved or found (one line)."""
 
 
-class PresetStore:
-    def __init__(self, shipped_dir: Path, user_dir: Path):
-        self.shipped_dir = Path(shipped_dir)
-        self.user_dir = Path(user_dir)
-        self._lock = threading.Lock()
-
-    def _files(self) -> dict[str, tuple[Path, bool]]:
-        found: dict[str, tuple[Path, bool]] = {}
-        for folder, shipped in ((self.shipped_dir, True), (self.user_dir, False)):
-            if folder.is_dir():
-                for path in sorted(folder.glob("*.yaml")):
-                    found[path.stem] = (path, shipped)
-        return found
-
-    def names(self) -> list[str]:
-        return sorted(self._files(), key=str.casefold)
+class PresetStore(ShippedAndUserFiles):
+    """Sampler presets: shipped YAML files in presets/, and the user's own."""
 
     def values(self, name: str) -> dict[str, Any]:
         """The preset's own settings, validated."""

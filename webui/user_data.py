@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,3 +65,26 @@ class UserData:
     @property
     def settings_file(self) -> Path:
         return self.root / "settings.yaml"
+
+
+class ShippedAndUserFiles:
+    """A folder of YAML files that ship with Hearth, overlaid by the user's own folder
+    of the same kind: the user's file wins over a shipped one of the same name, and
+    only the user's folder is ever written. Characters and presets both work so."""
+
+    def __init__(self, shipped_dir: Path, user_dir: Path):
+        self.shipped_dir = Path(shipped_dir)
+        self.user_dir = Path(user_dir)
+        self._lock = threading.Lock()  # held while writing into user_dir
+
+    def _files(self) -> dict[str, tuple[Path, bool]]:
+        """name -> (file, shipped)."""
+        found: dict[str, tuple[Path, bool]] = {}
+        for folder, shipped in ((self.shipped_dir, True), (self.user_dir, False)):
+            if folder.is_dir():
+                for path in sorted(folder.glob("*.yaml")):
+                    found[path.stem] = (path, shipped)
+        return found
+
+    def names(self) -> list[str]:
+        return sorted(self._files(), key=str.casefold)
