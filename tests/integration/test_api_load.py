@@ -3,6 +3,7 @@ killed mid-stream, against a real Hearth server with the real SmolLM2 model."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import signal
 import subprocess
@@ -47,7 +48,10 @@ def test_twenty_concurrent_streaming_clients_all_get_their_own_reply(server):
                                       http_client=openai.DefaultAsyncHttpxClient(limits=limits)) as client:
             return await asyncio.gather(*(stream(client, PROMPTS[i % len(PROMPTS)]) for i in range(20)))
 
-    replies = asyncio.run(crowd())
+    # Its own thread and loop: the session's Playwright browser (the browser tests run
+    # first) keeps an event loop running in this thread, and asyncio.run() refuses that.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        replies = pool.submit(asyncio.run, crowd()).result()
     assert len(replies) == 20
     for i, reply in enumerate(replies):
         assert reply == expected[PROMPTS[i % len(PROMPTS)]], i
