@@ -19,8 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import llama_cpp  # noqa: E402
 
-from loaders import get  # noqa: E402
-from loaders.fields import build  # noqa: E402
 from loaders.params import GenerationParams  # noqa: E402
 from webui.core import Hearth  # noqa: E402
 from webui.default_model import default_model_path  # noqa: E402
@@ -79,27 +77,54 @@ def time_help(runs: int = 7) -> float:
     return statistics.median(times)
 
 
+def _side_worker(kind: str, threads: int, conn) -> None:
+    """One side in a process of its own: one llama.cpp context, one calling thread
+    (per side). In one process, sides disturbed each other on 2 cores: libgomp keeps
+    a spinning OpenMP team per calling thread, and the engine decodes from its worker
+    thread, so an idle side's team stole time from the running one."""
+    path = default_model_path()
+    if kind == "raw":
+        target = llama_cpp.Llama(str(path), n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
+        fn = raw_round
+    else:
+        core = Hearth()
+        core.load_model(str(path), "llama.cpp", {"n_ctx": 2048, "n_threads": threads, "n_threads_batch": threads})
+        target, fn = (core.models.current.model, hearth_round) if kind == "model" else (core, engine_round)
+    fn(target, 8)  # warm-up
+    conn.send("ready")
+    while (n := conn.recv()) is not None:
+        conn.send(fn(target, n))
+
+
 def main() -> None:
+    import multiprocessing as mp
+
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    path = default_model_path()
-    opts = {"n_ctx": 2048, "n_threads": args.threads, "n_threads_batch": args.threads}
-    raw = llama_cpp.Llama(str(path), n_ctx=2048, n_threads=args.threads, n_threads_batch=args.threads, verbose=False)
-    model = get("llama.cpp").load(path, build(get("llama.cpp").Options, opts))
-    core = Hearth()
-    core.load_model(str(path), "llama.cpp", opts)
-    results = {"raw": [], "model": [], "engine": []}
-    for name, fn, target in (("raw", raw_round, raw), ("model", hearth_round, model), ("engine", engine_round, core)):
-        fn(target, 8)  # warm-up
+    ctx = mp.get_context("spawn")
+    sides = {}
+    for kind in ("raw", "model", "engine"):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_side_worker, args=(kind, args.threads, child), daemon=True)
+        proc.start()
+        assert parent.recv() == "ready"
+        sides[kind] = (proc, parent)
+    order = list(sides)
+    results = {k: [] for k in order}
     for i in range(args.rounds):
-        results["raw"].append(raw_round(raw, args.tokens))
-        results["model"].append(hearth_round(model, args.tokens))
-        results["engine"].append(engine_round(core, args.tokens))
+        # Interleaved, and the order alternates so no side always follows another.
+        for kind in (order if i % 2 == 0 else order[::-1]):
+            sides[kind][1].send(args.tokens)
+            results[kind].append(sides[kind][1].recv())
+    for proc, conn in sides.values():
+        conn.send(None)
+        proc.join(timeout=30)
     med = {k: (statistics.median(p for p, _ in v), statistics.median(t for _, t in v)) for k, v in results.items()}
-    print(f"model: {path.name}, {args.tokens} tokens, {args.threads} threads, {args.rounds} interleaved rounds")
+    print(f"model: {default_model_path().name}, {args.tokens} tokens, {args.threads} threads, "
+          f"{args.rounds} interleaved rounds, one process per side")
     print(f"{'':28}{'prompt ms':>10}{'gen tok/s':>11}{'ratio':>8}")
     for key, label in (("raw", "raw llama_cpp.Llama"), ("model", "Hearth Model.generate"),
                        ("engine", "Hearth engine (queue+stops)")):
