@@ -106,6 +106,8 @@ def test_broken_extensions_are_reported_and_the_chat_keeps_working(ext_page):
     reply = ask(page, "Name a colour.")
     assert reply.strip()
     page.get_by_text("Extension raising was switched off").first.wait_for()
+    # The notice stays until dismissed (it sits over the tab bar's right end), as a user would.
+    page.locator("[data-testid='toast-close']").first.click()
     page.get_by_role("tab", name="Extensions").click()
     page.click("#ext-refresh")
     page.wait_for_function("() => document.querySelector('#ext-status-raising').innerText"

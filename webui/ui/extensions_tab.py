@@ -111,5 +111,7 @@ def wire(hearth: Hearth, tab: ExtensionsTab, ext_tabs: dict[str, gr.Tab], demo: 
 
 
 def warn_browser(name: str, message: str) -> None:
-    """Fault listener: tell the user whose request met the fault (a toast)."""
-    gr.Warning(f"Extension {name} was switched off: {message}")
+    """Fault listener: tell the user whose request met the fault. The notice stays
+    until dismissed (duration=None): losing a feature mid-chat is worth a look, and a
+    10 s toast could vanish while a long reply was still streaming."""
+    gr.Warning(f"Extension {name} was switched off: {message}", duration=None)
