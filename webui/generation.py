@@ -139,7 +139,6 @@ class GenerationEngine:
     def __init__(self, manager: ModelManager):
         self.manager = manager
         self._jobs: "queue.Queue[GenerationJob | None]" = queue.Queue()
-        self.last_stats: GenerationStats | None = None  # the latest finished reply's
         # The latest finished replies, oldest first (the stats extension plots them).
         self.recent_stats: deque[GenerationStats] = deque(maxlen=RECENT_STATS)
         self._worker = threading.Thread(target=self._run, name="hearth-generation", daemon=True)
@@ -149,6 +148,11 @@ class GenerationEngine:
         job = GenerationJob(prompt, params)
         self._jobs.put(job)
         return job
+
+    @property
+    def last_stats(self) -> GenerationStats | None:
+        """The latest finished reply's stats."""
+        return self.recent_stats[-1] if self.recent_stats else None
 
     @property
     def queue_length(self) -> int:
@@ -174,7 +178,6 @@ class GenerationEngine:
                 job.emit(Failed(f"generation failed: {type(e).__name__}: {e}"))
             else:
                 if stats.completion_tokens:
-                    self.last_stats = stats
                     self.recent_stats.append(stats)
                 job.emit(Finished(stats))
 

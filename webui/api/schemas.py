@@ -42,6 +42,13 @@ def _sampler_field(spec: SettingSpec) -> tuple[Any, Any]:
 SAMPLER_FIELDS = {_HEARTH_TO_OPENAI.get(s.name, s.name): _sampler_field(s) for s in describe(GenerationParams)}
 
 
+def _refuse_if_set(cls, value, info):
+    """Validator for a field accepted only empty (OpenAI clients send some as null)."""
+    if value:
+        raise ValueError(f"{info.field_name} is not supported")
+    return value
+
+
 class _Strict(BaseModel):
     # A misspelt sampler that is silently ignored is an error nobody ever finds.
     model_config = ConfigDict(extra="forbid")
@@ -78,12 +85,7 @@ class CompletionRequest(_CompletionBase):
     logprobs: Optional[int] = Field(None, description="Not supported: must be empty.")
     best_of: Optional[int] = Field(1, ge=1, le=1, description="Only 1 is supported.")
 
-    @field_validator("suffix", "logprobs")
-    @classmethod
-    def _unsupported(cls, value, info):
-        if value:
-            raise ValueError(f"{info.field_name} is not supported")
-        return value
+    _unsupported = field_validator("suffix", "logprobs")(_refuse_if_set)
 
 
 class TextPart(_Strict):
@@ -108,12 +110,7 @@ class ChatCompletionRequest(_CompletionBase):
     logprobs: Optional[bool] = Field(None, description="Not supported: must be false or empty.")
     top_logprobs: Optional[int] = Field(None, description="Not supported: must be empty.")
 
-    @field_validator("logprobs", "top_logprobs")
-    @classmethod
-    def _unsupported(cls, value, info):
-        if value:
-            raise ValueError(f"{info.field_name} is not supported")
-        return value
+    _unsupported = field_validator("logprobs", "top_logprobs")(_refuse_if_set)
 
 
 def to_generation_params(request: BaseModel) -> GenerationParams:
