@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support import free_port  # noqa: E402
-from webui.default_model import default_model_path  # noqa: E402
+from webui.runtime.default_model import default_model_path  # noqa: E402
 
 # About 280 tokens: an API request with some context, not a one-line chat message.
 CONTEXT = (" The lighthouse stands on a cliff above a cold northern sea. Its keeper has lived there "

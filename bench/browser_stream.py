@@ -46,8 +46,8 @@ def model_alone_halves(tokens: int) -> float:
     import time
 
     from loaders.params import GenerationParams
-    from webui.core import Hearth
-    from webui.generation import Delta
+    from webui.hearth import Hearth
+    from webui.runtime.generation import Delta
 
     core = Hearth()
     core.load_model(None, "llama.cpp", {"n_ctx": 2048})

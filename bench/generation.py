@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import llama_cpp  # noqa: E402
 
 from loaders.params import GenerationParams  # noqa: E402
-from webui.core import Hearth  # noqa: E402
-from webui.default_model import default_model_path  # noqa: E402
+from webui.hearth import Hearth  # noqa: E402
+from webui.runtime.default_model import default_model_path  # noqa: E402
 
 PROMPT = "<|im_start|>user\nWrite a long story about a lighthouse keeper.<|im_end|>\n<|im_start|>assistant\n"
 

@@ -44,7 +44,7 @@ LOADERS = {
 
 def model_path(kind: str) -> Path:
     from tests import model_factory
-    from webui.default_model import default_model_path
+    from webui.runtime.default_model import default_model_path
 
     return {"gguf": default_model_path, "fp32": model_factory.ensure_fp32, "gptq": model_factory.ensure_gptq}[kind]()
 
@@ -68,8 +68,8 @@ def compare(rounds: int, tokens: int) -> dict:
     import torch
 
     from loaders.params import GenerationParams
-    from webui.chat import chat_prompt
-    from webui.core import Hearth
+    from webui.chat.prompts import chat_prompt
+    from webui.hearth import Hearth
 
     hearth = Hearth(models_dir=ROOT / "no-models-here")
     loaded = hearth.load_model(str(model_path("fp32")), "Transformers", {"dtype": "float32", "device": "cpu"})
@@ -130,7 +130,7 @@ def compare(rounds: int, tokens: int) -> dict:
 def measure_one(label: str, rounds: int, tokens: int) -> dict:
     """Run in a child process: one loader, its RAM measured from just before loading."""
     from loaders.params import GenerationParams
-    from webui.core import Hearth
+    from webui.hearth import Hearth
 
     loader, kind, options = LOADERS[label]
     path = model_path(kind)

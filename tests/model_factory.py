@@ -75,7 +75,7 @@ def _version(dist: str) -> str:
 
 
 def _gguf_path() -> Path:
-    from webui.default_model import default_model_path
+    from webui.runtime.default_model import default_model_path
 
     path = default_model_path()
     if path is None:

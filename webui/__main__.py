@@ -1,3 +1,3 @@
-from webui.cli import main
+from webui.app.cli import main
 
 raise SystemExit(main())

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from tests.support import ARTIFACTS, running_server
-from webui.character_cards import placeholder_png, read_card_json, write_card
-from webui.characters import Character
+from webui.characters.cards import placeholder_png, read_card_json, write_card
+from webui.characters.character import Character
 
 BOT = "#chat [data-testid='bot']"
 USER = "#chat [data-testid='user']"

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from loaders.params import GenerationParams
 from webui.api import install_api
-from webui.cli import ServerSettings
+from webui.config import ServerSettings
 
 
 def api_client(hearth, **settings) -> TestClient:

@@ -9,7 +9,7 @@ from loaders.base import LoadError
 from loaders.fields import SettingError
 from loaders.params import GenerationParams
 from tests.support import running_server
-from webui.core import Hearth
+from webui.hearth import Hearth
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import json
 import pytest
 
 from loaders.params import GenerationParams
-from webui.characters import CharacterStore
-from webui.conversation import ChatOptions, Conversation
-from webui.histories import HistoryError, HistoryStore
-from webui.templates import BUILTIN_TEMPLATES, CUSTOM_TEMPLATE, render_chat_prompt
-from webui.user_data import SHIPPED_CHARACTERS
+from webui.characters.store import CharacterStore
+from webui.chat.conversation import ChatOptions, Conversation
+from webui.chat.histories import HistoryError, HistoryStore
+from webui.chat.templates import BUILTIN_TEMPLATES, CUSTOM_TEMPLATE, render_chat_prompt
+from webui.userdata.folders import SHIPPED_CHARACTERS
 
 SHORT = GenerationParams(temperature=0.0, seed=1, max_new_tokens=16)
 
@@ -41,7 +41,7 @@ def on_disk(core, conv) -> list[dict]:
 @pytest.mark.parametrize("mode", ["chat", "chat-instruct", "instruct"])
 def test_each_mode_on_the_real_model(core, mode):
     options = ChatOptions(mode=mode, character="Ember")
-    conv = Conversation(core, options)
+    conv = core.conversation(options)
     greeted = mode != "instruct"
     assert bool(conv.messages) == greeted  # the greeting opens a chat in the chat modes
     reply = conv.send("What do you like to do in the evenings?", options, SHORT)
@@ -65,7 +65,7 @@ def test_each_mode_on_the_real_model(core, mode):
 @pytest.mark.parametrize("name", list(BUILTIN_TEMPLATES))
 def test_every_builtin_template_drives_the_model(core, name):
     options = ChatOptions(mode="instruct", character="Ember", template=name)
-    conv = Conversation(core, options)
+    conv = core.conversation(options)
     reply = conv.send("Name a colour.", options, SHORT)
     run(conv, reply)
     assert reply.job.prompt.built.text == render_chat_prompt(
@@ -77,7 +77,7 @@ def test_every_builtin_template_drives_the_model(core, name):
 
 def test_a_long_history_is_truncated_and_the_character_kept(core):
     options = ChatOptions(mode="chat-instruct", character="Ember")
-    conv = Conversation(core, options)
+    conv = core.conversation(options)
     for i in range(300):
         conv.messages.append({"role": "user", "content": f"Question {i}: tell me about the number {i}."})
         conv.messages.append({"role": "assistant", "content": f"The number {i} is a fine number, {i} indeed."})
@@ -97,7 +97,7 @@ def test_a_long_history_is_truncated_and_the_character_kept(core):
 
 def test_regenerate_continue_remove_last_and_edit(core):
     options = ChatOptions(mode="chat", character="Ember")
-    conv = Conversation(core, options)
+    conv = core.conversation(options)
     run(conv, conv.send("Tell me a story.", options, SHORT))
     first = conv.messages[-1]["content"]
 
@@ -124,7 +124,7 @@ def test_regenerate_continue_remove_last_and_edit(core):
 
 def test_past_chats_open_rename_delete(core):
     options = ChatOptions(mode="instruct", character="Ember")
-    conv = Conversation(core, options)
+    conv = core.conversation(options)
     run(conv, conv.send("First chat.", options, SHORT))
     first_id = conv.history.id
     conv.new_chat(options)
@@ -141,7 +141,7 @@ def test_past_chats_open_rename_delete(core):
 
 def test_two_conversations_at_once_have_their_own_history_and_stop(core):
     options = ChatOptions(mode="instruct", character="Ember")
-    alice, bob = Conversation(core, options), Conversation(core, options)
+    alice, bob = core.conversation(options), core.conversation(options)
     long = GenerationParams(temperature=0.0, max_new_tokens=400, ignore_eos=True)
     a = alice.send("I am Alice. Write a long poem.", options, long)
     b = bob.send("I am Bob. Write a long poem.", options, dataclasses.replace(long, max_new_tokens=30))
@@ -159,7 +159,7 @@ def test_two_conversations_at_once_have_their_own_history_and_stop(core):
 def test_a_refused_send_gives_the_text_back_and_keeps_the_file_clean(core):
     options = ChatOptions(mode="instruct", character="Ember", template=CUSTOM_TEMPLATE,
                           custom_template="{{ ''.__class__.__mro__ }}")
-    conv = Conversation(core, options)
+    conv = core.conversation(options)
     reply = conv.send("Hello?", options, SHORT)
     events = list(reply.job.events())
     assert "Python internals" in events[-1].message

@@ -14,9 +14,9 @@ import pytest
 
 from tests.hub_standin import (MIXED_REPO, SMOLLM_FILE, SMOLLM_REPO, hub, hub_env)  # noqa: F401 (fixtures)
 from tests.support import ROOT
-from webui.downloads import DownloadJob, download, read_record
-from webui.hub import PARTIAL_DIR, list_repo
-from webui.local_models import delete, scan
+from webui.modelfiles.downloads import DownloadJob, download, read_record
+from webui.modelfiles.hub import PARTIAL_DIR, list_repo
+from webui.modelfiles.local import delete, scan
 
 FOLDER = SMOLLM_REPO.replace("/", "_")
 
@@ -55,7 +55,7 @@ def test_listing_groups_every_file_and_reads_the_gguf_header(hub_env, default_mo
 
 
 def test_download_verifies_and_the_model_loads(hub_env, tmp_path, default_model, greedy):
-    from webui.core import Hearth
+    from webui.hearth import Hearth
 
     models = tmp_path / "models"
     seen = []
@@ -107,16 +107,16 @@ def test_resume_after_the_server_drops_the_connection(hub_env, tmp_path, default
 
 def test_a_download_that_keeps_failing_stops_and_resumes_next_time(hub_env, tmp_path, default_model,
                                                                     monkeypatch):
-    import webui.downloads
+    import webui.modelfiles.downloads
 
-    monkeypatch.setattr(webui.downloads, "RETRY_WAIT", 0.01)
+    monkeypatch.setattr(webui.modelfiles.downloads, "RETRY_WAIT", 0.01)
     fault = hub_env.fault(SMOLLM_REPO, SMOLLM_FILE)
     fault.drop_after, fault.drops_left, fault.fail_requests = 10 << 20, 1, 100  # then the network is gone
     with pytest.raises(Exception) as e:
         download(SMOLLM_REPO, models_dir=tmp_path, names=[SMOLLM_FILE])
     assert "broke off at" in str(e.value) and "run it again to resume" in str(e.value)
     assert "\n" not in str(e.value)
-    assert len(hub_env.ranges_requested(SMOLLM_FILE)) == 1 + 1 + webui.downloads.MAX_STALLED_RETRIES
+    assert len(hub_env.ranges_requested(SMOLLM_FILE)) == 1 + 1 + webui.modelfiles.downloads.MAX_STALLED_RETRIES
     (part,) = leftovers(tmp_path)
     kept = part.stat().st_size
     assert 0 < kept <= 10 << 20 and not (tmp_path / FOLDER / SMOLLM_FILE).exists()

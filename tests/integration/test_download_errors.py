@@ -10,8 +10,8 @@ import pytest
 from tests.hub_standin import (EVIL_REPO, GATED_REPO, GATED_TOKEN, MIXED_REPO,  # noqa: F401 (fixtures)
                                SMOLLM_REPO, hub, hub_env)
 from tests.support import free_port
-from webui.downloads import ChecksumMismatch, download
-from webui.hub import HubError, UnsafeName, list_repo, local_dir_for
+from webui.modelfiles.downloads import ChecksumMismatch, download
+from webui.modelfiles.hub import HubError, UnsafeName, list_repo, local_dir_for
 
 
 def files_under(root: Path) -> list[Path]:

@@ -9,13 +9,13 @@ import sys
 import pytest
 
 from tests.support import ROOT
-from webui.local_models import estimate_for
+from webui.modelfiles.local import estimate_for
 
 MEASURE = """
 import json, sys
 import psutil
 import llama_cpp  # the library's own import is not the model's memory
-from webui.core import Hearth
+from webui.hearth import Hearth
 
 hearth = Hearth(models_dir=sys.argv[3])
 proc = psutil.Process()

@@ -16,11 +16,11 @@ import pytest
 
 from tests.fixtures.pdf import make_pdf
 from tests.support import running_server
-from webui.chat import ChatRequest
-from webui.conversation import ChatOptions, Conversation
+from webui.chat.prompts import ChatRequest
+from webui.chat.conversation import ChatOptions, Conversation
 from webui.extensions import SHIPPED_EXTENSIONS, ExtensionManager
 from webui.extensions.store import ExtensionStore
-from webui.histories import HistoryStore
+from webui.chat.histories import HistoryStore
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "extensions"
 INSTRUCT = ChatOptions(mode="instruct")
@@ -30,7 +30,7 @@ INSTRUCT = ChatOptions(mode="instruct")
 def extensions(hearth, tmp_path, monkeypatch):
     """A fresh registry (shipped + test-only broken extensions) on the shared core,
     with chat histories in a temporary folder; the core gets its own back after."""
-    manager = ExtensionManager(hearth, roots=[SHIPPED_EXTENSIONS, FIXTURES], store=ExtensionStore(None),
+    manager = ExtensionManager(hearth.models, hearth.engine, roots=[SHIPPED_EXTENSIONS, FIXTURES], store=ExtensionStore(None),
                                data_root=tmp_path / "extension_data", timeout=5.0, setup_timeout=60.0)
     manager.discover()
     monkeypatch.setattr(hearth, "extensions", manager)
@@ -43,7 +43,7 @@ def extensions(hearth, tmp_path, monkeypatch):
 def chat(hearth, text: str, params) -> tuple[Conversation, str]:
     """One message through the real chat path (Conversation -> core -> queue -> model);
     returns the conversation and the raw reply text."""
-    conv = Conversation(hearth, INSTRUCT)
+    conv = hearth.conversation(INSTRUCT)
     reply = conv.send(text, INSTRUCT, params)
     raw, _ = reply.job.result()
     conv.update(reply, raw)

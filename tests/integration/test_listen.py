@@ -10,7 +10,7 @@ import pytest
 
 from tests.support import ROOT, free_port
 from webui.api.auth import keys_match
-from webui.cli import build_parser, check_network_safety, settings_from_args
+from webui.app.flags import build_parser, check_network_safety, settings_from_args
 
 
 def run_hearth(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -10,7 +10,7 @@ import pytest
 
 from loaders.params import GenerationParams
 from tests.support import ROOT
-from webui.generation import Delta, Finished
+from webui.runtime.generation import Delta, Finished
 
 QUESTION = [{"role": "user", "content": "Write a haiku about autumn."}]
 
@@ -30,7 +30,7 @@ def test_same_prompt_and_reply_as_raw_llama_cpp(hearth, greedy, default_model):
     import llama_cpp
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    from webui.chat import chat_prompt
+    from webui.chat.prompts import chat_prompt
 
     template = hearth.models.current.model.chat_template
     raw_prompt = Jinja2ChatFormatter(template, eos_token="", bos_token="")(messages=QUESTION).prompt
@@ -115,7 +115,7 @@ def test_second_chat_turn_evaluates_only_the_new_tokens(hearth, greedy):
 
 
 def test_prompt_cache_restores_an_earlier_conversation(default_model):
-    from webui.core import Hearth
+    from webui.hearth import Hearth
 
     core = Hearth()
     try:
@@ -132,8 +132,8 @@ def test_prompt_cache_restores_an_earlier_conversation(default_model):
 
 
 def test_unload_frees_the_model(default_model):
-    from webui.core import Hearth
-    from webui.model_manager import NoModelLoaded
+    from webui.hearth import Hearth
+    from webui.runtime.model_manager import NoModelLoaded
 
     core = Hearth()
     loaded = core.load_model(str(default_model))
@@ -150,7 +150,7 @@ def test_unload_frees_the_model(default_model):
 
 RSS_SCRIPT = r"""
 import gc, json, os, psutil
-from webui.core import Hearth
+from webui.hearth import Hearth
 proc = psutil.Process()
 core = Hearth()
 before = proc.memory_info().rss
@@ -172,7 +172,7 @@ def test_unload_returns_the_memory():
 
 
 DECODE_SCRIPT = r"""
-from webui.core import Hearth
+from webui.hearth import Hearth
 from loaders.params import GenerationParams
 core = Hearth()
 core.load_model(None)

@@ -21,10 +21,10 @@ import pytest
 import loaders
 from loaders.params import CORE_PARAMS, PARAM_NAMES, GenerationParams
 from tests import model_factory
-from webui.chat import chat_prompt
-from webui.default_model import default_model_path
-from webui.generation import Delta, Failed, Finished, GenerationEngine
-from webui.model_manager import ModelManager
+from webui.chat.prompts import chat_prompt
+from webui.runtime.default_model import default_model_path
+from webui.runtime.generation import Delta, Failed, Finished, GenerationEngine
+from webui.runtime.model_manager import ModelManager
 
 QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
 UNSUPPORTED_BY_TRANSFORMERS = frozenset({

@@ -24,8 +24,8 @@ from loaders.exllamav2 import NO_CUDA
 from loaders.fields import build
 from loaders.params import GenerationParams
 from tests import model_factory
-from webui.default_model import default_model_path
-from webui.model_manager import ModelManager
+from webui.runtime.default_model import default_model_path
+from webui.runtime.model_manager import ModelManager
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 

@@ -13,8 +13,8 @@ import pytest
 from loaders.base import GenerationError, LoadError
 from loaders.params import GenerationParams
 from tests.support import ARTIFACTS, ROOT, free_port
-from webui.core import Hearth
-from webui.generation import Delta, Finished
+from webui.hearth import Hearth
+from webui.runtime.generation import Delta, Finished
 
 PROMPT = "The three primary colours are"
 
@@ -139,7 +139,7 @@ def test_the_api_serves_a_remote_model(remote, engine):
     from fastapi.testclient import TestClient
 
     from webui.api import install_api
-    from webui.cli import ServerSettings
+    from webui.config import ServerSettings
 
     app = FastAPI()
     install_api(app, remote, ServerSettings())
@@ -163,7 +163,7 @@ def test_the_engine_key_is_sent_but_never_shown(engine):
     from fastapi.testclient import TestClient
 
     from webui.api import install_api
-    from webui.cli import ServerSettings
+    from webui.config import ServerSettings
 
     core = Hearth(models_dir=ROOT / "no-models-here")
     core.load_model(engine[1], "remote", {"remote_api_key": "s3cret-engine-key"})

@@ -21,8 +21,8 @@ from webui.api.limits import check_prompt_size, check_queue
 from webui.api.schemas import (OPENAI_NAMES, SAMPLER_FIELDS, ChatCompletion, ChatCompletionRequest,
                                Completion, CompletionRequest, to_generation_params)
 from webui.api.streaming import SSE_HEADERS, job_events, sse
-from webui.generation import Failed, Finished, GenerationJob, GenerationStats
-from webui.templates import ChatTemplateError
+from webui.runtime.generation import Failed, Finished, GenerationJob, GenerationStats
+from webui.chat.templates import ChatTemplateError
 
 # Hearth.chat waits for the model lock while another reply is generating: those waits
 # get their own thread budget, so a burst of API requests cannot starve the UI's.

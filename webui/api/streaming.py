@@ -13,7 +13,7 @@ import json
 import threading
 from typing import AsyncIterator, Awaitable, Callable
 
-from webui.generation import Delta, Failed, Finished, GenerationJob
+from webui.runtime.generation import Delta, Failed, Finished, GenerationJob
 
 Receive = Callable[[], Awaitable[dict]]
 

@@ -12,10 +12,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+from webui.userdata.atomic import write_bytes_atomic
 
 if TYPE_CHECKING:  # for type checkers only: importing them costs, and core needs neither
     from loaders.params import GenerationParams
-    from webui.generation import GenerationJob, GenerationStats
+    from webui.runtime.generation import GenerationJob, GenerationStats
 
 EXTENSION_API_VERSION = 1
 
@@ -89,8 +90,6 @@ class ExtensionContext:
     def save_file(self, name: str, data: bytes | str) -> Path:
         """Write a file of data_dir atomically: a reader, or a crash, sees the old
         content or the new, never half. `name` is a plain file name."""
-        from webui.atomic import write_bytes_atomic
-
         if not name or Path(name).name != name or name.startswith("."):
             raise ValueError(f"{name!r} is not a plain file name")
         path = self.data_dir / name

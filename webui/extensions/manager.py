@@ -15,15 +15,17 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
+
+from loaders.base import LoadError
+from loaders.params import GenerationParams
 
 from webui.extensions.api import HOOKS, ExtensionContext, Message, ModelInfo, Prompt
 from webui.extensions.loading import Extension, check_module, find_extensions, import_script
 from webui.extensions.runner import HookTimeout, call_with_timeout
 from webui.extensions.store import ExtensionStore
-
-if TYPE_CHECKING:
-    from webui.core import Hearth
+from webui.runtime.generation import GenerationEngine
+from webui.runtime.model_manager import ModelManager
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +44,12 @@ class _Skipped(Exception):
 
 
 class ExtensionManager:
-    def __init__(self, hearth: "Hearth | None" = None, *, roots: Sequence[Path] | None = None,
+    def __init__(self, models: ModelManager | None = None, engine: GenerationEngine | None = None, *,
+                 user_root: Path | None = None, roots: Sequence[Path] | None = None,
                  store: ExtensionStore | None = None, data_root: Path | None = None,
                  timeout: float = HOOK_TIMEOUT_S, setup_timeout: float = SETUP_TIMEOUT_S):
-        self.hearth = hearth
+        self._app = _App(models, engine)
         self.roots = [Path(r) for r in (roots if roots is not None else [SHIPPED_EXTENSIONS])]
-        user_root = getattr(getattr(hearth, "user_data", None), "root", None)
         self.store = store if store is not None else ExtensionStore(
             Path(user_root) / "extensions.json" if user_root is not None else None)
         self.data_root = Path(data_root or (Path(user_root) / "extension_data" if user_root else "user_data/extension_data"))
@@ -133,7 +135,7 @@ class ExtensionManager:
         with self._lock:
             ctx = self._contexts.get(name)
             if ctx is None:
-                ctx = ExtensionContext(name, self.data_root / name, self.store, _App(self.hearth))
+                ctx = ExtensionContext(name, self.data_root / name, self.store, self._app)
                 self._contexts[name] = ctx
             return ctx
 
@@ -310,41 +312,40 @@ class ExtensionManager:
 
 
 class _App:
-    """What ExtensionContext may ask of the app."""
+    """What ExtensionContext may ask of the app: the loaded model and the queue."""
 
-    def __init__(self, hearth: "Hearth | None"):
-        self.hearth = hearth
+    def __init__(self, models: ModelManager | None, engine: GenerationEngine | None):
+        self.models = models
+        self.engine = engine
 
-    def _need(self) -> "Hearth":
-        if self.hearth is None:
-            from loaders.base import LoadError
-
+    def _need(self) -> tuple[ModelManager, GenerationEngine]:
+        if self.models is None or self.engine is None:
             raise LoadError("no model is loaded: load one in the Model tab")
-        return self.hearth
+        return self.models, self.engine
 
     def model(self) -> ModelInfo | None:
-        loaded = self.hearth.models.current if self.hearth is not None else None
+        loaded = self.models.current if self.models is not None else None
         if loaded is None:
             return None
         return ModelInfo(loaded.name, loaded.loader, str(loaded.path), loaded.model.context_length)
 
     def tokenize(self, text: str) -> list[int]:
-        with self._need().models.use() as loaded:
+        models, _ = self._need()
+        with models.use() as loaded:
             return list(loaded.model.encode(text))
 
     def generate(self, prompt, params=None):
-        from loaders.params import GenerationParams
-
         if params is None:
             params = GenerationParams()
         elif not isinstance(params, GenerationParams):
             params = GenerationParams.from_mapping(params)
-        return self._need().engine.submit(prompt if isinstance(prompt, str) else list(prompt), params)
+        _, engine = self._need()
+        return engine.submit(prompt if isinstance(prompt, str) else list(prompt), params)
 
     def recent_replies(self) -> list[Any]:
-        if self.hearth is None:
+        if self.engine is None:
             return []
-        return list(self.hearth.engine.recent_stats)
+        return list(self.engine.recent_stats)
 
 
 def _copy(prompt: Prompt) -> Prompt:

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from webui.atomic import write_text_atomic
+from webui.userdata.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 

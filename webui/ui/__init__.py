@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from webui.core import Hearth
+from webui.hearth import Hearth
 from webui.ui import chat_tab, model_tab, parameters_tab
 from webui.ui import character_tab, notebook_tab
 from webui.ui import download_tab

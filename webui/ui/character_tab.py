@@ -11,9 +11,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from webui.character_cards import MAX_CARD_BYTES, PNG_SIGNATURE, write_card
-from webui.characters import Character, CharacterError
-from webui.core import Hearth
+from webui.characters.cards import MAX_CARD_BYTES, PNG_SIGNATURE, write_card
+from webui.characters.character import Character, CharacterError
+from webui.hearth import Hearth
 
 
 @dataclass

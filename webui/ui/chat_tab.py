@@ -17,12 +17,12 @@ import gradio as gr
 from loaders.base import LoadError
 from loaders.fields import SettingError
 from loaders.params import GenerationParams
-from webui.characters import CharacterError
-from webui.conversation import ChatOptions, Conversation, Reply
-from webui.core import Hearth
-from webui.histories import HistoryError
-from webui.settings_store import MODES
-from webui.templates import (BUILTIN_TEMPLATES, CHATML, CUSTOM_TEMPLATE, MODEL_TEMPLATE, ChatTemplateError,
+from webui.characters.character import CharacterError
+from webui.chat.conversation import ChatOptions, Conversation, Reply
+from webui.hearth import Hearth
+from webui.chat.histories import HistoryError
+from webui.chat.settings import MODES
+from webui.chat.templates import (BUILTIN_TEMPLATES, CHATML, CUSTOM_TEMPLATE, MODEL_TEMPLATE, ChatTemplateError,
                              template_choices)
 from webui.ui.forms import values_to
 from webui.ui.session import BrowserSession
@@ -40,7 +40,7 @@ class ChatState:
 
     def get(self, hearth: Hearth, options: ChatOptions) -> Conversation:
         if self.conversation is None:
-            self.conversation = Conversation(hearth, options)
+            self.conversation = hearth.conversation(options)
         return self.conversation
 
     def __deepcopy__(self, memo):

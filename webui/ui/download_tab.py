@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from webui import fit
-from webui.core import Hearth
-from webui.downloads import DownloadJob
-from webui.hub import HubError, RepoListing, list_repo
-from webui.local_models import delete, estimate_for, scan
+from webui.modelfiles import fit
+from webui.hearth import Hearth
+from webui.modelfiles.downloads import DownloadJob
+from webui.modelfiles.hub import HubError, RepoListing, list_repo
+from webui.modelfiles.local import delete, estimate_for, scan
 
 GROUP_HEADERS = ["Group", "Kind", "Quantization", "Size", "Estimate (RAM)", "Will it fit?"]
 FILE_HEADERS = ["Group", "File", "Size"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from webui.core import Hearth
+from webui.hearth import Hearth
 from webui.extensions import Extension, ExtensionError
 
 INTRO = ("Extensions add tabs, API routes and steps around each reply. Switch one on or off "

@@ -10,9 +10,10 @@ import gradio as gr
 import loaders
 from loaders.base import LoadError
 from loaders.fields import SettingError, describe
-from webui.core import Hearth
+from webui.hearth import Hearth
 from webui.ui.forms import components_for, values_to
 from webui.ui.parameters_tab import supported_updates
+from webui.modelfiles.local import fit_proposal
 
 
 @dataclass
@@ -26,7 +27,7 @@ class ModelTab:
     unload: gr.Button
     status: gr.Markdown
     tab: gr.Tab
-    fit: gr.Markdown | None = None  # will-it-fit for the chosen model (webui.fit)
+    fit: gr.Markdown | None = None  # will-it-fit for the chosen model (webui.modelfiles.fit)
 
 
 def status_text(hearth: Hearth) -> str:
@@ -110,8 +111,6 @@ def wire(hearth: Hearth, tab: ModelTab, params: dict[str, Any]) -> None:
 
 def _wire_fit(hearth: Hearth, tab: ModelTab) -> None:
     """Show the chosen model's memory estimate; propose n_gpu_layers from it on a GPU."""
-    from webui.local_models import fit_proposal
-
     llama = tab.options.get("llama.cpp", {})
     n_ctx, gpu_layers = llama.get("n_ctx"), llama.get("n_gpu_layers")
     if tab.fit is None or n_ctx is None or gpu_layers is None:

@@ -11,8 +11,8 @@ import gradio as gr
 from loaders.base import LoadError
 from loaders.fields import SettingError
 from loaders.params import GenerationParams
-from webui.core import Hearth
-from webui.generation import Finished, GenerationJob, GenerationStats
+from webui.hearth import Hearth
+from webui.runtime.generation import Finished, GenerationJob, GenerationStats
 from webui.ui.forms import values_to
 from webui.ui.session import BrowserSession
 from webui.ui.streaming import stream_job

@@ -10,8 +10,8 @@ import gradio as gr
 
 from loaders.fields import SettingError, describe
 from loaders.params import CORE_PARAMS, GenerationParams
-from webui.core import Hearth
-from webui.presets import PresetError
+from webui.hearth import Hearth
+from webui.userdata.presets import PresetError
 from webui.ui.forms import components_for, format_stop_strings, values_to
 
 _SPECS = {s.name: s for s in describe(GenerationParams)}

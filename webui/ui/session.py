@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from webui.generation import GenerationJob
+from webui.runtime.generation import GenerationJob
 
 
 @dataclass

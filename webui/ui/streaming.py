@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Iterator
 
-from webui.generation import Failed, Finished, GenerationJob
+from webui.runtime.generation import Failed, Finished, GenerationJob
 
 
 # Why: every UI update costs a Gradio diff on the server and a markdown re-render in

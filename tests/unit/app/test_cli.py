@@ -1,0 +1,37 @@
+import subprocess
+import sys
+import time
+
+from tests.support import ROOT
+from webui.app.flags import build_parser, check_network_safety, loader_options_from_args, settings_from_args
+
+
+def test_help_is_fast_and_imports_no_heavy_library():
+    code = ("import sys, runpy; sys.argv=['hearth','--help']\n"
+            "try:\n    runpy.run_module('webui', run_name='__main__')\nexcept SystemExit: pass\n"
+            "heavy = [m for m in ('gradio','llama_cpp','torch','fastapi','transformers') if m in sys.modules]\n"
+            "print('HEAVY', heavy)")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=30)
+    elapsed = time.perf_counter() - start
+    assert "HEAVY []" in done.stdout, done.stdout[-500:] + done.stderr[-500:]
+    assert "--n-ctx" in done.stdout and "--listen" in done.stdout
+    assert elapsed < 1.0, f"hearth --help took {elapsed:.2f}s"
+
+
+def test_loader_flags_are_generated_from_the_options_dataclass():
+    args = build_parser().parse_args(["--n-ctx", "1024", "--no-use-mmap", "--prompt-cache", "ram"])
+    assert loader_options_from_args(args, "llama.cpp") == {"n_ctx": 1024, "use_mmap": False, "prompt_cache": "ram"}
+
+
+def test_listen_without_a_login_is_refused():
+    settings = settings_from_args(build_parser().parse_args(["--listen"]))
+    assert settings.host == "0.0.0.0"
+    assert "refusing to serve on the network" in check_network_safety(settings)
+
+
+def test_listen_refusal_from_the_real_command():
+    done = subprocess.run([sys.executable, "-m", "webui", "--listen"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=30, env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2
+    assert "refusing to serve on the network" in done.stderr

@@ -1,0 +1,1 @@
+"""Characters (YAML files with an optional avatar) and V2 character cards."""

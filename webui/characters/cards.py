@@ -1,0 +1,158 @@
+"""V2 character cards: a PNG (the avatar) whose `chara` tEXt chunk holds base64 JSON
+per the chara_card_v2 spec (github.com/malfoyslastname/character-card-spec-v2).
+
+Uploads are untrusted: everything is checked before anything is written (size,
+PNG signature and chunk CRCs, the chunk, base64, JSON, the spec, field types, and
+the name, which becomes a file name). Pure Python (struct + zlib): no image library
+is needed to read or write a card.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import struct
+import zlib
+from typing import Any
+
+from webui.characters.character import Character, CharacterError, character_from_mapping
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_CARD_BYTES = 20 << 20  # cards are avatars; 20 MiB is far above any real one
+MAX_CARD_JSON_BYTES = 8 << 20
+CARD_KEYWORD = b"chara"
+SPEC = "chara_card_v2"
+# V2 fields that map onto Character's own; the rest of `data` is kept as is.
+_FIELD_MAP = {"description": "context", "personality": "personality", "scenario": "scenario",
+              "first_mes": "greeting", "mes_example": "example_dialogue"}
+
+
+class CardError(CharacterError):
+    """An uploaded card is unusable; nothing was written (one line)."""
+
+
+def _chunks(png: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, data) for every chunk, with bounds and CRCs checked."""
+    if len(png) > MAX_CARD_BYTES:
+        raise CardError(f"the file is {len(png) >> 20} MiB; a character card may be at most "
+                        f"{MAX_CARD_BYTES >> 20} MiB")
+    if not png.startswith(PNG_SIGNATURE):
+        raise CardError("this is not a PNG file; a character card is a PNG image")
+    out, pos = [], len(PNG_SIGNATURE)
+    while True:
+        if pos + 8 > len(png):
+            raise CardError("the PNG file is truncated")
+        length, kind = struct.unpack(">I4s", png[pos:pos + 8])
+        end = pos + 8 + length + 4
+        if end > len(png):
+            raise CardError("the PNG file is truncated or corrupt")
+        data = png[pos + 8:pos + 8 + length]
+        (crc,) = struct.unpack(">I", png[end - 4:end])
+        if zlib.crc32(kind + data) != crc:
+            raise CardError(f"the PNG file is corrupt (bad checksum in its {kind.decode('latin-1')!r} chunk)")
+        out.append((kind, data))
+        pos = end
+        if kind == b"IEND":
+            return out
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def read_card_json(png: bytes) -> dict[str, Any]:
+    """The card's JSON object, from the PNG's `chara` tEXt chunk."""
+    payload = None
+    for kind, data in _chunks(png):
+        if kind == b"tEXt":
+            keyword, _, text = data.partition(b"\x00")
+            if keyword == CARD_KEYWORD:
+                payload = text
+                break
+    if payload is None:
+        raise CardError("this PNG holds no character card (no 'chara' text chunk)")
+    if len(payload) > MAX_CARD_JSON_BYTES * 4 // 3 + 4:
+        raise CardError("the card's data is too large")
+    try:
+        raw = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise CardError("the card's 'chara' chunk is not valid base64") from None
+    try:
+        card = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CardError(f"the card's JSON is broken: {e}") from None
+    if not isinstance(card, dict):
+        raise CardError("the card's JSON is not an object")
+    return card
+
+
+def card_to_character(card: dict[str, Any]) -> Character:
+    """A V2 card (or an older V1 one, whose fields sit at the top level)."""
+    if card.get("spec") == SPEC:
+        data = card.get("data")
+        if not isinstance(data, dict):
+            raise CardError("the card says chara_card_v2 but has no data object")
+    elif "spec" in card:
+        raise CardError(f"unsupported card spec {str(card['spec'])[:40]!r} (Hearth reads chara_card_v2)")
+    else:
+        data = card
+    mapping: dict[str, Any] = {"name": data.get("name")}
+    for src, dst in _FIELD_MAP.items():
+        mapping[dst] = data.get(src, "")
+    mapping["card"] = {k: v for k, v in data.items() if k != "name" and k not in _FIELD_MAP}
+    try:
+        return character_from_mapping(mapping)
+    except CardError:
+        raise
+    except CharacterError as e:
+        raise CardError(f"the card is unusable: {e}") from None
+
+
+def character_to_card(character: Character) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": character.name,
+        "description": character.context,
+        "personality": character.personality,
+        "scenario": character.scenario,
+        "first_mes": character.greeting,
+        "mes_example": character.example_dialogue,
+        # Required by the spec; kept from an imported card when it had them.
+        "creator_notes": "", "system_prompt": "", "post_history_instructions": "",
+        "alternate_greetings": [], "tags": [], "creator": "", "character_version": "",
+        "extensions": {},
+    }
+    data.update({k: v for k, v in character.card.items() if k != "name" and k not in _FIELD_MAP})
+    return {"spec": SPEC, "spec_version": "2.0", "data": data}
+
+
+def strip_card(png: bytes) -> bytes:
+    """The image alone: the PNG without its card chunks (the avatar to keep)."""
+    chunks = _chunks(png)
+    body = b"".join(_chunk(k, d) for k, d in chunks
+                    if not (k == b"tEXt" and d.partition(b"\x00")[0] in (CARD_KEYWORD, b"ccv3")))
+    return PNG_SIGNATURE + body
+
+
+def write_card(character: Character, avatar_png: bytes | None = None) -> bytes:
+    """A PNG card: the avatar (or a plain square) with the card in a `chara` chunk."""
+    image = strip_card(avatar_png) if avatar_png else placeholder_png()
+    encoded = base64.b64encode(json.dumps(character_to_card(character), ensure_ascii=False)
+                               .encode("utf-8"))
+    chunk = _chunk(b"tEXt", CARD_KEYWORD + b"\x00" + encoded)
+    # Right after IHDR, which the PNG format requires to come first.
+    ihdr_end = len(PNG_SIGNATURE) + 8 + struct.unpack(">I", image[8:12])[0] + 4
+    return image[:ihdr_end] + chunk + image[ihdr_end:]
+
+
+def import_card(png: bytes) -> tuple[Character, bytes]:
+    """Check an uploaded card completely; the character and its bare avatar PNG."""
+    character = card_to_character(read_card_json(png))
+    return character, strip_card(png)
+
+
+def placeholder_png(size: int = 64, rgb: tuple[int, int, int] = (200, 120, 60)) -> bytes:
+    """A plain square PNG, for exporting a character that has no avatar."""
+    row = b"\x00" + bytes(rgb) * size
+    ihdr = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
+    return (PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(row * size))
+            + _chunk(b"IEND", b""))

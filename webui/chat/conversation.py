@@ -1,0 +1,257 @@
+"""One person's chat: its history (saved after every message), its character, and
+its running reply. The Chat tab keeps one per browser session, so two people chatting
+at once never see each other's messages and each Stop stops only its own reply.
+
+Core, not UI: every chat action (send, regenerate, continue, remove last, edit, new
+chat, open, rename, delete) is a method here, and the tab only shows the result.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from loaders.params import GenerationParams
+from webui.characters.character import Character, CharacterError
+from webui.characters.store import CharacterStore
+from webui.chat.prompts import ChatRequest
+from webui.runtime.generation import GenerationJob
+from webui.chat.histories import ChatHistory, ChatSummary, HistoryError, HistoryStore
+from webui.chat.templates import MODEL_TEMPLATE, resolve_template
+
+log = logging.getLogger(__name__)
+
+FALLBACK_CHARACTER = "Assistant"  # history folder when no character file exists at all
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    """What the chat controls say at the moment of an action."""
+    mode: str = "instruct"
+    character: str = ""
+    template: str = MODEL_TEMPLATE
+    custom_template: str = ""
+    user_name: str = "You"
+    system_prompt: str = ""
+
+
+@dataclass
+class Reply:
+    """A reply being generated; stale once a newer action replaced it."""
+    job: GenerationJob
+    base: str  # text already there (continue), the new text goes after it
+    user_text: str | None  # the message that asked for it (send), to give back on refusal
+    got_text: bool = False
+
+
+class ChatReplies(Protocol):
+    """Starts a reply: the app's chat_turn, which runs the extensions' prompt hooks."""
+
+    def chat_turn(self, request: ChatRequest, params: GenerationParams) -> GenerationJob: ...
+
+
+class TextHooks(Protocol):
+    """The extensions' hooks on what the user typed and on the finished reply."""
+
+    def modify_input(self, text: str) -> str: ...
+
+    def modify_output(self, text: str, prompt: Any = None) -> str: ...
+
+
+class Conversation:
+    def __init__(self, characters: CharacterStore, histories: HistoryStore, replies: ChatReplies,
+                 hooks: TextHooks, options: ChatOptions):
+        self.characters = characters
+        self.histories = histories
+        self.replies = replies
+        self.hooks = hooks
+        self._lock = threading.RLock()
+        self.reply: Reply | None = None
+        self.character: Character | None = None
+        self.history: ChatHistory
+        self.new_chat(options)
+
+    # --- which chat -----------------------------------------------------------------
+    @property
+    def messages(self) -> list[dict]:
+        return self.history.messages
+
+    def _load_character(self, name: str) -> Character | None:
+        store = self.characters
+        for candidate in (name, *store.names()):
+            if candidate and store.exists(candidate):
+                try:
+                    return store.load(candidate)
+                except CharacterError as e:
+                    log.warning("%s", e)
+        return None
+
+    def _bucket(self) -> str:
+        return self.character.name if self.character else FALLBACK_CHARACTER
+
+    def new_chat(self, options: ChatOptions) -> None:
+        """A fresh chat with the chosen character (its greeting first, in the chat modes)."""
+        with self._lock:
+            self.stop()
+            self.character = self._load_character(options.character)
+            greeting = ""
+            if options.mode != "instruct" and self.character is not None:
+                greeting = self.character.fill(self.character.greeting, options.user_name).strip()
+            self.history = self.histories.new(self._bucket(), options.mode, greeting)
+
+    def open(self, chat_id: str) -> None:
+        with self._lock:
+            self.stop()
+            self.history = self.histories.load(self._bucket(), chat_id)
+
+    def past_chats(self) -> list[ChatSummary]:
+        return self.histories.list(self._bucket())
+
+    def rename(self, title: str) -> None:
+        with self._lock:
+            self.histories.rename(self.history, title)
+
+    def delete(self, options: ChatOptions) -> None:
+        """Delete this chat's file and start a new chat."""
+        with self._lock:
+            if self.histories.exists(self.history):
+                self.histories.delete(self.history.character, self.history.id)
+            self.new_chat(options)
+
+    def _save(self) -> None:
+        # A chat is written once it has something from the user: opening a chat and
+        # leaving leaves no file behind.
+        if any(m["role"] == "user" for m in self.history.messages) or self.histories.exists(self.history):
+            self.histories.save(self.history)
+
+    # --- replies ----------------------------------------------------------------------
+    def _request(self, options: ChatOptions, continue_last: bool = False) -> ChatRequest:
+        template = None
+        if options.template != MODEL_TEMPLATE:
+            template = resolve_template(options.template, None, options.custom_template)
+        return ChatRequest(self.history.messages, mode=options.mode, character=self.character,
+                           user_name=options.user_name or "You", system_prompt=options.system_prompt,
+                           template=template, continue_last=continue_last)
+
+    def _start(self, options: ChatOptions, params: GenerationParams, continue_last: bool,
+               user_text: str | None) -> Reply:
+        request = self._request(options, continue_last)
+        self.history.mode = options.mode
+        # The request holds a snapshot: the reply placeholder below is not part of it.
+        request.messages = [dict(m) for m in request.messages]
+        job = self.replies.chat_turn(request, params)
+        if continue_last:
+            base = self.history.messages[-1]["content"].rstrip()
+        else:
+            base = ""
+            self.history.messages.append({"role": "assistant", "content": ""})
+        self.reply = Reply(job, base, user_text)
+        return self.reply
+
+    def send(self, text: str, options: ChatOptions, params: GenerationParams) -> Reply:
+        """Add the user's message (saved at once) and start the reply."""
+        with self._lock:
+            self.stop()
+            self._drop_empty_reply()
+            text = self.hooks.modify_input(text)  # modify_input hooks (issue 8)
+            self.history.messages.append({"role": "user", "content": text})
+            self._save()
+            try:
+                return self._start(options, params, False, text)
+            except Exception:
+                self.history.messages.pop()
+                self._save()
+                raise
+
+    def regenerate(self, options: ChatOptions, params: GenerationParams) -> Reply:
+        """Replace the last reply with a new one. The old one stays on disk until the
+        new one is complete."""
+        with self._lock:
+            self.stop()
+            msgs = self.history.messages
+            if not msgs or (msgs[-1]["role"] == "assistant" and len(msgs) == 1):
+                raise HistoryError("nothing to regenerate")
+            if msgs[-1]["role"] == "assistant":
+                msgs.pop()
+            return self._start(options, params, False, None)
+
+    def continue_reply(self, options: ChatOptions, params: GenerationParams) -> Reply:
+        with self._lock:
+            self.stop()
+            self._drop_empty_reply()
+            if not self.history.messages or self.history.messages[-1]["role"] != "assistant":
+                raise HistoryError("there is no reply to continue")
+            return self._start(options, params, True, None)
+
+    def update(self, reply: Reply, text: str) -> bool:
+        """Show the reply so far; False if this reply was replaced meanwhile."""
+        with self._lock:
+            if reply is not self.reply:
+                return False
+            if text:
+                reply.got_text = True
+            new = text.lstrip() if not reply.base else reply.base + text
+            self.history.messages[-1]["content"] = new
+            return True
+
+    def finish(self, reply: Reply, failed: bool) -> str | None:
+        """Commit the reply and save. Returns the user's text when a send was refused
+        before any reply text came (it goes back into the input box)."""
+        with self._lock:
+            if reply is not self.reply:
+                return None
+            self.reply = None
+            msgs = self.history.messages
+            if msgs and msgs[-1]["role"] == "assistant":
+                msgs[-1]["content"] = msgs[-1]["content"].rstrip()
+                if not msgs[-1]["content"] and not reply.base:
+                    msgs.pop()
+                elif not failed and msgs[-1]["content"]:
+                    # modify_output hooks (issue 8), with what modify_prompt left for them.
+                    msgs[-1]["content"] = self.hooks.modify_output(
+                        msgs[-1]["content"], getattr(reply.job, "extension_prompt", None))
+            if failed and not reply.got_text and reply.user_text is not None \
+                    and msgs and msgs[-1]["role"] == "user" and msgs[-1]["content"] == reply.user_text:
+                msgs.pop()
+                self._save()
+                return reply.user_text
+            self._save()
+            return None
+
+    def stop(self) -> None:
+        if self.reply is not None:
+            self.reply.job.stop()
+
+    def _drop_empty_reply(self) -> None:
+        msgs = self.history.messages
+        if self.reply is not None and msgs and msgs[-1]["role"] == "assistant" and not msgs[-1]["content"]:
+            msgs.pop()
+        self.reply = None
+
+    # --- editing --------------------------------------------------------------------
+    def remove_last(self) -> str:
+        """Remove the last exchange (the reply and the message it answered); return
+        the user's text so it can be edited and sent again."""
+        with self._lock:
+            self.stop()
+            self.reply = None
+            msgs = self.history.messages
+            first = 1 if msgs and msgs[0]["role"] == "assistant" else 0  # keep the greeting
+            if len(msgs) <= first:
+                raise HistoryError("nothing to remove")
+            text = ""
+            if msgs[-1]["role"] == "assistant":
+                msgs.pop()
+            if len(msgs) > first and msgs[-1]["role"] == "user":
+                text = msgs.pop()["content"]
+            self._save()
+            return text
+
+    def edit(self, index: int, text: str) -> None:
+        with self._lock:
+            msgs = self.history.messages
+            if not 0 <= index < len(msgs):
+                raise HistoryError(f"there is no message {index}")
+            msgs[index]["content"] = text
+            self._save()

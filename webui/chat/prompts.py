@@ -1,0 +1,211 @@
+"""Turning a conversation into a prompt for the loaded model, in one of three modes:
+
+- `instruct`: a plain assistant; the history goes through the instruction template,
+  after the user's system prompt.
+- `chat-instruct`: a character, wrapped in the instruction template: the character's
+  persona and example dialogue become the system message, the greeting the first
+  assistant turn.
+- `chat`: a character, as a plain transcript ("Name: text" lines after the persona)
+  that the model continues, with no instruction template at all. This suits base
+  models; instruction-tuned ones usually do better in chat-instruct.
+
+Each mode fits the history into the context (see context.py) and always keeps the
+system prompt or the character.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from webui.characters.character import Character
+from webui.chat.context import ContextOverflow, TokenCounter, fit_history
+from webui.chat.templates import CHATML, InstructionTemplate, render_chat_prompt
+
+Message = dict[str, Any]  # {"role": "system" | "user" | "assistant", "content": str}
+MODES = ("chat", "chat-instruct", "instruct")
+DEFAULT_OVERHEAD = 8  # tokens a template adds around a message, when probing fails
+
+
+def chat_prompt(chat_template: str | None, messages: Sequence[Message],
+                system_prompt: str | None = "") -> str:
+    """The model's own template (from its GGUF metadata or tokenizer_config.json);
+    ChatML when the model ships none. No truncation: the API's raw chat."""
+    convo = [{"role": m["role"], "content": m["content"]} for m in messages]
+    if system_prompt and system_prompt.strip():
+        convo.insert(0, {"role": "system", "content": system_prompt})
+    return render_chat_prompt(chat_template or CHATML, convo, add_generation_prompt=True)
+
+
+@dataclass
+class ChatRequest:
+    messages: Sequence[Message]  # the whole history, oldest first
+    mode: str = "instruct"
+    character: Character | None = None  # needed by the chat modes
+    user_name: str = "You"
+    system_prompt: str = ""  # instruct mode's system message
+    template: InstructionTemplate | None = None  # None: the model's own
+    continue_last: bool = False  # extend the last assistant message
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown chat mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.mode != "instruct" and self.character is None:
+            raise ValueError(f"{self.mode} mode needs a character")
+        if self.continue_last and (not self.messages or self.messages[-1]["role"] != "assistant"):
+            raise ValueError("there is no reply to continue")
+
+    def stop_strings(self, template: InstructionTemplate | None) -> tuple[str, ...]:
+        """Where a reply ends besides the model's own end-of-turn token."""
+        if self.mode == "chat":
+            return (f"\n{self.user_name}:", f"\n{self.character.name}:")
+        return template.stop if template is not None else ()
+
+
+@dataclass
+class ChatPrompt:
+    text: str
+    ids: list[int]
+    first_kept: int  # messages before this index were left out to fit the context
+    stop: tuple[str, ...] = ()
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def dropped(self) -> int:
+        return self.first_kept
+
+
+def build_chat_prompt(request: ChatRequest, counter: TokenCounter, model_template: str | None,
+                      context_length: int, reserve: int) -> ChatPrompt:
+    """Render the request into token ids that leave `reserve` tokens for the reply.
+
+    Raises ContextOverflow when even the newest message cannot fit, and
+    ChatTemplateError when the template fails."""
+    budget = context_length - reserve
+    shape = (_Transcript if request.mode == "chat" else _Templated)(request, counter, model_template)
+    messages = request.messages
+    fixed = counter.count(shape.render(len(messages), fixed_only=True))
+    window = fit_history(len(messages), shape.cost, budget - fixed, shape.can_start_at)
+    start = window.start
+    while True:
+        text = shape.render(start)
+        ids = counter.encode(text)
+        # The cached counts are estimates; if the real prompt is longer, drop one more turn.
+        if len(ids) <= budget or start >= len(messages) - 1:
+            break
+        start = _next_turn(start + 1, len(messages), shape.can_start_at)
+    if len(ids) > budget:
+        raise ContextOverflow(f"the prompt needs {len(ids)} tokens but only {budget} are free "
+                              f"(context {context_length}, {reserve} kept for the reply)")
+    return ChatPrompt(text, ids, start, request.stop_strings(shape.template))
+
+
+def _next_turn(start: int, n: int, can_start_at: Callable[[int], bool]) -> int:
+    while start < n - 1 and not can_start_at(start):
+        start += 1
+    return start
+
+
+class _Templated:
+    """instruct and chat-instruct: messages through the instruction template."""
+
+    def __init__(self, request: ChatRequest, counter: TokenCounter, model_template: str | None):
+        self.request = request
+        self.counter = counter
+        self.template = request.template or InstructionTemplate("Model's own", model_template or CHATML)
+        r = request
+        if r.mode == "instruct":
+            system = r.system_prompt.strip()
+        else:
+            c = r.character
+            parts = [r.system_prompt.strip(), c.persona(r.user_name)]
+            examples = c.examples(r.user_name)
+            if examples:
+                parts.append(f"Example dialogue:\n{examples}")
+            parts.append(f"You are {c.name}. Stay in character and write {c.name}'s next reply "
+                         f"to {r.user_name}.")
+            system = "\n\n".join(p for p in parts if p)
+        self.fixed = [{"role": "system", "content": system}] if system else []
+        self.overhead = _role_overheads(self.template.source, counter)
+
+    def cost(self, i: int) -> int:
+        m = self.request.messages[i]
+        return self.counter.count(m["content"]) + self.overhead.get(m["role"], DEFAULT_OVERHEAD)
+
+    def can_start_at(self, i: int) -> bool:
+        return i == 0 or self.request.messages[i]["role"] == "user"
+
+    def render(self, start: int, fixed_only: bool = False) -> str:
+        r = self.request
+        kept = [] if fixed_only else [{"role": m["role"], "content": m["content"]} for m in r.messages[start:]]
+        convo = self.fixed + kept
+        if r.continue_last and not fixed_only:
+            text = render_chat_prompt(self.template.source, convo, add_generation_prompt=False)
+            # Cut after the reply's text, so the model goes on where it stopped
+            # rather than after the template's end-of-turn marker.
+            last = convo[-1]["content"]
+            cut = text.rfind(last.strip()) if last.strip() else -1
+            if cut == -1:
+                return text
+            return text[:cut + len(last.strip())]
+        return render_chat_prompt(self.template.source, convo, add_generation_prompt=True)
+
+
+def _role_overheads(source: str, counter: TokenCounter) -> dict[str, int]:
+    """Tokens the template adds around one message of each role, measured once per
+    template and model by rendering growing probe conversations."""
+    key = ("overhead", source)
+    if key in counter.memo:
+        return counter.memo[key]
+    probes = [{"role": "system", "content": "x"}, {"role": "user", "content": "x"},
+              {"role": "assistant", "content": "x"}]
+    out = {}
+    try:
+        previous = counter.count(render_chat_prompt(source, [], add_generation_prompt=False))
+        for n, probe in enumerate(probes, 1):
+            now = counter.count(render_chat_prompt(source, probes[:n], add_generation_prompt=False))
+            out[probe["role"]] = max(now - previous - 1, 0) + 1  # +1: a token of slack
+            previous = now
+    except Exception:  # a strict template refusing a probe shape: use a safe guess
+        out = {}
+    counter.memo[key] = out
+    return out
+
+
+class _Transcript:
+    """chat: a transcript the model continues, "Name: text" per line."""
+
+    template = None
+
+    def __init__(self, request: ChatRequest, counter: TokenCounter, model_template: str | None):
+        self.request = request
+        self.counter = counter
+        r, c = request, request.character
+        parts = [r.system_prompt.strip(), c.persona(r.user_name), c.examples(r.user_name)]
+        self.header = "\n\n".join(p for p in parts if p) + "\n\n"
+        self.names = {"user": r.user_name, "assistant": c.name, "system": "System"}
+        self.name_cost = {role: counter.count(f"{name}: ") for role, name in self.names.items()}
+
+    def cost(self, i: int) -> int:
+        m = self.request.messages[i]
+        return self.counter.count(m["content"]) + self.name_cost.get(m["role"], 2) + 1
+
+    def can_start_at(self, i: int) -> bool:
+        return i == 0 or self.request.messages[i]["role"] == "user"
+
+    def _line(self, m: Message) -> str:
+        return f"{self.names.get(m['role'], m['role'])}: {m['content'].strip()}\n"
+
+    def render(self, start: int, fixed_only: bool = False) -> str:
+        r = self.request
+        me = self.names["assistant"]
+        if fixed_only:
+            return self.header + f"{me}:"
+        msgs = r.messages[start:]
+        if r.continue_last:
+            body = "".join(self._line(m) for m in msgs[:-1])
+            return self.header + body + f"{me}: {msgs[-1]['content'].strip()}"
+        return self.header + "".join(self._line(m) for m in msgs) + f"{me}:"
+
+
+__all__ = ["ChatPrompt", "ChatRequest", "ContextOverflow", "MODES", "Message",
+           "build_chat_prompt", "chat_prompt"]

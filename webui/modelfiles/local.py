@@ -1,0 +1,224 @@
+"""What is on disk in models/: each model's format, quantization, size and memory
+estimate, and deleting one.
+
+A downloaded repo is a folder, models/ORG_REPO/, that may hold several GGUF
+quantizations and Transformers-style weight folders; each is a model of its own here,
+labelled "ORG_REPO/FILE.gguf" or "ORG_REPO[/SUBFOLDER]".
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from webui.modelfiles.fit import Estimate, ModelShape, estimate, shape_from_config, shape_from_gguf
+from webui.modelfiles.hub import PARTIAL_DIR, RECORD_FILE, HubError, quant_from_name
+from loaders.gguf import GGUFError, read_file_header
+from webui.modelfiles.downloads import read_record, write_record
+from webui.modelfiles.fit import detect_machine, summary, verdict
+
+_SPLIT_PART = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
+_SKIPPED_DIRS = {PARTIAL_DIR, ".cache", ".git"}
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    label: str
+    path: Path                 # the .gguf file (the first part of a split one) or the folder
+    format: str                # GGUF | safetensors | GPTQ | EXL2 | AWQ | other
+    quantization: str | None
+    size_bytes: int
+    repo_id: str | None = None  # when Hearth downloaded it
+
+
+def _is_later_split_part(name: str) -> bool:
+    m = _SPLIT_PART.search(name)
+    return bool(m) and m.group(1) != "00001"
+
+
+def _split_parts(path: Path) -> list[Path]:
+    m = _SPLIT_PART.search(path.name)
+    if not m:
+        return [path]
+    stem = path.name[:m.start()]
+    return sorted(path.parent.glob(f"{stem}-*-of-{m.group(2)}.gguf"))
+
+
+def _weight_dirs(root: Path) -> list[Path]:
+    """Folders under root (root included) holding safetensors or a config.json with weights."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIPPED_DIRS)
+        if any(n.endswith(".safetensors") for n in filenames):
+            out.append(Path(dirpath))
+    return out
+
+
+def model_entries(models_dir: Path) -> list[tuple[str, Path]]:
+    """(label, path) of every model in models/, cheaply (names only): for the Model tab."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        return []
+    out: list[tuple[str, Path]] = []
+    for entry in sorted(models_dir.iterdir()):
+        if entry.name.startswith(".") or entry.name.endswith(".md"):
+            continue
+        if not entry.is_dir():
+            if not _is_later_split_part(entry.name):
+                out.append((entry.name, entry))
+            continue
+        ggufs = [p for p in sorted(entry.rglob("*.gguf"))
+                 if not _SKIPPED_DIRS & set(p.relative_to(entry).parts) and not _is_later_split_part(p.name)]
+        found = [(f"{entry.name}/{p.relative_to(entry).as_posix()}", p) for p in ggufs]
+        for d in _weight_dirs(entry):
+            rel = d.relative_to(entry).as_posix()
+            found.append((entry.name if rel == "." else f"{entry.name}/{rel}", d))
+        out.extend(sorted(found) or [(entry.name, entry)])
+    return out
+
+
+def _folder_format(folder: Path) -> str:
+    config = _read_json(folder / "config.json")
+    method = str((config.get("quantization_config") or {}).get("quant_method") or "").lower()
+    if method in ("gptq", "awq", "exl2"):
+        return method.upper()
+    if (folder / "quantize_config.json").exists():
+        return "GPTQ"
+    if (folder / "measurement.json").exists():
+        return "EXL2"
+    return "safetensors" if any(folder.glob("*.safetensors")) else "other"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return sum(p.stat().st_size for p in _split_parts(path))
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and PARTIAL_DIR not in p.parts)
+
+
+def scan(models_dir: Path) -> list[LocalModel]:
+    records: dict[str, dict] = {}
+    out = []
+    for label, path in model_entries(models_dir):
+        top = label.split("/", 1)[0]
+        if top not in records:
+            records[top] = _read_json(Path(models_dir) / top / RECORD_FILE)
+        repo_id = records[top].get("repo_id")
+        if path.is_file() and path.suffix.lower() == ".gguf":
+            fmt, quant = "GGUF", _gguf_quant(path)
+        elif path.is_dir():
+            fmt = _folder_format(path)
+            quant = quant_from_name(path.name) if path.name != top else quant_from_name(repo_id or top)
+        else:
+            fmt, quant = "other", None
+        out.append(LocalModel(label, path, fmt, quant, _size(path), repo_id))
+    return out
+
+
+def _gguf_quant(path: Path) -> str | None:
+    shape_and_quant = _gguf_info(str(path), path.stat().st_mtime_ns)
+    return shape_and_quant[1] if shape_and_quant else quant_from_name(path.name)
+
+
+@lru_cache(maxsize=256)
+def _gguf_info(path: str, mtime_ns: int) -> tuple[ModelShape, str | None] | None:
+    """Header-derived shape and quantization, cached while the file is unchanged."""
+    p = Path(path)
+    try:
+        header = read_file_header(p)
+    except (GGUFError, OSError):
+        return None
+    return shape_from_gguf(header, _size(p)), header.quantization or quant_from_name(p.name)
+
+
+def shape_of(path: Path) -> ModelShape | None:
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        info = _gguf_info(str(path), path.stat().st_mtime_ns)
+        return info[0] if info else None
+    if path.is_dir():
+        config = _read_json(path / "config.json")
+        if config:
+            weights = sum(p.stat().st_size for p in path.glob("*.safetensors"))
+            return shape_from_config(config, weights)
+    return None
+
+
+def estimate_for(path: Path, n_ctx: int) -> Estimate | None:
+    shape = shape_of(path)
+    return estimate(shape, n_ctx) if shape else None
+
+
+def delete(models_dir: Path, label: str, loaded_path: Path | None = None) -> str:
+    """Delete one model: a GGUF file with its split parts, or a weights folder's own
+    files (not the GGUF files or model folders beside or under it). The repo folder goes
+    too once no model is left in it. Only ever inside models/, never through a link."""
+    models_dir = Path(models_dir)
+    found = dict(model_entries(models_dir))
+    if label not in found:
+        raise HubError(f"no model {label!r} in {models_dir}")
+    path = found[label]
+    root = os.path.abspath(models_dir)
+    if os.path.commonpath([root, os.path.abspath(path)]) != root or os.path.abspath(path) == root:
+        raise HubError(f"refusing to delete {path}: it is not inside {models_dir}")
+    if path.is_symlink():
+        doomed = [path]
+    elif path.is_file():
+        doomed = _split_parts(path)
+    else:
+        doomed = [p for p in sorted(path.iterdir()) if (p.is_file() or p.is_symlink())
+                  and p.suffix.lower() != ".gguf" and p.name != RECORD_FILE]
+    if loaded_path is not None:
+        loaded = os.path.abspath(loaded_path)
+        if loaded == os.path.abspath(path) or loaded in {os.path.abspath(p) for p in doomed}:
+            raise HubError(f"{label} is loaded: unload it in the Model tab first")
+    for p in doomed:
+        p.unlink()
+    top = models_dir / label.split("/", 1)[0]
+    if top.is_dir() and not top.is_symlink():
+        _forget(top, doomed)
+        if path.is_dir() and path != top and not any(path.iterdir()):
+            path.rmdir()
+        if not _has_models(top):
+            shutil.rmtree(top)
+    _gguf_info.cache_clear()
+    return f"deleted {label}"
+
+
+def _has_models(folder: Path) -> bool:
+    ggufs = (p for p in folder.rglob("*.gguf") if not _SKIPPED_DIRS & set(p.relative_to(folder).parts))
+    return any(True for _ in ggufs) or bool(_weight_dirs(folder))
+
+
+def _forget(top: Path, removed: list[Path]) -> None:
+    """Drop the removed files from the download record, so they are fetched again if asked."""
+    record = read_record(top)
+    gone = {p.relative_to(top).as_posix() for p in removed}
+    kept = {k: v for k, v in record["files"].items() if k not in gone}
+    if kept != record["files"]:
+        record["files"] = kept
+        write_record(top, record)
+
+
+def fit_proposal(path, n_ctx: int, machine=None) -> tuple[str, int | None]:
+    """The Model tab's will-it-fit line for a model, and the n_gpu_layers to propose
+    (None where there is no GPU: the user's value stays)."""
+    if not isinstance(path, Path) or not path.exists():
+        return "", None
+    est = estimate_for(path, n_ctx)
+    if est is None:
+        return "", None
+    machine = machine or detect_machine()
+    layers = verdict(est, machine).gpu_layers if machine.gpus else None
+    return f"**Will it fit?** {summary(est, machine)}", layers

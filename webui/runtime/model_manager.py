@@ -1,0 +1,139 @@
+"""Holds the one loaded model. Loading a new one never leaves the app without a
+usable state: if the new model fails to load, the previous one is loaded again."""
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import loaders
+from loaders.base import LoadError, Model
+from loaders.fields import SettingError, build, to_dict
+from webui.runtime.default_model import DEFAULT_MODEL_NAME, default_model_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    path: Path | str  # a string for the URL of a remote engine
+    loader: str
+    options: Any  # the loader's Options dataclass
+    model: Model
+    load_seconds: float
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "loader": self.loader,
+            "options": to_dict(self.options),
+            "context_length": self.model.context_length,
+            "load_seconds": round(self.load_seconds, 2),
+        }
+
+
+class NoModelLoaded(LoadError):
+    pass
+
+
+def model_display_name(path: Path | str) -> str:
+    if loaders.is_url(path):
+        return path
+    default = default_model_path()
+    if default is not None and Path(path) == default:
+        return DEFAULT_MODEL_NAME
+    return Path(path).name
+
+
+class ModelManager:
+    def __init__(self) -> None:
+        # Held while loading and while a generation runs, so a model is never
+        # unloaded under a generation that is using it.
+        self._lock = threading.RLock()
+        self._current: LoadedModel | None = None
+
+    @property
+    def current(self) -> LoadedModel | None:
+        return self._current
+
+    @contextlib.contextmanager
+    def use(self) -> Iterator[LoadedModel]:
+        with self._lock:
+            if self._current is None:
+                raise NoModelLoaded("no model is loaded: load one in the Model tab")
+            yield self._current
+
+    def resolve_loader(self, path: Path | str, loader_name: str | None) -> str:
+        if loader_name:
+            loaders.get(loader_name)  # raises with the list of names
+            return loader_name
+        detected = loaders.detect(path)
+        if detected is None:
+            if loaders.is_url(path):
+                raise LoadError(f"no loader opens the URL {path}")
+            if not path.exists():
+                raise LoadError(f"no such file or folder: {path}")
+            raise LoadError(f"cannot tell what kind of model {path.name} is (not GGUF, "
+                            "and no loader recognises it)")
+        return detected
+
+    def load(self, path: str | Path, loader_name: str | None = None,
+             options: Mapping[str, Any] | Any | None = None) -> LoadedModel:
+        # A URL (a remote engine) stays a string: Path() would fold its "//".
+        path = path if loaders.is_url(path) else Path(path).expanduser()
+        name = self.resolve_loader(path, loader_name)
+        loader = loaders.get(name)
+        if options is None or isinstance(options, Mapping):
+            try:
+                opts = build(loader.Options, options or {})
+            except SettingError as e:
+                raise LoadError(str(e)) from None
+        else:
+            opts = options
+        with self._lock:
+            previous = self._current
+            self._unload_locked()
+            try:
+                loaded = self._load_locked(path, name, opts)
+            except LoadError as e:
+                if previous is not None:
+                    self._restore(previous)
+                    raise LoadError(f"{e} (kept {previous.name} loaded)") from None
+                raise
+            except MemoryError:
+                if previous is not None:
+                    self._restore(previous)
+                raise LoadError(f"not enough memory to load {path.name}") from None
+            self._current = loaded
+            log.info("loaded %s with %s in %.1fs", loaded.name, name, loaded.load_seconds)
+            return loaded
+
+    def _load_locked(self, path: Path, loader_name: str, options: Any) -> LoadedModel:
+        start = time.perf_counter()
+        model = loaders.get(loader_name).load(path, options)
+        return LoadedModel(model_display_name(path), path, loader_name, options, model,
+                           time.perf_counter() - start)
+
+    def _restore(self, previous: LoadedModel) -> None:
+        try:
+            self._current = self._load_locked(previous.path, previous.loader, previous.options)
+        except LoadError as e:  # the file vanished meanwhile: nothing else we can do
+            log.error("could not reload %s: %s", previous.name, e)
+            self._current = None
+
+    def unload(self) -> None:
+        with self._lock:
+            self._unload_locked()
+
+    def _unload_locked(self) -> None:
+        if self._current is not None:
+            self._current.model.unload()
+            self._current = None
+            gc.collect()

@@ -1,0 +1,1 @@
+"""What a user makes, in plain files: the user data folders, atomic writes, presets."""
