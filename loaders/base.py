@@ -10,15 +10,20 @@ import threading
 from pathlib import Path
 from typing import ClassVar, Iterator, Protocol, Sequence, runtime_checkable
 
+from loaders.errors import ErrorKind, UserError
 from loaders.params import GenerationParams
 
 
-class LoadError(RuntimeError):
+class LoadError(UserError, RuntimeError):
     """A model could not be loaded; the message is one line a user can act on."""
 
+    kind = ErrorKind.FAILED
 
-class GenerationError(RuntimeError):
+
+class GenerationError(UserError, RuntimeError):
     """Generation failed; the message is one line a user can act on."""
+
+    kind = ErrorKind.FAILED
 
 
 @runtime_checkable

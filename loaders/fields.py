@@ -14,9 +14,13 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from loaders.errors import ErrorKind, UserError
 
-class SettingError(ValueError):
+
+class SettingError(UserError, ValueError):
     """A user-supplied setting is out of range or of the wrong type (one line)."""
+
+    kind = ErrorKind.INVALID
 
 
 @dataclass(frozen=True)

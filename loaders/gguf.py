@@ -12,6 +12,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from loaders.errors import ErrorKind, UserError
+
 GGUF_MAGIC = b"GGUF"
 
 # value type id -> struct format (scalars only)
@@ -47,8 +49,10 @@ FILE_TYPES = {
 }
 
 
-class GGUFError(ValueError):
+class GGUFError(UserError, ValueError):
     """The bytes are not a (complete) GGUF file."""
+
+    kind = ErrorKind.INVALID
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from loaders.base import LoadError
+from loaders.errors import ErrorKind, UserError
 from loaders.gguf import GGUF_MAGIC
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -43,8 +44,10 @@ TRUST_REMOTE_CODE_HELP = (
     "this on only for a model from a source you trust. Off, such a model is refused.")
 
 
-class SafetensorsError(ValueError):
+class SafetensorsError(UserError, ValueError):
     """A .safetensors file that is not one (one line)."""
+
+    kind = ErrorKind.INVALID
 
 
 def model_folder(path: str | Path) -> Path | None:

@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from webui.extensions.api import ErrorKind, UserError
+
 TEXT_TYPES = (".txt", ".md", ".markdown")
 FILE_TYPES = TEXT_TYPES + (".pdf",)
 CHUNK_WORDS = 100
@@ -15,8 +17,10 @@ OVERLAP_WORDS = 20
 MAX_FILE_BYTES = 20 * 1024 * 1024
 
 
-class DocumentError(ValueError):
+class DocumentError(UserError, ValueError):
     """A file cannot be read as a document (one line, for the UI)."""
+
+    kind = ErrorKind.INVALID
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,8 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from loaders.base import LoadError
 from loaders.fields import SettingError
-from webui.api.errors import APIError
+from webui.api.errors import APIError, api_error
 from webui.api.limits import check_prompt_size, check_queue
 from webui.api.schemas import (OPENAI_NAMES, SAMPLER_FIELDS, ChatCompletion, ChatCompletionRequest,
                                Completion, CompletionRequest, to_generation_params)
@@ -87,16 +86,6 @@ def usage(stats: GenerationStats) -> dict[str, int]:
             "total_tokens": stats.prompt_tokens + stats.completion_tokens}
 
 
-def failure(message: str) -> APIError:
-    # Bugs in a backend reach us as "generation failed: <exception>"; the rest are
-    # reasons a user can act on (prompt too long, bad grammar, engine unreachable).
-    if message.startswith("generation failed:"):
-        return APIError(500, message, code="generation_failed")
-    if message.startswith("no model is loaded"):
-        return APIError(503, message, code="model_not_loaded")
-    return APIError(400, message, code="generation_failed")
-
-
 def ignored_params(hearth, body) -> list[str]:
     """Samplers the request set that the loaded model does not honour (told, not hidden)."""
     loaded = hearth.models.current
@@ -112,7 +101,7 @@ async def answer(request: Request, job: GenerationJob, reply: Reply, stream: boo
     first = await anext(events)
     if isinstance(first, Failed):
         await events.aclose()
-        raise failure(first.message)
+        raise api_error(first.error)
     if stream:
         return StreamingResponse(_sse_stream(first, events, reply, prefix), media_type="text/event-stream",
                                  headers={**SSE_HEADERS, **headers})
@@ -125,7 +114,7 @@ async def answer(request: Request, job: GenerationJob, reply: Reply, stream: boo
     finally:
         await events.aclose()
     if isinstance(event, Failed):
-        raise failure(event.message)
+        raise api_error(event.error)
     return JSONResponse(reply.body("".join(parts), event.stats), headers=headers)
 
 
@@ -145,7 +134,7 @@ async def _sse_stream(event, events: AsyncIterator, reply: Reply, prefix: str) -
                 yield sse("[DONE]")
                 return
             else:  # Failed after text was sent: OpenAI's clients raise on an error chunk
-                yield sse(failure(event.message).body())
+                yield sse(api_error(event.error).body())
                 return
             event = await anext(events)
     finally:
@@ -191,6 +180,4 @@ def add_completion_routes(router: APIRouter, hearth, settings) -> None:
             job = await anyio.to_thread.run_sync(hearth.chat, messages, params, limiter=_SUBMIT_LIMITER)
         except ChatTemplateError as e:
             raise APIError(400, f"the model's chat template failed: {e}", code="chat_template_error") from None
-        except LoadError as e:
-            raise failure(str(e)) from None
         return await answer(request, job, Reply(True, model, include_usage), body.stream, headers)

@@ -1,5 +1,8 @@
 """Errors in OpenAI's shape: {"error": {"message", "type", "param", "code"}}, with a
-message that is one line a person can act on."""
+message that is one line a person can act on.
+
+A UserError from the core becomes an answer here, in one place, by its kind: routes
+let them propagate (or pass a failed job's error to `api_error`)."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,10 +12,25 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from webui.api.schemas import ErrorResponse
+from webui.errors import ErrorKind, UserError
 
 _TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
-          413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
-          503: "server_error"}
+          409: "invalid_request_error", 413: "invalid_request_error", 422: "invalid_request_error",
+          429: "rate_limit_error", 503: "server_error"}
+
+# Each kind's HTTP status and code. A failed load or reply is the request's fault as
+# far as HTTP can tell (400: the reason says what to change); only a bug is a 500.
+# Kinds that had a code before (queue_full, model_not_loaded, generation_failed) keep it.
+HTTP_OF_KIND: dict[ErrorKind, tuple[int, str]] = {
+    ErrorKind.INVALID: (400, "invalid_value"),
+    ErrorKind.NOT_FOUND: (404, "not_found"),
+    ErrorKind.CONFLICT: (409, "conflict"),
+    ErrorKind.TOO_LARGE: (413, "too_large"),
+    ErrorKind.BUSY: (429, "queue_full"),
+    ErrorKind.UNAVAILABLE: (503, "model_not_loaded"),
+    ErrorKind.FAILED: (400, "generation_failed"),
+    ErrorKind.INTERNAL: (500, "generation_failed"),
+}
 
 
 class APIError(Exception):
@@ -27,6 +45,11 @@ class APIError(Exception):
 
     def body(self) -> dict[str, Any]:
         return error_body(self.status, self.message, self.param, self.code)
+
+
+def api_error(error: UserError) -> APIError:
+    status, code = HTTP_OF_KIND[error.kind]
+    return APIError(status, error.message, code=code)
 
 
 def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict:
@@ -88,6 +111,10 @@ async def _api_error(request: Request, exc: APIError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
 
+async def _user_error(request: Request, exc: UserError) -> JSONResponse:
+    return await _api_error(request, api_error(exc))
+
+
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     message, param = describe_validation_error(exc)
     return error_response(422, message, param=param, code="invalid_value")
@@ -95,4 +122,5 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 def install_error_handlers(app) -> None:
     app.add_exception_handler(APIError, _api_error)
+    app.add_exception_handler(UserError, _user_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from webui.errors import ErrorKind, UserError
 from webui.userdata.folders import InvalidName, check_name
 
 MAX_CHARACTER_FILE_BYTES = 8 << 20
@@ -20,8 +21,10 @@ TEXT_FIELDS = ("greeting", "context", "personality", "scenario", "example_dialog
 DEFAULT_USER_NAME = "You"
 
 
-class CharacterError(ValueError):
+class CharacterError(UserError, ValueError):
     """A character cannot be read, saved or found (one line)."""
+
+    kind = ErrorKind.INVALID
 
 
 @dataclass

@@ -21,6 +21,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from webui.errors import ErrorKind, UserError
+
 
 class TokenCounter:
     """Token counts for one model's tokenizer, remembered per text."""
@@ -75,8 +77,10 @@ class Window:
     tokens: int  # estimated tokens of the kept messages
 
 
-class ContextOverflow(ValueError):
+class ContextOverflow(UserError, ValueError):
     """Even the newest message does not fit beside the fixed part of the prompt."""
+
+    kind = ErrorKind.TOO_LARGE
 
 
 def fit_history(n_messages: int, cost_of: Callable[[int], int], budget: int,

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from webui.errors import ErrorKind, UserError
 from webui.userdata.atomic import write_text_atomic
 from webui.userdata.folders import InvalidName, check_name
 
@@ -28,8 +29,10 @@ _ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 TITLE_LENGTH = 48
 
 
-class HistoryError(ValueError):
+class HistoryError(UserError, ValueError):
     """A chat cannot be found, read or written (one line)."""
+
+    kind = ErrorKind.INVALID
 
 
 @dataclass

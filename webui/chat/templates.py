@@ -19,6 +19,8 @@ from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from webui.errors import ErrorKind, UserError
+
 # One prompt can hold at most a context's worth of text; a template that produces
 # megabytes is broken or hostile.
 MAX_OUTPUT_CHARS = 4_000_000
@@ -110,8 +112,10 @@ def resolve_template(choice: str | None, model_template: str | None,
     return BUILTIN_TEMPLATES["ChatML"]
 
 
-class ChatTemplateError(ValueError):
+class ChatTemplateError(UserError, ValueError):
     """A chat template failed to render; one line for the user."""
+
+    kind = ErrorKind.INVALID
 
 
 def _raise_exception(message: str) -> None:

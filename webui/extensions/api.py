@@ -12,6 +12,10 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+
+# Part of the contract: an extension's own errors derive from UserError, so Hearth
+# shows them as it shows its own (a one-line notice, an HTTP status by kind).
+from webui.errors import ErrorKind, UserError  # noqa: F401
 from webui.userdata.atomic import write_bytes_atomic
 
 if TYPE_CHECKING:  # for type checkers only: importing them costs, and core needs neither

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 from loaders.base import LoadError
 from loaders.params import GenerationParams
 
+from webui.errors import ErrorKind, UserError
 from webui.extensions.api import HOOKS, ExtensionContext, Message, ModelInfo, Prompt
 from webui.extensions.loading import Extension, check_module, find_extensions, import_script
 from webui.extensions.runner import HookTimeout, call_with_timeout
@@ -35,8 +36,10 @@ HOOK_TIMEOUT_S = 10.0  # a text hook that takes longer is taken for hung
 SETUP_TIMEOUT_S = 120.0  # importing and setting up may load a model
 
 
-class ExtensionError(Exception):
+class ExtensionError(UserError):
     """An extension cannot be switched on (one line, for the UI and the log)."""
+
+    kind = ErrorKind.FAILED
 
 
 class _Skipped(Exception):

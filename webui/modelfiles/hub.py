@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
+from webui.errors import ErrorKind, UserError
 from webui.modelfiles.fit import ModelShape, shape_from_config, shape_from_gguf
 from loaders.gguf import GGUFError, read_metadata_prefix
 
@@ -30,12 +31,16 @@ PARTIAL_DIR = ".partial"       # inside models/ORG_REPO/: downloads in progress
 RECORD_FILE = ".hearth-download.json"  # inside models/ORG_REPO/: what was verified
 
 
-class HubError(Exception):
+class HubError(UserError):
     """A problem the user can act on, in one line."""
+
+    kind = ErrorKind.FAILED
 
 
 class UnsafeName(HubError):
     """A repo id, revision or file name that could reach outside models/."""
+
+    kind = ErrorKind.INVALID
 
 
 def hub_endpoint() -> str:

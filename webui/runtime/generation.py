@@ -15,8 +15,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
-from loaders.base import GenerationError, LoadError
+from loaders.base import GenerationError
 from loaders.params import GenerationParams
+from webui.errors import ErrorKind, UserError
 from webui.runtime.model_manager import ModelManager
 from webui.runtime.stop_strings import StopMatcher
 
@@ -64,7 +65,11 @@ class Finished:
 
 @dataclass(frozen=True)
 class Failed:
-    message: str
+    error: UserError  # the very object raised, so each face can read its kind
+
+    @property
+    def message(self) -> str:
+        return self.error.message
 
 
 Event = Delta | Finished | Failed
@@ -118,7 +123,7 @@ class GenerationJob:
                 return
 
     def result(self) -> tuple[str, GenerationStats]:
-        """Block until done; the whole text and its stats. Raises GenerationError.
+        """Block until done; the whole text and its stats. Raises the job's UserError.
 
         Sleeps until the job has ended instead of taking events as they come: waking
         this thread for every token cost the model ~8% of its speed on 2 cores
@@ -130,7 +135,7 @@ class GenerationJob:
             if isinstance(event, Delta):
                 parts.append(event.text)
             elif isinstance(event, Failed):
-                raise GenerationError(event.message)
+                raise event.error
             else:
                 return "".join(parts), event.stats
 
@@ -171,11 +176,14 @@ class GenerationEngine:
                 continue
             try:
                 stats = self._generate(job)
-            except (GenerationError, LoadError) as e:
-                job.emit(Failed(str(e)))
+            except UserError as e:
+                log.info("reply refused (%s): %s", e.kind.value, e)
+                job.emit(Failed(e))
             except Exception as e:  # a backend bug must not kill the queue
                 log.exception("generation failed")
-                job.emit(Failed(f"generation failed: {type(e).__name__}: {e}"))
+                internal = UserError(f"generation failed: {type(e).__name__}: {e}", kind=ErrorKind.INTERNAL)
+                internal.__cause__ = e  # whoever re-raises it (result()) shows the real traceback
+                job.emit(Failed(internal))
             else:
                 if stats.completion_tokens:
                     self.recent_stats.append(stats)

@@ -14,6 +14,7 @@ from typing import Any, Iterator, Mapping
 import loaders
 from loaders.base import LoadError, Model
 from loaders.fields import SettingError, build, to_dict
+from webui.errors import ErrorKind
 from webui.runtime.default_model import DEFAULT_MODEL_NAME, default_model_path
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class LoadedModel:
 
 
 class NoModelLoaded(LoadError):
-    pass
+    kind = ErrorKind.UNAVAILABLE
 
 
 def model_display_name(path: Path | str) -> str:

@@ -13,7 +13,9 @@ import gradio as gr
 
 from webui.characters.cards import MAX_CARD_BYTES, PNG_SIGNATURE, write_card
 from webui.characters.character import Character, CharacterError
+from webui.errors import UserError
 from webui.hearth import Hearth
+from webui.ui.notices import notice
 
 
 @dataclass
@@ -108,8 +110,8 @@ def wire(hearth: Hearth, tab: CharacterTab, chat_character: gr.Dropdown,
             return [None, *[""] * 6, None, ""]
         try:
             c = store.load(name)
-        except CharacterError as e:
-            return [gr.skip()] * 8 + [f"⚠️ {e}"]
+        except (UserError, OSError) as e:
+            return [gr.skip()] * 8 + [notice(e)]
         return [c, c.name, c.greeting, c.context, c.personality, c.scenario, c.example_dialogue,
                 _avatar_image(c), ""]
 
@@ -126,8 +128,8 @@ def wire(hearth: Hearth, tab: CharacterTab, chat_character: gr.Dropdown,
             character.avatar_path = loaded.avatar_path
         try:
             saved = store.save(character, _png_bytes(avatar))
-        except (CharacterError, OSError, ValueError) as e:
-            return [gr.skip()] * 3 + [f"⚠️ {e}"]
+        except (UserError, OSError, ValueError) as e:  # Pillow refuses some images with ValueError
+            return [gr.skip()] * 3 + [notice(e)]
         return [saved, *lists(saved.name), f"Saved **{saved.name}**."]
 
     def delete(loaded: Character | None):
@@ -135,8 +137,8 @@ def wire(hearth: Hearth, tab: CharacterTab, chat_character: gr.Dropdown,
             return [gr.skip()] * 3 + ["Choose a character first."]
         try:
             store.delete(loaded.name)
-        except CharacterError as e:
-            return [gr.skip()] * 3 + [f"⚠️ {e}"]
+        except (UserError, OSError) as e:
+            return [gr.skip()] * 3 + [notice(e)]
         return [None, *lists(None), f"Deleted **{loaded.name}**."]
 
     def upload(path: str | None):
@@ -148,8 +150,8 @@ def wire(hearth: Hearth, tab: CharacterTab, chat_character: gr.Dropdown,
                 raise CharacterError(f"the file is larger than {MAX_CARD_BYTES >> 20} MiB, the most a "
                                      "character card may be")
             saved = store.import_card(Path(path).read_bytes())
-        except (CharacterError, OSError) as e:
-            return [gr.skip(), gr.skip(), None] + [gr.skip()] * 8 + [f"⚠️ Not imported: {e}"]
+        except (UserError, OSError) as e:
+            return [gr.skip(), gr.skip(), None] + [gr.skip()] * 8 + [notice(e, "Not imported: ")]
         shown = show(saved.name)
         return [*lists(saved.name), None, *shown[:-1], f"Imported **{saved.name}**."]
 
@@ -159,8 +161,8 @@ def wire(hearth: Hearth, tab: CharacterTab, chat_character: gr.Dropdown,
         avatar = loaded.avatar_path.read_bytes() if loaded.avatar_path else None
         try:
             card = write_card(loaded, avatar)
-        except CharacterError as e:  # a damaged avatar file
-            return gr.skip(), f"⚠️ {e}"
+        except UserError as e:  # a damaged avatar file
+            return gr.skip(), notice(e)
         folder = Path(tempfile.mkdtemp(prefix="hearth-card-"))
         path = folder / f"{loaded.name}.png"
         path.write_bytes(card)

@@ -14,22 +14,22 @@ from typing import Any
 
 import gradio as gr
 
-from loaders.base import LoadError
-from loaders.fields import SettingError
 from loaders.params import GenerationParams
-from webui.characters.character import CharacterError
 from webui.chat.conversation import ChatOptions, Conversation, Reply
+from webui.errors import UserError
 from webui.hearth import Hearth
-from webui.chat.histories import HistoryError
 from webui.chat.settings import MODES
-from webui.chat.templates import (BUILTIN_TEMPLATES, CHATML, CUSTOM_TEMPLATE, MODEL_TEMPLATE, ChatTemplateError,
-                             template_choices)
+from webui.chat.templates import BUILTIN_TEMPLATES, CHATML, CUSTOM_TEMPLATE, MODEL_TEMPLATE, template_choices
+from webui.runtime.generation import Failed
 from webui.ui.forms import values_to
+from webui.ui.notices import notice
 from webui.ui.session import BrowserSession
-from webui.ui.streaming import stream_job
+from webui.ui.streaming import end_status, stream_job
 
-# What a chat action can refuse with: each becomes the one-line status.
-USER_ERRORS = (SettingError, LoadError, ChatTemplateError, HistoryError, CharacterError, ValueError)
+# What a chat action can refuse with: each becomes the one-line status. ChatRequest
+# (webui/chat/prompts.py) still refuses a bad mode or a missing character with a plain
+# ValueError.
+USER_ERRORS = (UserError, ValueError)
 
 
 class ChatState:
@@ -165,15 +165,17 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
     def stream(conv: Conversation, reply: Reply, s: BrowserSession):
         """Yield (message box, chatbot, status, past chats) as the reply streams."""
         s.job = reply.job
-        for text, status in stream_job(reply.job):
+        for text, end in stream_job(reply.job):
             if not conv.update(reply, text):
                 return  # a newer action replaced this reply
-            if status is None:
+            if end is None:
                 yield gr.skip(), shown(conv), gr.skip(), gr.skip()
                 continue
-            given_back = conv.finish(reply, failed=status.startswith("⚠️"))
+            failed = isinstance(end, Failed)
+            given_back = conv.finish(reply, failed=failed)
+            status = end_status(end)
             built = getattr(reply.job.prompt, "built", None)
-            if built is not None and built.dropped and not status.startswith("⚠️"):
+            if built is not None and built.dropped and not failed:
                 status += f" · {built.dropped} older messages left out to fit the context"
             box = given_back if given_back is not None else gr.skip()
             yield box, shown(conv), status, past_update(conv)
@@ -188,7 +190,7 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
             gen = values_to(GenerationParams, names, param_values)
             reply = conv.send(text, options, gen)
         except USER_ERRORS as e:
-            yield gr.skip(), shown(conv), f"⚠️ {e}", gr.skip()
+            yield gr.skip(), shown(conv), notice(e), gr.skip()
             return
         yield "", shown(conv), "…", past_update(conv)
         yield from stream(conv, reply, s)
@@ -201,7 +203,7 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
                 gen = values_to(GenerationParams, names, param_values)
                 reply = (conv.regenerate if kind == "regenerate" else conv.continue_reply)(options, gen)
             except USER_ERRORS as e:
-                yield gr.skip(), shown(conv), f"⚠️ {e}", gr.skip()
+                yield gr.skip(), shown(conv), notice(e), gr.skip()
                 return
             yield gr.skip(), shown(conv), "…", gr.skip()
             yield from stream(conv, reply, s)
@@ -217,7 +219,7 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
         try:
             text = conv.remove_last()
         except USER_ERRORS as e:
-            return gr.skip(), shown(conv), f"⚠️ {e}", gr.skip()
+            return gr.skip(), shown(conv), notice(e), gr.skip()
         return text, shown(conv), "", past_update(conv)
 
     def new_chat(state: ChatState, *opts):
@@ -233,7 +235,7 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
         try:
             conv.edit(index, data.value if isinstance(data.value, str) else str(data.value))
         except USER_ERRORS as e:
-            return shown(conv), f"⚠️ {e}"
+            return shown(conv), notice(e)
         return shown(conv), "Message edited."
 
     def open_chat(chat_id: str, state: ChatState, *opts):
@@ -243,7 +245,7 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
         try:
             conv.open(chat_id)
         except USER_ERRORS as e:
-            return gr.skip(), f"⚠️ {e}", gr.skip()
+            return gr.skip(), notice(e), gr.skip()
         return shown(conv), f"Opened “{conv.history.title}”.", conv.history.title
 
     def rename(title: str, state: ChatState, *opts):
@@ -251,7 +253,7 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
         try:
             conv.rename(title)
         except USER_ERRORS as e:
-            return f"⚠️ {e}", gr.skip()
+            return notice(e), gr.skip()
         return f"Renamed to “{conv.history.title}”.", past_update(conv)
 
     def delete(state: ChatState, *opts):
@@ -260,7 +262,7 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
         try:
             conv.delete(options)
         except USER_ERRORS as e:
-            return gr.skip(), f"⚠️ {e}", gr.skip(), gr.skip()
+            return gr.skip(), notice(e), gr.skip(), gr.skip()
         return shown(conv), "Chat deleted.", past_update(conv), ""
 
     def choose_character(state: ChatState, *opts):
@@ -330,5 +332,5 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
 def _remember(hearth: Hearth, **changes) -> None:
     try:
         hearth.settings.update(**changes)
-    except (SettingError, OSError) as e:
+    except (UserError, OSError) as e:
         gr.Warning(f"could not save the setting: {e}")

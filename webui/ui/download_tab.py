@@ -15,6 +15,7 @@ from webui.hearth import Hearth
 from webui.modelfiles.downloads import DownloadJob
 from webui.modelfiles.hub import HubError, RepoListing, list_repo
 from webui.modelfiles.local import delete, estimate_for, scan
+from webui.ui.notices import notice
 
 GROUP_HEADERS = ["Group", "Kind", "Quantization", "Size", "Estimate (RAM)", "Will it fit?"]
 FILE_HEADERS = ["Group", "File", "Size"]
@@ -131,7 +132,7 @@ def wire(hearth: Hearth, tab: DownloadTab, model_dropdown: gr.Dropdown) -> None:
         try:
             listing = list_repo(repo, revision, token)
         except HubError as e:
-            return (f"⚠️ {e}", [], [], gr.update(choices=[], value=[]), None)
+            return (notice(e), [], [], gr.update(choices=[], value=[]), None)
         groups, files = listing_rows(listing, ctx(n_ctx), fit.detect_machine())
         choices = [(f"{g.label} · {fit.human_bytes(g.size)}", g.label) for g in listing.groups]
         note = f" · {len(listing.refused)} file(s) refused: names that would leave models/" if listing.refused else ""
@@ -144,15 +145,15 @@ def wire(hearth: Hearth, tab: DownloadTab, model_dropdown: gr.Dropdown) -> None:
         job = jobs["current"]
         if job is None or not job.running:
             if listing is None:
-                yield "⚠️ list a repo first", "", gr.skip(), gr.skip(), gr.skip()
+                yield notice("list a repo first"), "", gr.skip(), gr.skip(), gr.skip()
                 return
             if not chosen:
-                yield "⚠️ tick the groups to download", "", gr.skip(), gr.skip(), gr.skip()
+                yield notice("tick the groups to download"), "", gr.skip(), gr.skip(), gr.skip()
                 return
             try:
                 names = [f.path for label in chosen for f in listing.group(label).files]
             except HubError as e:
-                yield f"⚠️ {e}", "", gr.skip(), gr.skip(), gr.skip()
+                yield notice(e), "", gr.skip(), gr.skip(), gr.skip()
                 return
             job = jobs["current"] = DownloadJob(listing.repo_id, models_dir=hearth.models_dir, names=names,
                                                 token=token, listing=listing)
@@ -162,7 +163,7 @@ def wire(hearth: Hearth, tab: DownloadTab, model_dropdown: gr.Dropdown) -> None:
         rows, labels = local_rows(hearth.models_dir, ctx(n_ctx))
         choices = gr.update(choices=[c.label for c in hearth.model_choices()])
         if job.error:
-            yield f"⚠️ {job.error}", progress_html(job), choices, rows, gr.update(choices=labels)
+            yield notice(job.error), progress_html(job), choices, rows, gr.update(choices=labels)
             return
         r = job.result
         kept = f" ({len(r.already_there)} already there)" if r.already_there else ""
@@ -188,7 +189,7 @@ def wire(hearth: Hearth, tab: DownloadTab, model_dropdown: gr.Dropdown) -> None:
             try:
                 message = "🗑️ " + delete(hearth.models_dir, label, loaded.path if loaded else None)
             except (HubError, OSError) as e:
-                message = f"⚠️ {e}"
+                message = notice(e)
         rows, labels = local_rows(hearth.models_dir, ctx(n_ctx))
         return (message, rows, gr.update(choices=labels, value=None),
                 gr.update(choices=[c.label for c in hearth.model_choices()]))

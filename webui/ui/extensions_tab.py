@@ -14,6 +14,7 @@ import gradio as gr
 
 from webui.hearth import Hearth
 from webui.extensions import Extension, ExtensionError
+from webui.ui.notices import notice
 
 INTRO = ("Extensions add tabs, API routes and steps around each reply. Switch one on or off "
          "here (remembered next time) or start Hearth with `--extensions NAME ...`. An extension "
@@ -30,11 +31,11 @@ class ExtensionsTab:
 
 def status_line(ext: Extension) -> str:
     if not ext.loadable:
-        return f"⚠️ cannot be loaded: {ext.error}"
+        return notice(ext.error, "cannot be loaded: ")
     if ext.enabled:
         return "✅ on"
     if ext.error:
-        return f"⚠️ switched off after an error: {ext.error}"
+        return notice(ext.error, "switched off after an error: ")
     return "off"
 
 
@@ -47,7 +48,7 @@ def add_extension_tabs(hearth: Hearth) -> dict[str, gr.Tab]:
         with gr.Tab(ext.title, id=f"ext-{ext.name}", visible=ext.enabled,
                     elem_id=f"ext-tab-{ext.name}") as tab:
             if not manager.build_tab(ext, tab):
-                gr.Markdown(f"⚠️ This extension's tab failed: {ext.error}")
+                gr.Markdown(notice(ext.error, "This extension's tab failed: "))
         tabs[ext.name] = tab
     return tabs
 

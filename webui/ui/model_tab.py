@@ -8,10 +8,11 @@ from typing import Any
 import gradio as gr
 
 import loaders
-from loaders.base import LoadError
-from loaders.fields import SettingError, describe
+from loaders.fields import describe
+from webui.errors import UserError
 from webui.hearth import Hearth
 from webui.ui.forms import components_for, values_to
+from webui.ui.notices import notice
 from webui.ui.parameters_tab import supported_updates
 from webui.modelfiles.local import fit_proposal
 
@@ -87,9 +88,9 @@ def wire(hearth: Hearth, tab: ModelTab, params: dict[str, Any]) -> None:
         try:
             options = values_to(loaders.get(loader_name).Options, list(chosen), list(chosen.values()))
             hearth.load_model(label, loader_name, options)
-        except (LoadError, SettingError) as e:
+        except UserError as e:
             gr.Warning(str(e))
-            return [f"⚠️ {e}\n\n{status_text(hearth)}", *supported_updates(params, _supported(hearth))]
+            return [f"{notice(e)}\n\n{status_text(hearth)}", *supported_updates(params, _supported(hearth))]
         return [status_text(hearth), *supported_updates(params, _supported(hearth))]
 
     def unload():

@@ -8,14 +8,14 @@ from typing import Any
 
 import gradio as gr
 
-from loaders.base import LoadError
-from loaders.fields import SettingError
 from loaders.params import GenerationParams
+from webui.errors import UserError
 from webui.hearth import Hearth
-from webui.runtime.generation import Finished, GenerationJob, GenerationStats
+from webui.runtime.generation import Finished
 from webui.ui.forms import values_to
+from webui.ui.notices import notice
 from webui.ui.session import BrowserSession
-from webui.ui.streaming import stream_job
+from webui.ui.streaming import end_status, stream_job
 
 
 @dataclass
@@ -25,23 +25,6 @@ class NotebookTab:
     stop: gr.Button
     count: gr.Button
     status: gr.Markdown
-
-
-class _StatsRecorder:
-    """Looks like a job to stream_job and remembers the final stats it passes on."""
-
-    def __init__(self, job: GenerationJob):
-        self.job = job
-        self.stats: GenerationStats | None = None
-
-    def stream_batches(self):
-        for item in self.job.stream_batches():
-            if isinstance(item, Finished):
-                self.stats = item.stats
-            yield item
-
-    def stop(self) -> None:
-        self.job.stop()
 
 
 def layout() -> NotebookTab:
@@ -72,17 +55,17 @@ def wire(hearth: Hearth, tab: NotebookTab, session: gr.State, params: dict[str, 
         try:
             gen = values_to(GenerationParams, names, values)
             job = hearth.complete(text, gen)
-        except (SettingError, LoadError) as e:
-            yield gr.skip(), f"⚠️ {e}"
+        except UserError as e:
+            yield gr.skip(), notice(e)
             return
         s.notebook_job = job
-        recorder = _StatsRecorder(job)
         yield gr.skip(), "…"
-        for out, status in stream_job(recorder):
-            if status is None:
+        for out, end in stream_job(job):
+            if end is None:
                 yield text + out, gr.skip()
                 continue
-            st = recorder.stats
+            status = end_status(end)
+            st = end.stats if isinstance(end, Finished) else None
             if st is not None and st.prompt_tokens:
                 status = f"{st.prompt_tokens + st.completion_tokens} tokens in the notebook{_context(hearth)} · {status}"
             yield text + out, status
@@ -94,8 +77,8 @@ def wire(hearth: Hearth, tab: NotebookTab, session: gr.State, params: dict[str, 
     def count(text: str):
         try:
             return f"{hearth.count_tokens(text)} tokens in the notebook{_context(hearth)}"
-        except LoadError as e:
-            return f"⚠️ {e}"
+        except UserError as e:
+            return notice(e)
 
     tab.generate.click(generate, [tab.text, session, *params.values()], [tab.text, tab.status],
                        concurrency_limit=None, show_progress="hidden")

@@ -10,9 +10,11 @@ import gradio as gr
 
 from loaders.fields import SettingError, describe
 from loaders.params import CORE_PARAMS, GenerationParams
+from webui.errors import UserError
 from webui.hearth import Hearth
 from webui.userdata.presets import PresetError
 from webui.ui.forms import components_for, format_stop_strings, values_to
+from webui.ui.notices import notice
 
 _SPECS = {s.name: s for s in describe(GenerationParams)}
 UNSUPPORTED_NOTE = "⚠ Not used by the loaded model's backend."
@@ -82,8 +84,8 @@ def wire(hearth: Hearth, presets: PresetControls, params: dict[str, Any],
         try:
             new = hearth.presets.apply(preset, current)
             hearth.settings.update(preset=preset)
-        except (PresetError, SettingError, OSError) as e:
-            return [gr.skip()] * len(names) + [f"⚠️ {e}"]
+        except (UserError, OSError) as e:
+            return [gr.skip()] * len(names) + [notice(e)]
         return [control_value(n, getattr(new, n)) for n in names] + [f"Preset **{preset}** applied."]
 
     def save(name: str, *values):
@@ -91,8 +93,8 @@ def wire(hearth: Hearth, presets: PresetControls, params: dict[str, Any],
             current = values_to(GenerationParams, names, values)
             saved = hearth.presets.save(name, current)
             hearth.settings.update(preset=saved)
-        except (PresetError, SettingError, OSError) as e:
-            return gr.skip(), f"⚠️ {e}"
+        except (UserError, OSError) as e:
+            return gr.skip(), notice(e)
         return (gr.update(choices=hearth.presets.names(), value=saved),
                 f"Saved preset **{saved}** to {hearth.presets.user_dir}.")
 

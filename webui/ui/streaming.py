@@ -1,11 +1,12 @@
-"""Drive a generation job for a Gradio generator handler: text as it comes, then a
-one-line status (speed, or the error)."""
+"""Drive a generation job for a Gradio generator handler: text as it comes, then the
+event that ended it (Finished or Failed), which `end_status` turns into one line."""
 from __future__ import annotations
 
 import time
 from typing import Iterator
 
 from webui.runtime.generation import Failed, Finished, GenerationJob
+from webui.ui.notices import notice
 
 
 # Why: every UI update costs a Gradio diff on the server and a markdown re-render in
@@ -15,9 +16,10 @@ from webui.runtime.generation import Failed, Finished, GenerationJob
 UPDATE_INTERVAL_S = 0.05
 
 
-def stream_job(job: GenerationJob, interval: float = UPDATE_INTERVAL_S) -> Iterator[tuple[str, str | None]]:
-    """Yield (text so far, status): status is None while streaming, then the final
-    line. If the consumer goes away (browser closed), the job is cancelled."""
+def stream_job(job: GenerationJob,
+               interval: float = UPDATE_INTERVAL_S) -> Iterator[tuple[str, Finished | Failed | None]]:
+    """Yield (text so far, end): end is None while streaming, then the Finished or
+    Failed event. If the consumer goes away (browser closed), the job is cancelled."""
     text = ""
     done = False
     try:
@@ -26,14 +28,17 @@ def stream_job(job: GenerationJob, interval: float = UPDATE_INTERVAL_S) -> Itera
                 text += item
                 yield text, None
                 time.sleep(interval)  # let the next pieces gather
-            elif isinstance(item, Failed):
+            else:
                 done = True
-                yield text, f"⚠️ {item.message}"
-            elif isinstance(item, Finished):
-                done = True
-                s = item.stats
-                note = " (stopped)" if s.finish_reason == "cancelled" else ""
-                yield text, f"{s.summary()}{note}"
+                yield text, item
     finally:
         if not done:
             job.stop()
+
+
+def end_status(end: Finished | Failed) -> str:
+    """The status line under a finished reply: its speed, or why it failed."""
+    if isinstance(end, Failed):
+        return notice(end.error)
+    note = " (stopped)" if end.stats.finish_reason == "cancelled" else ""
+    return f"{end.stats.summary()}{note}"

@@ -12,6 +12,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from loaders.errors import ErrorKind, UserError
+
 ENV_VAR = "HEARTH_USER_DATA"
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 SHIPPED_CHARACTERS = REPO_ROOT / "characters"
@@ -22,8 +24,10 @@ MAX_NAME_LENGTH = 64
 _FORBIDDEN = re.compile(r'[\x00-\x1f\x7f/\\<>:"|?*]')
 
 
-class InvalidName(ValueError):
+class InvalidName(UserError, ValueError):
     """A user-supplied name cannot be used as a file name (one line)."""
+
+    kind = ErrorKind.INVALID
 
 
 def check_name(name: str, what: str = "name") -> str:

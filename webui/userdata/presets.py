@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from loaders.errors import ErrorKind, UserError
 from loaders.fields import SettingError, build, describe, to_dict
 from loaders.params import GenerationParams
 from webui.userdata.atomic import write_text_atomic
@@ -22,8 +23,10 @@ REQUEST_SETTINGS = frozenset({"max_new_tokens", "stop", "grammar", "seed", "igno
 SAMPLER_SETTINGS = tuple(s.name for s in describe(GenerationParams) if s.name not in REQUEST_SETTINGS)
 
 
-class PresetError(ValueError):
+class PresetError(UserError, ValueError):
     """A preset cannot be read, saved or found (one line)."""
+
+    kind = ErrorKind.INVALID
 
 
 class PresetStore(ShippedAndUserFiles):
