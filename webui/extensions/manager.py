@@ -27,11 +27,11 @@ from webui.extensions.runner import HookTimeout, call_with_timeout
 from webui.extensions.store import ExtensionStore
 from webui.runtime.generation import GenerationEngine
 from webui.runtime.model_manager import ModelManager
+from webui.userdata.folders import SHIPPED_ROOT
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-SHIPPED_EXTENSIONS = REPO_ROOT / "extensions"
+SHIPPED_EXTENSIONS = SHIPPED_ROOT / "extensions"  # the checkout's, or the installed wheel's
 HOOK_TIMEOUT_S = 10.0  # a text hook that takes longer is taken for hung
 SETUP_TIMEOUT_S = 120.0  # importing and setting up may load a model
 
