@@ -1,4 +1,4 @@
-"""Chat truncation cost: 1,000 vs 10,000 messages (issue 5).
+"""Chat truncation cost: 1,000 vs 10,000 messages.
 
 For each history length, rounds interleaved, median of rounds:
 

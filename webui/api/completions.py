@@ -23,8 +23,9 @@ from webui.api.streaming import SSE_HEADERS, job_events, sse
 from webui.runtime.generation import Failed, Finished, GenerationJob, GenerationStats
 from webui.chat.templates import ChatTemplateError
 
-# Hearth.chat waits for the model lock while another reply is generating: those waits
-# get their own thread budget, so a burst of API requests cannot starve the UI's.
+# Hearth.chat renders the chat template and runs the extensions' modify_prompt hooks
+# (each may take up to its time limit) before it queues the job, so it runs off the
+# event loop, in threads of its own budget: a burst of API requests cannot starve the UI's.
 _SUBMIT_LIMITER = anyio.CapacityLimiter(64)
 
 STREAM_DOC = {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},

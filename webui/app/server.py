@@ -1,4 +1,4 @@
-"""One HTTP server: the Gradio UI at /, health (and, later, the API) beside it."""
+"""One HTTP server: the Gradio UI at /, with /healthz and the HTTP API beside it."""
 from __future__ import annotations
 
 import argparse
@@ -61,7 +61,7 @@ def load_initial_model(hearth: Hearth, settings: ServerSettings, args: argparse.
 
 
 def start_extensions(hearth: Hearth, settings: ServerSettings) -> None:
-    """Find extensions and switch on those asked for (issue 8). One that cannot be
+    """Find extensions and switch on those asked for. One that cannot be
     switched on is reported, and Hearth serves without it."""
     hearth.extensions.timeout = settings.extension_timeout
     for problem in hearth.extensions.start(settings.extensions, [Path(d) for d in settings.extension_dirs]):

@@ -154,7 +154,7 @@ class Conversation:
         with self._lock:
             self.stop()
             self._drop_empty_reply()
-            text = self.hooks.modify_input(text)  # modify_input hooks (issue 8)
+            text = self.hooks.modify_input(text)  # the extensions' modify_input hooks
             self.history.messages.append({"role": "user", "content": text})
             self._save()
             try:
@@ -208,7 +208,7 @@ class Conversation:
                 if not msgs[-1]["content"] and not reply.base:
                     msgs.pop()
                 elif not failed and msgs[-1]["content"]:
-                    # modify_output hooks (issue 8), with what modify_prompt left for them.
+                    # Extensions' modify_output hooks, with what modify_prompt left for them.
                     msgs[-1]["content"] = self.hooks.modify_output(
                         msgs[-1]["content"], getattr(reply.job, "extension_prompt", None))
             if failed and not reply.got_text and reply.user_text is not None \

@@ -32,7 +32,7 @@ def build_ui(hearth: Hearth) -> gr.Blocks:
             model = model_tab.layout(hearth, model_tab_block)
         with gr.Tab("Download", id="download") as download_tab_block:
             download = download_tab.layout(download_tab_block)
-        # Extensions (issue 8): their own tabs, then the tab that lists and switches them.
+        # Extensions: their own tabs, then the tab that lists and switches them.
         ext_tabs = extensions_tab.add_extension_tabs(hearth)
         with gr.Tab("Extensions", id="extensions"):
             extensions = extensions_tab.layout(hearth)

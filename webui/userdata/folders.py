@@ -3,7 +3,7 @@ characters and presets. One folder, plain files; `user_data/` by default (git-ig
 or the folder named by --user-data / $HEARTH_USER_DATA (the tests use a temp folder).
 
 What ships with Hearth (the example character, the built-in presets) lives in the
-repository's `characters/` and `presets/` and is never written to."""
+top-level `characters/` and `presets/` (see SHIPPED_ROOT) and is never written to."""
 from __future__ import annotations
 
 import os
@@ -15,9 +15,13 @@ from pathlib import Path
 from loaders.errors import ErrorKind, UserError
 
 ENV_VAR = "HEARTH_USER_DATA"
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-SHIPPED_CHARACTERS = REPO_ROOT / "characters"
-SHIPPED_PRESETS = REPO_ROOT / "presets"
+# What ships with Hearth: the repository's top-level characters/, presets/ and
+# extensions/ in a checkout (and an editable install); in an installed wheel, the same
+# folders inside the package, where setup.py maps them, since a wheel holds only packages.
+_PACKAGED = Path(__file__).resolve().parent.parent / "shipped"
+SHIPPED_ROOT = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parent.parent.parent
+SHIPPED_CHARACTERS = SHIPPED_ROOT / "characters"
+SHIPPED_PRESETS = SHIPPED_ROOT / "presets"
 
 MAX_NAME_LENGTH = 64
 # Characters that are unsafe in a file name on some system we support.
