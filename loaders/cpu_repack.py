@@ -15,7 +15,10 @@ import logging
 import os
 import subprocess
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -101,3 +104,32 @@ def decide(setting: str, model_path: Path, quantization: str | None,
         except OSError:
             pass
     return bool(verdicts[key])
+
+
+_PARAMS_LOCK = threading.Lock()
+
+
+@contextmanager
+def extra_buffer_types(enabled: bool) -> Iterator[None]:
+    """Models made inside this block get llama.cpp's use_extra_bufts = `enabled`.
+
+    llama_cpp.Llama takes no such argument (its **kwargs swallow it silently, which
+    once made the AMX workaround a no-op): it fills the model parameters from
+    llama_model_default_params() and loads the model in its constructor. So the
+    default is changed for the length of the constructor, under a lock, because the
+    function is module-wide."""
+    import llama_cpp.llama_cpp as native
+
+    with _PARAMS_LOCK:
+        default = native.llama_model_default_params
+
+        def params():
+            out = default()
+            out.use_extra_bufts = enabled
+            return out
+
+        native.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            native.llama_model_default_params = default

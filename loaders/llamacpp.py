@@ -98,20 +98,20 @@ class LlamaCppLoader:
         repack = cpu_repack.decide(options.cpu_repack, path, header.quantization)
         threads = options.n_threads or _default_threads()
         try:
-            llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_threads=threads,
-                n_threads_batch=options.n_threads_batch or _usable_cpus(),
-                n_batch=options.n_batch,
-                n_ubatch=options.n_batch,
-                n_gpu_layers=options.n_gpu_layers,
-                flash_attn=options.flash_attn,
-                use_mmap=options.use_mmap,
-                use_mlock=options.use_mlock,
-                use_extra_bufts=repack,
-                verbose=False,
-            )
+            with cpu_repack.extra_buffer_types(repack):
+                llm = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=threads,
+                    n_threads_batch=options.n_threads_batch or _usable_cpus(),
+                    n_batch=options.n_batch,
+                    n_ubatch=options.n_batch,
+                    n_gpu_layers=options.n_gpu_layers,
+                    flash_attn=options.flash_attn,
+                    use_mmap=options.use_mmap,
+                    use_mlock=options.use_mlock,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError) as e:
             raise LoadError(f"llama.cpp could not load {path.name}: {e}") from None
         if options.prompt_cache == "ram":

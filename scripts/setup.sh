@@ -14,8 +14,20 @@ say() { printf '\033[1mhearth setup:\033[0m %s\n' "$*" >&2; }
 # fastest build; a wheel built on one CPU can crash on another, so built wheels are
 # kept per CPU signature (and per CMAKE_ARGS, for CUDA/Metal builds).
 cpu_signature() {
-    { grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || uname -m; echo "${CMAKE_ARGS:-}"; } \
+    { grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || uname -m; echo "${CMAKE_ARGS:-}"; native_cflags; } \
         | sha256sum | cut -c1-12
+}
+
+# On CPUs that report AMX, the native build's AMX kernels crash the first decode
+# (SIGSEGV in ggml_backend_amx_mul_mat, seen with llama-cpp-python 0.3.36 on a Xeon
+# with amx_int8), and llama.cpp uses them whatever use_extra_bufts says. Compiled
+# without them, llama.cpp keeps every other native kernel (AVX-512, VNNI); the raw
+# library and llama_cpp.server, which the tests and benchmarks run, then work too.
+# GCC lets an explicit -mno-* win over what -march=native implies, in any order.
+native_cflags() {
+    if grep -qw amx_int8 /proc/cpuinfo 2>/dev/null; then
+        echo "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    fi
 }
 
 ensure_venv() {
@@ -36,6 +48,9 @@ ensure_llama_cpp() {
     if ! ls "$wheels"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
         say "building llama-cpp-python $LLAMA_CPP_VERSION for this CPU (once; several minutes on 2 cores)"
         mkdir -p "$wheels"
+        local cflags
+        cflags="$(native_cflags)"
+        CFLAGS="${CFLAGS:-} $cflags" CXXFLAGS="${CXXFLAGS:-} $cflags" \
         CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
             "$VENV/bin/pip" wheel --quiet --no-deps --no-cache-dir -w "$wheels" \
             "llama-cpp-python==$LLAMA_CPP_VERSION"

@@ -8,6 +8,8 @@ import weakref
 
 import pytest
 
+import loaders
+from loaders.fields import build
 from loaders.params import GenerationParams
 from tests.support import ROOT
 from webui.runtime.generation import Delta, Finished
@@ -173,6 +175,8 @@ def test_unload_returns_the_memory():
 
 DECODE_SCRIPT = r"""
 from webui.hearth import Hearth
+import loaders
+from loaders.fields import build
 from loaders.params import GenerationParams
 core = Hearth()
 core.load_model(None)
@@ -193,6 +197,18 @@ def test_first_decode_does_not_crash_with_the_settings_hearth_picks():
 def test_the_real_probe_child_succeeds_here(default_model):
     from loaders import cpu_repack
     assert cpu_repack.probe(default_model) is True
+
+
+@pytest.mark.parametrize("setting, expected", [("off", False), ("on", True)])
+def test_the_cpu_repack_setting_reaches_llama_cpp(default_model, setting, expected):
+    """llama_cpp.Llama swallows unknown keyword arguments, so passing use_extra_bufts
+    to it did nothing; the value must reach the model parameters llama.cpp loads with."""
+    llama = loaders.get("llama.cpp")
+    model = llama.load(default_model, build(llama.Options, {"n_ctx": 256, "cpu_repack": setting}))
+    try:
+        assert model._llm.model_params.use_extra_bufts is expected
+    finally:
+        model.unload()
 
 
 def test_closing_the_stream_inside_a_multibyte_character(hearth):

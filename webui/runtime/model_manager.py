@@ -53,6 +53,18 @@ def model_display_name(path: Path | str) -> str:
     return Path(path).name
 
 
+def load_failure(error: Exception, path: Path | str) -> LoadError:
+    """Any exception raised while loading, as the one-line LoadError a user sees."""
+    if isinstance(error, LoadError):
+        return error
+    name = model_display_name(path)
+    if isinstance(error, MemoryError):
+        return LoadError(f"not enough memory to load {name}")
+    log.error("loading %s failed", name, exc_info=error)
+    detail = " ".join(str(error).split())[:200]
+    return LoadError(f"could not load {name}: {type(error).__name__}" + (f": {detail}" if detail else ""))
+
+
 class ModelManager:
     def __init__(self) -> None:
         # Held while loading and while a generation runs, so a model is never
@@ -89,7 +101,10 @@ class ModelManager:
              options: Mapping[str, Any] | Any | None = None) -> LoadedModel:
         # A URL (a remote engine) stays a string: Path() would fold its "//".
         path = path if loaders.is_url(path) else Path(path).expanduser()
-        name = self.resolve_loader(path, loader_name)
+        try:
+            name = self.resolve_loader(path, loader_name)
+        except Exception as e:  # detection reads the file's header, which may be crafted
+            raise load_failure(e, path) from None
         loader = loaders.get(name)
         if options is None or isinstance(options, Mapping):
             try:
@@ -103,15 +118,15 @@ class ModelManager:
             self._unload_locked()
             try:
                 loaded = self._load_locked(path, name, opts)
-            except LoadError as e:
+            except Exception as e:
+                # Whatever failed (a crafted file can raise RecursionError or TypeError
+                # deep inside a library), the app keeps the model it had.
+                error = load_failure(e, path)
                 if previous is not None:
                     self._restore(previous)
-                    raise LoadError(f"{e} (kept {previous.name} loaded)") from None
-                raise
-            except MemoryError:
-                if previous is not None:
-                    self._restore(previous)
-                raise LoadError(f"not enough memory to load {path.name}") from None
+                    if self._current is not None:
+                        raise LoadError(f"{error} (kept {previous.name} loaded)") from None
+                raise error from None
             self._current = loaded
             log.info("loaded %s with %s in %.1fs", loaded.name, name, loaded.load_seconds)
             return loaded
@@ -125,8 +140,8 @@ class ModelManager:
     def _restore(self, previous: LoadedModel) -> None:
         try:
             self._current = self._load_locked(previous.path, previous.loader, previous.options)
-        except LoadError as e:  # the file vanished meanwhile: nothing else we can do
-            log.error("could not reload %s: %s", previous.name, e)
+        except Exception as e:  # the file vanished meanwhile: nothing else we can do
+            log.error("could not reload %s: %s", previous.name, load_failure(e, previous.path))
             self._current = None
 
     def unload(self) -> None:
