@@ -36,6 +36,14 @@ class SettingSpec:
     step: float | None = None
     ui_maximum: float | None = None  # a slider's end when the real bound is open
     advanced: bool = False
+    # The command line's view (the UI ignores these):
+    flag: str = ""  # "--models-dir"; an alias where the name reads badly as a flag
+    env: str | None = None  # an environment variable that stands in when the flag is not given
+    metavar: str | None = None  # what --help shows for the value: DIR, USER:PASSWORD, ...
+    group: str | None = None  # the --help section it is listed in
+    nargs: str | None = None  # "+": a list setting takes several values after one flag
+    separator: str | None = None  # a list setting also given as one text, e.g. "a,b"
+    positional: bool = False  # given without a flag (`hearth download ORG/REPO`)
 
 
 def setting(
@@ -49,6 +57,13 @@ def setting(
     step: float | None = None,
     ui_maximum: float | None = None,
     advanced: bool = False,
+    flag: str | None = None,
+    env: str | None = None,
+    metavar: str | None = None,
+    group: str | None = None,
+    nargs: str | None = None,
+    separator: str | None = None,
+    positional: bool = False,
 ) -> Any:
     meta = dict(
         help=help,
@@ -59,6 +74,13 @@ def setting(
         step=step,
         ui_maximum=ui_maximum,
         advanced=advanced,
+        flag=flag,
+        env=env,
+        metavar=metavar,
+        group=group,
+        nargs=nargs,
+        separator=separator,
+        positional=positional,
     )
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: tuple(default), metadata=meta)
@@ -100,6 +122,13 @@ def describe(cls: type) -> tuple[SettingSpec, ...]:
                 step=m["step"],
                 ui_maximum=m["ui_maximum"],
                 advanced=m["advanced"],
+                flag=m.get("flag") or "--" + f.name.replace("_", "-"),
+                env=m.get("env"),
+                metavar=m.get("metavar"),
+                group=m.get("group"),
+                nargs=m.get("nargs"),
+                separator=m.get("separator"),
+                positional=m.get("positional", False),
             )
         )
     return tuple(specs)
@@ -135,11 +164,12 @@ def _coerce(spec: SettingSpec, value: Any) -> Any:
                 raise ValueError
             return out
         if t is tuple:
-            if isinstance(value, str):
-                return (value,) if value else ()
-            if not all(isinstance(v, str) for v in value):
+            items = ((value,) if value else ()) if isinstance(value, str) else tuple(value)
+            if not all(isinstance(v, str) for v in items):
                 raise ValueError
-            return tuple(value)
+            if spec.separator:
+                return tuple(part.strip() for v in items for part in v.split(spec.separator) if part.strip())
+            return items
         if t is str:
             if not isinstance(value, str):
                 raise ValueError

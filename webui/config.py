@@ -1,29 +1,102 @@
-"""Server settings: how Hearth is served (address, login, API limits, extensions).
+"""Server settings: how Hearth is served (address, login, API limits, extensions, the
+user data folder).
 
-Read by the composition root (webui.app) and the faces; the command line is built
-from it."""
+Declared with `setting()` like every other setting: `hearth`'s flags, their help and
+bounds are generated from `ServerSettings`, and `ENVIRONMENT` (the one table of the
+HEARTH_* variables) from the same declarations. `environment_settings()` is the one
+place those variables are read."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Mapping
+
+import loaders
+from loaders.fields import describe, setting
+from loaders.remote import API_KEY_ENV as REMOTE_API_KEY_ENV
+from webui.chat.settings import SETTINGS_GROUP as CHAT_GROUP
 
 DEFAULT_PORT = 7860
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+SERVER_GROUP = "server"
+API_GROUP = "API"
+EXTENSIONS_GROUP = "extensions (docs/EXTENSIONS.md)"
 
 
 @dataclass(frozen=True)
 class ServerSettings:
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    listen: bool = False
-    auth: str | None = None  # "user:password" for the UI login
-    models_dir: str = "models"
-    model: str | None = None
-    loader: str | None = None
-    no_model: bool = False
-    api_key: str | None = None  # Bearer key for the OpenAI-compatible API
-    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API; none = closed
-    max_request_mb: float = 8.0  # largest API request body
-    max_prompt_chars: int = 1_000_000  # longest prompt (all messages together) the API takes
-    max_queue: int = 64  # API requests refused (429) while this many wait in the queue
-    extensions: tuple[str, ...] = ()  # switched on for this run (issue 8)
-    extension_dirs: tuple[str, ...] = ()  # more folders to find extensions in
-    extension_timeout: float = 10.0  # seconds a hook may run before its extension is switched off
+    model: str | None = setting(
+        None, "model file or folder (a path, or a name in --models-dir); default: the built-in "
+        "SmolLM2-135M-Instruct", group=SERVER_GROUP)
+    loader: str | None = setting(None, "backend to load it with (default: detected from the file)",
+                                 choices=tuple(loaders.names()), group=SERVER_GROUP)
+    no_model: bool = setting(False, "start without loading a model", group=SERVER_GROUP)
+    models_dir: str = setting("models", "where your models live", metavar="DIR", group=SERVER_GROUP)
+    host: str = setting("127.0.0.1", "address to bind", group=SERVER_GROUP)
+    port: int = setting(DEFAULT_PORT, "port", minimum=1, maximum=65535, group=SERVER_GROUP)
+    listen: bool = setting(False, "serve on every network interface (0.0.0.0); requires --auth and --api-key",
+                           group=SERVER_GROUP)
+    auth: str | None = setting(None, "USER:PASSWORD for the UI login", env="HEARTH_AUTH",
+                               metavar="USER:PASSWORD", group=SERVER_GROUP)
+    api_key: str | None = setting(
+        None, "key that API clients must send as 'Authorization: Bearer KEY'; without it the API "
+        "is open to this machine only", env="HEARTH_API_KEY", metavar="KEY", group=API_GROUP)
+    # Closed unless listed: a browser page from another site can read no answer.
+    cors_origins: tuple[str, ...] = setting(
+        (), "comma-separated browser origins allowed to call the API, e.g. https://app.example.com "
+        "(default: none)", separator=",", metavar="ORIGINS", group=API_GROUP)
+    max_request_mb: float = setting(8.0, "largest API request body in MiB", minimum=0, exclusive_minimum=True,
+                                    metavar="MB", group=API_GROUP)
+    max_prompt_chars: int = setting(1_000_000, "longest prompt (all messages together) the API takes",
+                                    minimum=1, group=API_GROUP)
+    max_queue: int = setting(64, "refuse API requests (429) while this many wait in the queue", minimum=1,
+                             group=API_GROUP)
+    extensions: tuple[str, ...] = setting(
+        (), "extensions to switch on for this run (folders in extensions/); the Extensions tab switches "
+        "them on for good", nargs="+", metavar="NAME", group=EXTENSIONS_GROUP)
+    extension_dirs: tuple[str, ...] = setting((), "another folder of extensions (repeatable)",
+                                              flag="--extensions-dir", metavar="DIR", group=EXTENSIONS_GROUP)
+    extension_timeout: float = setting(10.0, "seconds an extension's hook may run before the extension is "
+                                       "switched off", minimum=0, exclusive_minimum=True, metavar="S",
+                                       group=EXTENSIONS_GROUP)
+    user_data: str = setting("user_data", "folder for chat histories, settings and your own characters "
+                             "and presets", env="HEARTH_USER_DATA", metavar="DIR", group=CHAT_GROUP)
+
+
+@dataclass(frozen=True)
+class EnvironmentVariable:
+    name: str
+    flag: str  # the command-line flag it stands in for
+    help: str
+
+
+def _environment() -> tuple[EnvironmentVariable, ...]:
+    found = [EnvironmentVariable(s.env, s.flag, s.help) for s in describe(ServerSettings) if s.env]
+    for name in loaders.names():
+        found += [EnvironmentVariable(s.env, s.flag, s.help) for s in describe(loaders.get(name).Options) if s.env]
+    if all(v.name != REMOTE_API_KEY_ENV for v in found):
+        # The remote loader reads this one itself when it connects (loaders import nothing from webui).
+        found.append(EnvironmentVariable(REMOTE_API_KEY_ENV, "--remote-api-key",
+                                         "API key of a remote engine (the remote loader)"))
+    return tuple(found)
+
+
+ENVIRONMENT: tuple[EnvironmentVariable, ...] = _environment()
+ENV_NAMES = {v.name for v in ENVIRONMENT}
+
+
+def env_name(setting_name: str) -> str:
+    """The HEARTH_* variable of a server setting, e.g. env_name("api_key")."""
+    return next(s.env for s in describe(ServerSettings) if s.name == setting_name and s.env)
+
+
+def environment_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The server settings given through HEARTH_* variables; an empty one counts as unset."""
+    environ = os.environ if environ is None else environ
+    return {s.name: environ[s.env] for s in describe(ServerSettings) if s.env and environ.get(s.env)}
+
+
+def default_user_data() -> str:
+    """The user data folder when none is given: $HEARTH_USER_DATA, else user_data."""
+    return environment_settings().get("user_data", ServerSettings.user_data)

@@ -22,6 +22,7 @@ from webui.chat.settings import SettingsStore
 from webui.userdata.folders import SHIPPED_CHARACTERS, SHIPPED_PRESETS, UserData
 from webui.modelfiles.local import model_entries
 from webui.chat.turns import submit_chat_turn
+from webui.config import default_user_data
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,10 @@ class Hearth:
         self.models_dir = Path(models_dir)
         self.models = ModelManager()
         self.engine = GenerationEngine(self.models)
-        # The user's chats, characters, presets and settings: plain files (issue 5).
-        self.user_data = UserData.from_env(user_data_dir)
+        # The user's chats, characters, presets and settings: plain files. The server
+        # passes its --user-data; a Hearth made without one (embedded, the tests) falls
+        # back the way the command line does ($HEARTH_USER_DATA, else user_data/).
+        self.user_data = UserData.at(user_data_dir if user_data_dir is not None else default_user_data())
         self.characters = CharacterStore(SHIPPED_CHARACTERS, self.user_data.characters)
         self.presets = PresetStore(SHIPPED_PRESETS, self.user_data.presets)
         self.histories = HistoryStore(self.user_data.histories)

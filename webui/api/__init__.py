@@ -1,30 +1,33 @@
-"""The OpenAI-compatible HTTP API: a FastAPI router on the same app as the UI, and a
+"""The OpenAI-compatible HTTP API: FastAPI routers on the same app as the UI, and a
 thin face over the same core calls (`hearth.complete`, `hearth.chat`,
-`hearth.load_model`), so the UI and the API share one model and one queue."""
+`hearth.load_model`), so the UI and the API share one model and one queue.
+
+Each domain module defines its `router` at module level and gets the core and the
+settings through dependencies (webui.api.deps); `install_api` mounts them all."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends, FastAPI
 
-from webui.api.auth import api_key_dependency
-from webui.api.completions import add_completion_routes
+from webui.api import completions, models
+from webui.api.auth import require_api_key
 from webui.api.errors import ERROR_RESPONSES, install_error_handlers
+from webui.api.extension_routes import mount_extension_routes
 from webui.api.limits import BodySizeLimit
-from webui.api.models import add_model_routes
+from webui.config import ServerSettings
+from webui.hearth import Hearth
+
+ROUTERS = (completions.router, models.router)
 
 
-def create_api_router(hearth, settings) -> APIRouter:
-    router = APIRouter(dependencies=[Depends(api_key_dependency(settings.api_key))],
-                       responses=ERROR_RESPONSES)
-    add_completion_routes(router, hearth, settings)
-    add_model_routes(router, hearth)
-    return router
-
-
-def install_api(app, hearth, settings) -> None:
-    """Routes, OpenAI-shaped errors, size limits and CORS on `app`; call it before
-    Gradio is mounted at "/" so these routes are matched first."""
+def install_api(app: FastAPI, hearth: Hearth, settings: ServerSettings) -> None:
+    """Routes, extensions' routes, OpenAI-shaped errors, size limits and CORS on `app`;
+    call it before Gradio is mounted at "/" so these routes are matched first."""
+    app.state.hearth = hearth
+    app.state.settings = settings
     install_error_handlers(app)
-    app.include_router(create_api_router(hearth, settings))
+    for router in ROUTERS:
+        app.include_router(router, dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES)
+    mount_extension_routes(app, hearth.extensions)
     app.add_middleware(BodySizeLimit, max_bytes=int(settings.max_request_mb * (1 << 20)))
     if settings.cors_origins:
         # Closed unless origins are listed: without this middleware a browser page
@@ -37,4 +40,4 @@ def install_api(app, hearth, settings) -> None:
                            allow_credentials=False)
 
 
-__all__ = ["create_api_router", "install_api"]
+__all__ = ["ROUTERS", "install_api"]

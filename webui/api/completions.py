@@ -11,17 +11,20 @@ import uuid
 from typing import Any, AsyncIterator
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from loaders.fields import SettingError
 from webui.api.errors import APIError, api_error
+from webui.api.deps import get_hearth, get_settings
 from webui.api.limits import check_prompt_size, check_queue
 from webui.api.schemas import (OPENAI_NAMES, SAMPLER_FIELDS, ChatCompletion, ChatCompletionRequest,
                                Completion, CompletionRequest, to_generation_params)
 from webui.api.streaming import SSE_HEADERS, job_events, sse
 from webui.runtime.generation import Failed, Finished, GenerationJob, GenerationStats
 from webui.chat.templates import ChatTemplateError
+from webui.config import ServerSettings
+from webui.hearth import Hearth
 
 # Hearth.chat renders the chat template and runs the extensions' modify_prompt hooks
 # (each may take up to its time limit) before it queues the job, so it runs off the
@@ -158,27 +161,32 @@ def _prepare(hearth, settings, body) -> tuple[Any, str, dict[str, str]]:
     return params, loaded.name, headers
 
 
-def add_completion_routes(router: APIRouter, hearth, settings) -> None:
-    @router.post("/v1/completions", response_model=Completion, responses=STREAM_DOC,
-                 tags=["OpenAI-compatible"], summary="Continue a text")
-    async def completions(body: CompletionRequest, request: Request):
-        check_prompt_size(len(body.prompt), settings.max_prompt_chars, "prompt")
-        params, model, headers = _prepare(hearth, settings, body)
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        job = hearth.complete(body.prompt, params)
-        return await answer(request, job, Reply(False, model, include_usage), body.stream, headers,
-                            prefix=body.prompt if body.echo else "")
+router = APIRouter()
 
-    @router.post("/v1/chat/completions", response_model=ChatCompletion, responses=STREAM_DOC,
-                 tags=["OpenAI-compatible"], summary="Answer a conversation")
-    async def chat_completions(body: ChatCompletionRequest, request: Request):
-        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-                    for m in body.messages]
-        check_prompt_size(sum(len(m["content"]) for m in messages), settings.max_prompt_chars, "messages")
-        params, model, headers = _prepare(hearth, settings, body)
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        try:
-            job = await anyio.to_thread.run_sync(hearth.chat, messages, params, limiter=_SUBMIT_LIMITER)
-        except ChatTemplateError as e:
-            raise APIError(400, f"the model's chat template failed: {e}", code="chat_template_error") from None
-        return await answer(request, job, Reply(True, model, include_usage), body.stream, headers)
+
+@router.post("/v1/completions", response_model=Completion, responses=STREAM_DOC,
+             tags=["OpenAI-compatible"], summary="Continue a text")
+async def completions(body: CompletionRequest, request: Request, hearth: Hearth = Depends(get_hearth),
+                      settings: ServerSettings = Depends(get_settings)):
+    check_prompt_size(len(body.prompt), settings.max_prompt_chars, "prompt")
+    params, model, headers = _prepare(hearth, settings, body)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    job = hearth.complete(body.prompt, params)
+    return await answer(request, job, Reply(False, model, include_usage), body.stream, headers,
+                        prefix=body.prompt if body.echo else "")
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletion, responses=STREAM_DOC,
+             tags=["OpenAI-compatible"], summary="Answer a conversation")
+async def chat_completions(body: ChatCompletionRequest, request: Request, hearth: Hearth = Depends(get_hearth),
+                           settings: ServerSettings = Depends(get_settings)):
+    messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+                for m in body.messages]
+    check_prompt_size(sum(len(m["content"]) for m in messages), settings.max_prompt_chars, "messages")
+    params, model, headers = _prepare(hearth, settings, body)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    try:
+        job = await anyio.to_thread.run_sync(hearth.chat, messages, params, limiter=_SUBMIT_LIMITER)
+    except ChatTemplateError as e:
+        raise APIError(400, f"the model's chat template failed: {e}", code="chat_template_error") from None
+    return await answer(request, job, Reply(True, model, include_usage), body.stream, headers)

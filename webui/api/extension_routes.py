@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 
 from webui.extensions.manager import ExtensionManager
-from webui.api.auth import api_key_dependency
+from webui.api.auth import require_api_key
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,9 @@ def routes_problem(router, prefix: str) -> str | None:
     return None
 
 
-def mount_extension_routes(app: FastAPI, manager: ExtensionManager, api_key: str | None) -> list[str]:
-    """Mount each extension's api_router; returns the prefixes mounted. Call before
-    Gradio is mounted at "/"."""
+def mount_extension_routes(app: FastAPI, manager: ExtensionManager) -> list[str]:
+    """Mount each extension's api_router, behind the API key like the rest of the API;
+    returns the prefixes mounted. Called by install_api, before Gradio takes "/"."""
     mounted = []
     for ext in manager.with_hook("api_router"):
         router = manager.router(ext)
@@ -60,7 +60,7 @@ def mount_extension_routes(app: FastAPI, manager: ExtensionManager, api_key: str
             manager.route_failed(ext.name, RuntimeError(problem), mounting=True)
             continue
         app.include_router(router, prefix=prefix, tags=[f"Extension: {ext.title}"],
-                           dependencies=[Depends(api_key_dependency(api_key)),
+                           dependencies=[Depends(require_api_key),
                                          Depends(extension_guard(manager, ext.name))])
         mounted.append(prefix)
         log.info("extension %s: API routes under %s/", ext.name, prefix)

@@ -3,14 +3,16 @@ as text-generation-webui names them, so scripts written for it keep working)."""
 from __future__ import annotations
 
 import anyio
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 import loaders
 from loaders.base import LoadError
 from loaders.fields import to_dict
+from webui.api.deps import get_hearth
 from webui.api.errors import APIError
 from webui.api.schemas import (ErrorResponse, LoadModelRequest, ModelCard, ModelChoiceCard, ModelChoiceList, ModelInfo,
                                ModelList)
+from webui.hearth import Hearth
 
 _SECRET_WORDS = ("key", "token", "password", "secret")
 
@@ -30,48 +32,55 @@ def model_info(hearth) -> ModelInfo:
                      supported_params=sorted(loaded.model.supported_params), queue_length=queue)
 
 
-def add_model_routes(router: APIRouter, hearth) -> None:
-    @router.get("/v1/models", response_model=ModelList, tags=["OpenAI-compatible"],
-                summary="The loaded model (Hearth answers every request with it)")
-    def list_models() -> ModelList:
-        loaded = hearth.models.current
-        return ModelList(data=[ModelCard(id=loaded.name)] if loaded else [])
+router = APIRouter()
 
-    @router.get("/v1/models/{model_id:path}", response_model=ModelCard, tags=["OpenAI-compatible"],
-                summary="One model, if it is the loaded one",
-                responses={404: {"model": ErrorResponse, "description": "That model is not the loaded one."}})
-    def get_model(model_id: str) -> ModelCard:
-        loaded = hearth.models.current
-        if loaded is None or model_id != loaded.name:
-            raise APIError(404, f"model {model_id!r} is not loaded", param="model", code="model_not_found")
-        return ModelCard(id=loaded.name)
 
-    @router.get("/v1/internal/model/info", response_model=ModelInfo, tags=["Models"],
-                summary="The loaded model, its options and the queue")
-    def info() -> ModelInfo:
-        return model_info(hearth)
+@router.get("/v1/models", response_model=ModelList, tags=["OpenAI-compatible"],
+            summary="The loaded model (Hearth answers every request with it)")
+def list_models(hearth: Hearth = Depends(get_hearth)) -> ModelList:
+    loaded = hearth.models.current
+    return ModelList(data=[ModelCard(id=loaded.name)] if loaded else [])
 
-    @router.get("/v1/internal/model/list", response_model=ModelChoiceList, tags=["Models"],
-                summary="Models that can be loaded, and the loaders")
-    def list_choices() -> ModelChoiceList:
-        return ModelChoiceList(models=[ModelChoiceCard(name=c.label, loader=c.loader)
-                                       for c in hearth.model_choices()], loaders=loaders.names())
 
-    @router.post("/v1/internal/model/load", response_model=ModelInfo, tags=["Models"],
-                 summary="Load a model (waits for the reply being generated, if any)")
-    async def load(body: LoadModelRequest) -> ModelInfo:
-        try:
-            # Loading takes seconds and waits for the running generation: off the loop.
-            await anyio.to_thread.run_sync(hearth.load_model, body.model_name or None, body.loader, body.args)
-        except LoadError as e:
-            raise APIError(400, str(e), param="model_name", code="load_failed") from None
-        except (OSError, ValueError) as e:  # a path the OS refuses (a NUL byte, too long, ...)
-            raise APIError(400, f"cannot open {body.model_name!r}: {e}", param="model_name",
-                           code="load_failed") from None
-        return model_info(hearth)
+@router.get("/v1/models/{model_id:path}", response_model=ModelCard, tags=["OpenAI-compatible"],
+            summary="One model, if it is the loaded one",
+            responses={404: {"model": ErrorResponse, "description": "That model is not the loaded one."}})
+def get_model(model_id: str, hearth: Hearth = Depends(get_hearth)) -> ModelCard:
+    loaded = hearth.models.current
+    if loaded is None or model_id != loaded.name:
+        raise APIError(404, f"model {model_id!r} is not loaded", param="model", code="model_not_found")
+    return ModelCard(id=loaded.name)
 
-    @router.post("/v1/internal/model/unload", response_model=ModelInfo, tags=["Models"],
-                 summary="Unload the model and free its memory")
-    async def unload() -> ModelInfo:
-        await anyio.to_thread.run_sync(hearth.unload_model)
-        return model_info(hearth)
+
+@router.get("/v1/internal/model/info", response_model=ModelInfo, tags=["Models"],
+            summary="The loaded model, its options and the queue")
+def info(hearth: Hearth = Depends(get_hearth)) -> ModelInfo:
+    return model_info(hearth)
+
+
+@router.get("/v1/internal/model/list", response_model=ModelChoiceList, tags=["Models"],
+            summary="Models that can be loaded, and the loaders")
+def list_choices(hearth: Hearth = Depends(get_hearth)) -> ModelChoiceList:
+    return ModelChoiceList(models=[ModelChoiceCard(name=c.label, loader=c.loader)
+                                   for c in hearth.model_choices()], loaders=loaders.names())
+
+
+@router.post("/v1/internal/model/load", response_model=ModelInfo, tags=["Models"],
+             summary="Load a model (waits for the reply being generated, if any)")
+async def load(body: LoadModelRequest, hearth: Hearth = Depends(get_hearth)) -> ModelInfo:
+    try:
+        # Loading takes seconds and waits for the running generation: off the loop.
+        await anyio.to_thread.run_sync(hearth.load_model, body.model_name or None, body.loader, body.args)
+    except LoadError as e:
+        raise APIError(400, str(e), param="model_name", code="load_failed") from None
+    except (OSError, ValueError) as e:  # a path the OS refuses (a NUL byte, too long, ...)
+        raise APIError(400, f"cannot open {body.model_name!r}: {e}", param="model_name",
+                       code="load_failed") from None
+    return model_info(hearth)
+
+
+@router.post("/v1/internal/model/unload", response_model=ModelInfo, tags=["Models"],
+             summary="Unload the model and free its memory")
+async def unload(hearth: Hearth = Depends(get_hearth)) -> ModelInfo:
+    await anyio.to_thread.run_sync(hearth.unload_model)
+    return model_info(hearth)

@@ -3,25 +3,30 @@
 The sampler fields are generated from `GenerationParams` (its help text, bounds and
 choices), so a sampler added there appears here, in /docs and in validation without
 being written twice. OpenAI's own names map onto Hearth's (`max_tokens` is
-`max_new_tokens`); `to_generation_params` is the one place that mapping lives.
+`max_new_tokens`); `to_generation_params` is the one place that mapping lives. Each
+loader's options are documented the same way, from its `Options` dataclass.
 """
 from __future__ import annotations
 
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation, create_model, field_validator
 
+import loaders
 from loaders.fields import SettingSpec, describe
 from loaders.params import GenerationParams
 
 # OpenAI's name -> GenerationParams' name, where they differ.
 OPENAI_NAMES = {"max_tokens": "max_new_tokens"}
 _HEARTH_TO_OPENAI = {v: k for k, v in OPENAI_NAMES.items()}
-_PY_TYPES = {int: int, float: float, bool: bool, str: str}
+_PY_TYPES = {int: int, float: float, bool: bool, str: str, tuple: list[str]}
 
 
-def _sampler_field(spec: SettingSpec) -> tuple[Any, Any]:
-    """(annotation, Field) for one GenerationParams setting; None means "Hearth's default"."""
+def setting_field(spec: SettingSpec, *, unset_is_default: bool = True) -> tuple[Any, Any]:
+    """(annotation, Field) for one declared setting: its help, bounds and choices.
+
+    unset_is_default: the field is optional and None means "the declared default" (a
+    request's samplers); otherwise the field shows the declared default itself."""
     if spec.name == "stop":  # OpenAI allows one string or a list
         annotation: Any = Union[str, list[str]]
     elif spec.choices is not None:
@@ -36,10 +41,12 @@ def _sampler_field(spec: SettingSpec) -> tuple[Any, Any]:
     if spec.type is float:
         bounds["allow_inf_nan"] = False
     default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
-    return Optional[annotation], Field(None, description=f"{spec.help} Default: {default!r}.", **bounds)
+    if unset_is_default:
+        return Optional[annotation], Field(None, description=f"{spec.help} Default: {default!r}.", **bounds)
+    return annotation, Field(default, description=spec.help, **bounds)
 
 
-SAMPLER_FIELDS = {_HEARTH_TO_OPENAI.get(s.name, s.name): _sampler_field(s) for s in describe(GenerationParams)}
+SAMPLER_FIELDS = {_HEARTH_TO_OPENAI.get(s.name, s.name): setting_field(s) for s in describe(GenerationParams)}
 
 
 def _refuse_if_set(cls, value, info):
@@ -182,11 +189,35 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+def loader_options_model(name: str) -> type[BaseModel]:
+    """A loader's `Options` as a schema for /docs. Documentation only: the values are
+    checked by `build()` when the model loads, so an error reads the same from the
+    API, the UI and the command line."""
+    options = loaders.get(name).Options
+    fields = {spec.name: setting_field(spec, unset_is_default=False) for spec in describe(options)}
+    return create_model(options.__name__, __base__=_Strict, __doc__=f"Options of the {name} loader (with "
+                        f"\"loader\": \"{name}\"); any left out keep their default.", **fields)
+
+
+LOADER_OPTIONS: dict[str, type[BaseModel]] = {name: loader_options_model(name) for name in loaders.names()}
+
+
 class LoadModelRequest(_Strict):
     model_name: str = Field("", description="A name from /v1/internal/model/list, a path, or a remote "
                             "engine's URL; empty = the built-in model.")
     loader: Optional[str] = Field(None, description="Backend (default: detected from the file or URL).")
-    args: Optional[dict[str, Any]] = Field(None, description="The loader's options, e.g. {\"n_ctx\": 4096}.")
+    # Documented as each loader's options; passed on as the object it is (the loader
+    # is known only from `loader` or the file), and checked by build() when loading.
+    args: SkipValidation[Optional[Union[tuple(LOADER_OPTIONS.values())]]] = Field(  # type: ignore[valid-type]
+        None, description="The loader's options, e.g. {\"n_ctx\": 4096}: the fields of one of the loaders' "
+        "option objects.")
+
+    @field_validator("args")
+    @classmethod
+    def _args_are_an_object(cls, value):
+        if value is not None and not isinstance(value, dict):
+            raise ValueError("must be an object of the loader's options, e.g. {\"n_ctx\": 4096}")
+        return value
 
 
 class ModelInfo(BaseModel):

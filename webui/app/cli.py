@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from loaders.fields import SettingError
 from webui.app import download_cli, server
 from webui.app.flags import apply_chat_flags, build_parser, check_network_safety, settings_from_args
 
@@ -15,11 +16,15 @@ def main(argv: list[str] | None = None) -> int:
         return download_cli.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    settings = settings_from_args(args)
-    problem = check_network_safety(settings)
+    try:
+        settings = settings_from_args(args)
+    except SettingError as e:
+        problem = str(e)
+    else:
+        problem = check_network_safety(settings)
     if problem:
         print(f"hearth: {problem}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    apply_chat_flags(args)
+    apply_chat_flags(args, settings.user_data)
     return server.serve(settings, args)

@@ -1,32 +1,41 @@
 """`hearth download ORG/REPO [--include PATTERN] [--revision REV]`: the Download tab on
-the command line, with a progress bar (speed and ETA) on stderr."""
+the command line, with a progress bar (speed and ETA) on stderr. Its flags are generated
+from `DownloadSettings`, like `hearth`'s own from ServerSettings."""
 from __future__ import annotations
 
 import argparse
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 
+from loaders.fields import SettingError, setting
+from webui.app.flags import add_settings, build_from_args
 from webui.modelfiles import fit
 from webui.modelfiles.downloads import Progress, download, select_files
 from webui.modelfiles.hub import HubError, RepoListing, list_repo
 
 
+@dataclass(frozen=True)
+class DownloadSettings:
+    repo: str = setting("", "the repo id, e.g. HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", positional=True,
+                        metavar="ORG/REPO")
+    include: tuple[str, ...] = setting((), "only files matching this glob (repeatable), e.g. '*Q4_K_M*'",
+                                       metavar="PATTERN")
+    revision: str = setting("main", "branch, tag or commit", metavar="REV")
+    token: str | None = setting(None, "Hugging Face token for gated or private repos (default: HF_TOKEN)")
+    models_dir: str = setting("models", "where your models live", metavar="DIR")
+    n_ctx: int = setting(4096, "context length for the memory estimates", minimum=1)
+    list_only: bool = setting(False, "list the repo's files and estimates; download nothing", flag="--list")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="hearth download",
         description="Download a model from the Hugging Face Hub into MODELS_DIR/ORG_REPO/, resumably; "
                     "every file is verified against the Hub's sha256.")
-    p.add_argument("repo", metavar="ORG/REPO", help="the repo id, e.g. HuggingFaceTB/SmolLM2-135M-Instruct-GGUF")
-    p.add_argument("--include", action="append", metavar="PATTERN",
-                   help="only files matching this glob (repeatable), e.g. '*Q4_K_M*'")
-    p.add_argument("--revision", default="main", help="branch, tag or commit (default: main)")
-    p.add_argument("--token", default=None, help="Hugging Face token for gated or private repos (default: HF_TOKEN)")
-    p.add_argument("--models-dir", default="models", help="where your models live (default: models)")
-    p.add_argument("--n-ctx", type=int, default=4096, metavar="N",
-                   help="context length for the memory estimates (default: 4096)")
-    p.add_argument("--list", action="store_true", help="list the repo's files and estimates; download nothing")
-    return p
+    add_settings(parser, DownloadSettings)
+    return parser
 
 
 def print_listing(listing: RepoListing, n_ctx: int, out=sys.stdout) -> None:
@@ -73,23 +82,28 @@ class ProgressBar:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        listing = list_repo(args.repo, args.revision, args.token)
-        print_listing(listing, args.n_ctx)
-        if args.list:
+        settings = build_from_args(DownloadSettings, build_parser().parse_args(argv))
+    except SettingError as e:
+        print(f"hearth download: {e}", file=sys.stderr)
+        return 2
+    include = list(settings.include) or None
+    try:
+        listing = list_repo(settings.repo, settings.revision, settings.token)
+        print_listing(listing, settings.n_ctx)
+        if settings.list_only:
             return 0
         ggufs = [g for g in listing.groups if g.kind == "gguf"]
-        if not args.include and len(ggufs) > 1:
+        if not include and len(ggufs) > 1:
             total = fit.human_bytes(sum(g.size for g in ggufs))
             example = next((g.quantization for g in ggufs if g.quantization), "Q4_K_M")
             print(f"hearth download: {listing.repo_id} holds {len(ggufs)} GGUF files ({total} in all); "
                   f"choose with --include, e.g. --include '*{example}*' (or --include '*' for every file)",
                   file=sys.stderr)
             return 2
-        files = select_files(listing, None, args.include)
+        files = select_files(listing, None, include)
         print(f"downloading {len(files)} file(s), {fit.human_bytes(sum(f.size for f in files))}", file=sys.stderr)
-        result = download(listing.repo_id, models_dir=args.models_dir, include=args.include, token=args.token,
+        result = download(listing.repo_id, models_dir=settings.models_dir, include=include, token=settings.token,
                           listing=listing, on_progress=ProgressBar())
     except HubError as e:
         print(f"hearth download: {e}", file=sys.stderr)
@@ -106,5 +120,6 @@ def main(argv: list[str]) -> int:
     for path in result.paths:
         if path.suffix == ".gguf":
             rel = path.relative_to(result.folder.parent).as_posix()
-            print(f"  hearth --model {rel}" + (f" --models-dir {args.models_dir}" if args.models_dir != "models" else ""))
+            elsewhere = f" --models-dir {settings.models_dir}" if settings.models_dir != "models" else ""
+            print(f"  hearth --model {rel}{elsewhere}")
     return 0

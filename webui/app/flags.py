@@ -1,100 +1,119 @@
-"""The command line's flags: server settings, chat settings and every loader's options,
-the last two generated from their dataclasses. Imports no model library, so
-`hearth --help` answers at once."""
+"""The command line's flags, generated from the declared settings: `ServerSettings`,
+`ChatSettings` and every loader's options (and `DownloadSettings` for `hearth
+download`). Imports no model library, so `hearth --help` answers at once."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
-import os
-from typing import Any
+import textwrap
+from pathlib import Path
+from typing import Any, Mapping
 
 import loaders
-from loaders.fields import SettingError, SettingSpec, describe
+from loaders.fields import SettingError, SettingSpec, build, describe, validate
 from webui import __version__
 from webui.chat.settings import ChatSettings, SettingsStore, chat_flags
-from webui.config import DEFAULT_PORT, ServerSettings
-from webui.userdata.folders import ENV_VAR, UserData
+from webui.config import ENVIRONMENT, LOOPBACK_HOSTS, SERVER_GROUP, ServerSettings, env_name, environment_settings
+from webui.userdata.folders import UserData
 
 log = logging.getLogger(__name__)
 
 
-def _flag(spec: SettingSpec) -> str:
-    return "--" + spec.name.replace("_", "-")
+def _help(spec: SettingSpec) -> str:
+    text = spec.help
+    if spec.default not in (None, "", ()):
+        text += f" (default: {spec.default})"
+    if spec.env:
+        text += f" (or set {spec.env})"
+    return text.replace("%", "%%")  # argparse formats help with %
 
 
-def _add_setting(group: argparse._ArgumentGroup, spec: SettingSpec, dest: str) -> None:
-    help_text = f"{spec.help} (default: {spec.default})"
-    if spec.type is bool:
-        group.add_argument(_flag(spec), dest=dest, action=argparse.BooleanOptionalAction,
-                           default=None, help=help_text)
+def _add_setting(group: argparse._ActionsContainer, spec: SettingSpec, dest: str) -> None:
+    """One flag for one declared setting. Every flag defaults to None, so "not given"
+    stays distinct from a value and the declaration (or the environment) decides."""
+    kwargs: dict[str, Any] = dict(help=_help(spec))
+    if spec.metavar:
+        kwargs["metavar"] = spec.metavar
+    if spec.positional:
+        group.add_argument(dest, **kwargs)
         return
-    kwargs = dict(dest=dest, default=None, help=help_text)
+    if spec.type is bool:
+        # --no-model is already the negative: a --no-no-model would only confuse.
+        action = "store_true" if spec.name.startswith("no_") else argparse.BooleanOptionalAction
+        group.add_argument(spec.flag, dest=dest, action=action, default=None, help=kwargs["help"])
+        return
+    kwargs.update(dest=dest, default=None)
     if spec.choices:
         kwargs["choices"] = spec.choices
     if spec.type in (int, float):
         kwargs["type"] = spec.type
-        kwargs["metavar"] = "N"
+        kwargs.setdefault("metavar", "N")
+    elif not spec.choices:
+        kwargs.setdefault("metavar", spec.name.upper())  # not the dest's prefixed name
     if spec.type is tuple:
-        kwargs["action"] = "append"
-    group.add_argument(_flag(spec), **kwargs)
+        kwargs["action"] = "extend" if spec.nargs else "append"
+        if spec.nargs:
+            kwargs["nargs"] = spec.nargs
+    group.add_argument(spec.flag, **kwargs)
 
 
-def _add_chat_flags(parser: argparse.ArgumentParser) -> None:
-    """--user-data, and --mode/--character/--template/--preset/--user-name generated
-    from ChatSettings (issue 5)."""
-    chat = parser.add_argument_group("chat (remembered in the user data folder)")
-    chat.add_argument("--user-data", default=os.environ.get(ENV_VAR), metavar="DIR",
-                      help=f"folder for chat histories, settings and your own characters and presets "
-                      f"(or set {ENV_VAR}; default: user_data)")
-    for spec in describe(ChatSettings):
-        if not spec.advanced:
-            _add_setting(chat, spec, dest=f"chat_{spec.name}")
+def add_settings(parser: argparse.ArgumentParser, cls: type, default_group: str | None = None,
+                 groups: dict[str, argparse._ArgumentGroup] | None = None, prefix: str = "") -> None:
+    """A flag for each setting of `cls`, in the --help section its declaration names
+    (or `default_group`; None: argparse's own). Advanced settings (a Jinja template,
+    say) are left to the UI: they make poor flags."""
+    groups = {} if groups is None else groups
+    for spec in describe(cls):
+        if spec.advanced:
+            continue
+        title = spec.group or default_group
+        if title is not None and title not in groups:
+            groups[title] = parser.add_argument_group(title)
+        _add_setting(parser if title is None else groups[title], spec, dest=prefix + spec.name)
+
+
+def _flag_message(cls: type, error: SettingError) -> str:
+    """build()'s message names the setting; on the command line, name its flag."""
+    text = str(error)
+    for spec in describe(cls):
+        if text.startswith(spec.name + " "):
+            return (spec.name if spec.positional else spec.flag) + text[len(spec.name):]
+    return text
+
+
+def build_from_args(cls: type, args: argparse.Namespace, fallback: Mapping[str, Any] | None = None) -> Any:
+    """The flags given (dest = setting name) over `fallback`, over the declared defaults;
+    validated, and a SettingError names the flag."""
+    given = {s.name: getattr(args, s.name) for s in describe(cls) if getattr(args, s.name, None) is not None}
+    try:
+        return build(cls, {**(fallback or {}), **given})
+    except SettingError as e:
+        raise SettingError(_flag_message(cls, e)) from None
+
+
+def _epilog(width: int = 78) -> str:
+    download = textwrap.fill("Download a model: hearth download ORG/REPO [--include PATTERN] [--revision REV] "
+                             "(see hearth download --help).", width)
+    names = max(len(v.name) for v in ENVIRONMENT)
+    indent = " " * (names + 4)
+    table = [textwrap.fill(f"{v.flag}: {v.help}", width, initial_indent=f"  {v.name.ljust(names)}  ",
+                           subsequent_indent=indent) for v in ENVIRONMENT]
+    text = f"{download}\n\nenvironment variables (a flag given wins):\n" + "\n".join(table)
+    return text.replace("%", "%%")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hearth",
         description="Hearth: run large language models on your own machine, in your browser.",
-        epilog="Download a model: hearth download ORG/REPO [--include PATTERN] [--revision REV] "
-               "(see hearth download --help).",
+        epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"hearth {__version__}")
-    server = parser.add_argument_group("server")
-    server.add_argument("--model", help="model file or folder (a path, or a name in --models-dir); "
-                        "default: the built-in SmolLM2-135M-Instruct")
-    server.add_argument("--loader", choices=loaders.names(),
-                        help="backend to load it with (default: detected from the file)")
-    server.add_argument("--no-model", action="store_true", help="start without loading a model")
-    server.add_argument("--models-dir", default="models", help="where your models live (default: models)")
-    server.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    server.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
-    server.add_argument("--listen", action="store_true",
-                        help="serve on every network interface (0.0.0.0); requires --auth and --api-key")
-    server.add_argument("--auth", default=os.environ.get("HEARTH_AUTH"),
-                        help="USER:PASSWORD for the UI login (or set HEARTH_AUTH)")
-    api = parser.add_argument_group("API")
-    api.add_argument("--api-key", default=os.environ.get("HEARTH_API_KEY"),
-                     help="key that API clients must send as 'Authorization: Bearer KEY' "
-                     "(or set HEARTH_API_KEY); without it the API is open to this machine only")
-    api.add_argument("--cors-origins", default="", metavar="ORIGINS",
-                     help="comma-separated browser origins allowed to call the API, e.g. "
-                     "https://app.example.com (default: none)")
-    api.add_argument("--max-request-mb", type=float, default=ServerSettings.max_request_mb, metavar="MB",
-                     help=f"largest API request body (default: {ServerSettings.max_request_mb:g})")
-    api.add_argument("--max-prompt-chars", type=int, default=ServerSettings.max_prompt_chars, metavar="N",
-                     help=f"longest prompt the API takes (default: {ServerSettings.max_prompt_chars})")
-    api.add_argument("--max-queue", type=int, default=ServerSettings.max_queue, metavar="N",
-                     help=f"refuse API requests while this many wait (default: {ServerSettings.max_queue})")
-    ext = parser.add_argument_group("extensions (docs/EXTENSIONS.md)")
-    ext.add_argument("--extensions", nargs="+", action="extend", default=[], metavar="NAME",
-                     help="extensions to switch on for this run (folders in extensions/); the Extensions "
-                     "tab switches them on for good")
-    ext.add_argument("--extensions-dir", action="append", default=[], metavar="DIR",
-                     help="another folder of extensions (repeatable)")
-    ext.add_argument("--extension-timeout", type=float, default=ServerSettings.extension_timeout, metavar="S",
-                     help="seconds an extension's hook may run before the extension is switched off "
-                     f"(default: {ServerSettings.extension_timeout:g})")
-    _add_chat_flags(parser)
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    add_settings(parser, ServerSettings, SERVER_GROUP, groups)
+    # --mode/--character/...: remembered in the user data folder (next to --user-data).
+    add_settings(parser, ChatSettings, SERVER_GROUP, groups, prefix="chat_")
     seen: set[str] = set()
     for name in loaders.names():
         loader = loaders.get(name)
@@ -116,23 +135,21 @@ def loader_options_from_args(args: argparse.Namespace, loader_name: str) -> dict
     return out
 
 
-def settings_from_args(args: argparse.Namespace) -> ServerSettings:
-    host = "0.0.0.0" if args.listen else args.host
-    return ServerSettings(host=host, port=args.port, listen=args.listen or host not in
-                          ("127.0.0.1", "localhost", "::1"), auth=args.auth,
-                          models_dir=args.models_dir, model=args.model, loader=args.loader,
-                          no_model=args.no_model, api_key=args.api_key or None,
-                          cors_origins=tuple(o.strip() for o in args.cors_origins.split(",") if o.strip()),
-                          max_request_mb=args.max_request_mb, max_prompt_chars=args.max_prompt_chars,
-                          max_queue=args.max_queue, extensions=tuple(args.extensions),
-                          extension_dirs=tuple(args.extensions_dir), extension_timeout=args.extension_timeout)
+def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> ServerSettings:
+    """The server settings: flags, then HEARTH_* variables, then the declared defaults.
+    Raises SettingError (one line, naming the flag) for a value out of bounds."""
+    settings = build_from_args(ServerSettings, args, environment_settings(environ))
+    host = "0.0.0.0" if settings.listen else settings.host
+    return dataclasses.replace(settings, host=host, listen=settings.listen or host not in LOOPBACK_HOSTS,
+                               api_key=settings.api_key or None)
 
 
 def check_network_safety(settings: ServerSettings) -> str | None:
     """Binding beyond loopback without a login would hand the machine to the LAN."""
     if settings.listen:
-        missing = [what for what, ok in (("--auth USER:PASSWORD for the UI login (or HEARTH_AUTH)", settings.auth),
-                                         ("--api-key KEY for the API (or HEARTH_API_KEY)", settings.api_key)) if not ok]
+        missing = [what for what, ok in (
+            (f"--auth USER:PASSWORD for the UI login (or {env_name('auth')})", settings.auth),
+            (f"--api-key KEY for the API (or {env_name('api_key')})", settings.api_key)) if not ok]
         if missing:
             return (f"refusing to serve on the network without authentication: add {' and '.join(missing)}; "
                     "or drop --listen to stay on 127.0.0.1")
@@ -140,20 +157,21 @@ def check_network_safety(settings: ServerSettings) -> str | None:
         return "--auth must be USER:PASSWORD"
     if settings.api_key is not None and not settings.api_key.strip():
         return "--api-key must not be blank"
-    for name in ("max_request_mb", "max_prompt_chars", "max_queue", "extension_timeout"):
-        if getattr(settings, name) <= 0:
-            return f"--{name.replace('_', '-')} must be greater than 0"
+    try:
+        validate(settings)  # settings made in code, not through settings_from_args
+    except SettingError as e:
+        return _flag_message(ServerSettings, e)
     return None
 
 
-def apply_chat_flags(args: Any) -> None:
-    """At start-up: --user-data picks the folder (for every part of Hearth, through
-    the environment), and --mode/--character/... become the remembered settings."""
-    if getattr(args, "user_data", None):
-        os.environ[ENV_VAR] = str(args.user_data)
+def apply_chat_flags(args: Any, user_data: str | Path | None = None) -> None:
+    """At start-up: --mode/--character/... become the remembered settings, in the user
+    data folder (`user_data`, or the one the flags and environment name)."""
     flags = chat_flags(args)
-    if flags:
-        try:
-            SettingsStore(UserData.from_env().settings_file).update(**flags)
-        except (SettingError, OSError) as e:
-            log.warning("could not remember %s: %s", ", ".join(f"--{k.replace('_', '-')}" for k in flags), e)
+    if not flags:
+        return
+    folder = user_data if user_data is not None else settings_from_args(args).user_data
+    try:
+        SettingsStore(UserData.at(folder).settings_file).update(**flags)
+    except (SettingError, OSError) as e:
+        log.warning("could not remember %s: %s", ", ".join(f"--{k.replace('_', '-')}" for k in flags), e)

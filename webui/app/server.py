@@ -26,7 +26,6 @@ def create_app(hearth: Hearth, settings: ServerSettings):
     from fastapi import FastAPI
 
     from webui.api import install_api
-    from webui.api.extension_routes import mount_extension_routes
     from webui.ui import CSS, build_ui
 
     app = FastAPI(title="Hearth", version=__version__, docs_url="/docs")
@@ -37,9 +36,9 @@ def create_app(hearth: Hearth, settings: ServerSettings):
         return {"status": "ok", "model": loaded.name if loaded else None,
                 "queue": hearth.engine.queue_length}
 
-    install_api(app, hearth, settings)  # before Gradio takes "/"
-    # Extensions' own routes, under /extensions/NAME/: also before Gradio.
-    mount_extension_routes(app, hearth.extensions, settings.api_key)
+    # The API's routers and extensions' own routes (/extensions/NAME/), before Gradio
+    # takes "/"; install_api puts hearth and settings on app.state for the routes.
+    install_api(app, hearth, settings)
     auth = tuple(settings.auth.split(":", 1)) if settings.auth else None
     return gr.mount_gradio_app(app, build_ui(hearth), path="/", auth=auth, css=CSS,
                                ssr_mode=False, footer_links=[])
@@ -68,10 +67,14 @@ def start_extensions(hearth: Hearth, settings: ServerSettings) -> None:
         print(f"hearth: {problem}", file=sys.stderr, flush=True)
 
 
+def create_hearth(settings: ServerSettings) -> Hearth:
+    return Hearth(settings.models_dir, user_data_dir=settings.user_data)
+
+
 def serve(settings: ServerSettings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    hearth = Hearth(settings.models_dir)
+    hearth = create_hearth(settings)
     start_extensions(hearth, settings)  # before the model loads, so on_model_load hooks see it
     if not settings.no_model:
         load_initial_model(hearth, settings, args)

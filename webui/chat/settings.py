@@ -23,18 +23,21 @@ from webui.chat.templates import MODEL_TEMPLATE, template_choices
 log = logging.getLogger(__name__)
 
 DEFAULT_CHARACTER = "Ember"
+SETTINGS_GROUP = "chat (remembered in the user data folder)"  # their section in `hearth --help`
 
 
 @dataclass(frozen=True)
 class ChatSettings:
     mode: str = setting("instruct", "Chat mode: chat (a character talks with you), chat-instruct "
                         "(the character inside the model's instruction template), instruct (a plain assistant).",
-                        choices=MODES)
-    character: str = setting(DEFAULT_CHARACTER, "The character to chat with (a name in characters/).")
+                        choices=MODES, group=SETTINGS_GROUP)
+    character: str = setting(DEFAULT_CHARACTER, "The character to chat with (a name in characters/).",
+                             group=SETTINGS_GROUP)
     template: str = setting(MODEL_TEMPLATE, "Instruction template for the instruct modes.",
-                            choices=tuple(template_choices()))
-    preset: str = setting("", "Parameters preset (a name in presets/; empty = Hearth's defaults).")
-    user_name: str = setting("You", "Your name in the chat modes.")
+                            choices=tuple(template_choices()), group=SETTINGS_GROUP)
+    preset: str = setting("", "Parameters preset (a name in presets/; empty = Hearth's defaults).",
+                          group=SETTINGS_GROUP)
+    user_name: str = setting("You", "Your name in the chat modes.", group=SETTINGS_GROUP)
     custom_template: str = setting("", "The instruction template used when template is Custom (Jinja).",
                                    advanced=True)
 

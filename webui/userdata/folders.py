@@ -1,12 +1,11 @@
 """Where Hearth keeps what the user makes: chat histories, settings, their own
 characters and presets. One folder, plain files; `user_data/` by default (git-ignored),
-or the folder named by --user-data / $HEARTH_USER_DATA (the tests use a temp folder).
+or the folder the app names (--user-data, $HEARTH_USER_DATA; the tests use a temp folder).
 
 What ships with Hearth (the example character, the built-in presets) lives in the
 top-level `characters/` and `presets/` (see SHIPPED_ROOT) and is never written to."""
 from __future__ import annotations
 
-import os
 import re
 import threading
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ from pathlib import Path
 
 from loaders.errors import ErrorKind, UserError
 
-ENV_VAR = "HEARTH_USER_DATA"
 # What ships with Hearth: the repository's top-level characters/, presets/ and
 # extensions/ in a checkout (and an editable install); in an installed wheel, the same
 # folders inside the package, where setup.py maps them, since a wheel holds only packages.
@@ -55,8 +53,9 @@ class UserData:
     root: Path
 
     @classmethod
-    def from_env(cls, root: str | Path | None = None) -> "UserData":
-        return cls(Path(root or os.environ.get(ENV_VAR) or "user_data").expanduser())
+    def at(cls, root: str | Path) -> "UserData":
+        """The folder is chosen by the app (webui.config) and passed in; read nowhere else."""
+        return cls(Path(root).expanduser())
 
     @property
     def histories(self) -> Path:

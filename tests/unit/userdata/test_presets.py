@@ -9,7 +9,10 @@ from loaders.params import GenerationParams
 from webui.app.flags import apply_chat_flags, build_parser
 from webui.userdata.presets import REQUEST_SETTINGS, PresetError, PresetStore
 from webui.chat.settings import ChatSettings, SettingsStore
-from webui.userdata.folders import ENV_VAR, SHIPPED_PRESETS
+from webui.config import env_name
+from webui.userdata.folders import SHIPPED_PRESETS
+
+ENV_VAR = env_name("user_data")
 
 
 @pytest.fixture
@@ -88,7 +91,7 @@ def test_cli_flags_are_generated_from_the_settings_and_remembered(tmp_path, monk
     apply_chat_flags(args)
     import os
 
-    assert os.environ[ENV_VAR] == str(tmp_path)
+    assert ENV_VAR not in os.environ  # the folder reaches the app as an argument, not through the environment
     saved = SettingsStore(tmp_path / "settings.yaml").load()
     assert (saved.mode, saved.character, saved.template) == ("chat-instruct", "Ember", "ChatML")
     with pytest.raises(SystemExit):
