@@ -156,14 +156,23 @@ def test_past_chats_new_rename_delete(page, user_data):
     page.wait_for_function("() => document.querySelector('#chat').innerText.includes('apricot')")
 
     page.get_by_text("This chat", exact=True).click()
+    # Opening the chat puts its name in this box; text typed before that update lands
+    # is overwritten by it, and the chat is then "renamed" to its old name.
+    has_value = "([sel, v]) => document.querySelector(sel)?.value === v"
+    page.wait_for_function(has_value, arg=["#chat-title textarea", chats(user_data)[chat_id]["title"]])
     page.fill("#chat-title textarea", "Fruit talk")
+    page.wait_for_function(has_value, arg=["#chat-title textarea", "Fruit talk"])
     page.click("#chat-rename")
-    page.wait_for_function(STATUS_HAS, arg="Renamed")
+    # Wait for the renamed file and list themselves: a status is only a step on the way.
+    eventually(page, lambda: chats(user_data)[chat_id]["title"] == "Fruit talk", "the new name in the chat's file")
     assert chats(user_data)[chat_id]["title"] == "Fruit talk"
+    eventually(page, lambda: any("Fruit talk" in c for c in page_options(page, "chat-past")),
+               "the new name in Past chats")
     assert any("Fruit talk" in c for c in page_options(page, "chat-past"))
 
     page.click("#chat-delete")
-    page.wait_for_function(STATUS_HAS, arg="Chat deleted")
+    eventually(page, lambda: chat_id not in chats(user_data), "the chat's file to be deleted")
+    page.wait_for_function(f"() => !document.querySelector(\"{USER}\")")
     assert chat_id not in chats(user_data)
     assert page.locator(USER).count() == 0
 
