@@ -11,13 +11,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterator, Sequence, overload
 
-from loaders.base import GenerationError
 from loaders.params import GenerationParams
+from webui.chat.context import TokenCounters, reply_reserve
 from webui.chat.prompts import ChatPrompt, ChatRequest, build_chat_prompt
-from webui.chat.context import ContextOverflow, TokenCounters, reply_reserve
 from webui.runtime.generation import GenerationEngine, GenerationJob
-from webui.runtime.model_manager import ModelManager
-from webui.chat.templates import ChatTemplateError
+from webui.runtime.model_manager import ModelManager, NoModelLoaded
 
 
 class DeferredChatPrompt(Sequence[int]):
@@ -33,15 +31,14 @@ class DeferredChatPrompt(Sequence[int]):
         if self.built is None:
             loaded = self._models.current
             if loaded is None:
-                raise GenerationError("no model is loaded: load one in the Model tab")
+                raise NoModelLoaded("no model is loaded: load one in the Model tab")
             model = loaded.model
             counter = self._token_counters.for_model(loaded, model.encode)
             reserve = reply_reserve(model.context_length, self._max_new_tokens)
-            try:
-                self.built = build_chat_prompt(self.request, counter, model.chat_template,
-                                               model.context_length, reserve)
-            except (ChatTemplateError, ContextOverflow) as e:
-                raise GenerationError(str(e)) from None
+            # A ChatTemplateError or ContextOverflow travels as it is: the queue
+            # carries the error object, and each face shows its kind.
+            self.built = build_chat_prompt(self.request, counter, model.chat_template,
+                                           model.context_length, reserve)
         return self.built.ids
 
     def __len__(self) -> int:

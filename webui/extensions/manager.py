@@ -17,16 +17,19 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from loaders.base import LoadError
 from loaders.params import GenerationParams
-
 from webui.errors import ErrorKind, UserError
 from webui.extensions.api import HOOKS, ExtensionContext, Message, ModelInfo, Prompt
-from webui.extensions.loading import Extension, check_module, find_extensions, import_script
+from webui.extensions.loading import (
+    Extension,
+    check_module,
+    find_extensions,
+    import_script,
+)
 from webui.extensions.runner import HookTimeout, call_with_timeout
 from webui.extensions.store import ExtensionStore
 from webui.runtime.generation import GenerationEngine
-from webui.runtime.model_manager import ModelManager
+from webui.runtime.model_manager import ModelManager, NoModelLoaded
 from webui.userdata.folders import SHIPPED_ROOT
 
 log = logging.getLogger(__name__)
@@ -323,7 +326,7 @@ class _App:
 
     def _need(self) -> tuple[ModelManager, GenerationEngine]:
         if self.models is None or self.engine is None:
-            raise LoadError("no model is loaded: load one in the Model tab")
+            raise NoModelLoaded("no model is loaded: load one in the Model tab")
         return self.models, self.engine
 
     def model(self) -> ModelInfo | None:
