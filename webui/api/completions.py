@@ -26,9 +26,10 @@ from webui.chat.templates import ChatTemplateError
 from webui.config import ServerSettings
 from webui.hearth import Hearth
 
-# Hearth.chat renders the chat template and runs the extensions' modify_prompt hooks
-# (each may take up to its time limit) before it queues the job, so it runs off the
-# event loop, in threads of its own budget: a burst of API requests cannot starve the UI's.
+# Hearth.chat renders the chat template, and both it and Hearth.complete run the
+# extensions' modify_prompt hooks (each may take up to its time limit) before they
+# queue the job, so they run off the event loop, in threads of their own budget: a
+# burst of API requests cannot starve the UI's.
 _SUBMIT_LIMITER = anyio.CapacityLimiter(64)
 
 STREAM_DOC = {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
@@ -171,7 +172,7 @@ async def completions(body: CompletionRequest, request: Request, hearth: Hearth 
     check_prompt_size(len(body.prompt), settings.max_prompt_chars, "prompt")
     params, model, headers = _prepare(hearth, settings, body)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    job = hearth.complete(body.prompt, params)
+    job = await anyio.to_thread.run_sync(hearth.complete, body.prompt, params, limiter=_SUBMIT_LIMITER)
     return await answer(request, job, Reply(False, model, include_usage), body.stream, headers,
                         prefix=body.prompt if body.echo else "")
 
