@@ -10,6 +10,7 @@ version and quantization, so the test runs once per machine.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -55,14 +56,29 @@ def _cache_file() -> Path:
     return base / "hearth" / "cpu-repack.json"
 
 
-def _cache_key(quantization: str | None) -> str:
+def _build_identity() -> str:
+    """The installed llama.cpp build: its version, and the size and time of its CPU
+    kernels' library, since the same version built with other flags (say, without
+    the AMX kernels) can crash where the last one did not, or the reverse."""
     try:
         from importlib.metadata import version
         llama_version = version("llama-cpp-python")
     except Exception:
-        llama_version = "?"
+        return "?"
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or spec.origin is None:
+        return llama_version
+    lib = Path(spec.origin).parent / "lib" / "libggml-cpu.so"
+    try:
+        stat = lib.stat()
+    except OSError:
+        return llama_version
+    return f"{llama_version}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def _cache_key(quantization: str | None) -> str:
     flags = " ".join(sorted(cpu_flags()))
-    return hashlib.sha256(f"{llama_version}|{flags}|{quantization}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{_build_identity()}|{flags}|{quantization}".encode()).hexdigest()[:16]
 
 
 def probe(model_path: Path, command: list[str] | None = None) -> bool:

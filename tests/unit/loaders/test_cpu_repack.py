@@ -28,3 +28,13 @@ def test_amx_that_works_keeps_repacking(tmp_path, monkeypatch):
 def test_explicit_settings_win(tmp_path):
     assert cpu_repack.decide("off", tmp_path, None, flags=set()) is False
     assert cpu_repack.decide("on", tmp_path, None, flags={"amx_tile"}, command=CRASH) is True
+
+
+def test_a_new_llama_cpp_build_is_probed_again(tmp_path, monkeypatch):
+    """A rebuild of the same version (say, without the AMX kernels) may no longer
+    crash: the verdict belongs to the build, not only to the version."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(cpu_repack, "_build_identity", lambda: "0.3.36|1000|1")
+    assert cpu_repack.decide("auto", tmp_path / "m.gguf", "Q4_1", flags={"amx_tile"}, command=CRASH) is False
+    monkeypatch.setattr(cpu_repack, "_build_identity", lambda: "0.3.36|2000|2")
+    assert cpu_repack.decide("auto", tmp_path / "m.gguf", "Q4_1", flags={"amx_tile"}, command=SURVIVE) is True
