@@ -7,6 +7,7 @@ one memory-maps the whole file and cannot work from a partial download.
 """
 from __future__ import annotations
 
+import io
 import os
 import struct
 from dataclasses import dataclass, field
@@ -24,6 +25,26 @@ _STRING, _ARRAY = 8, 9
 # Arrays longer than this (the tokenizer's vocabulary, merges, scores) are skipped,
 # not decoded: nothing in Hearth needs them and they are most of the header.
 _MAX_KEPT_ARRAY = 256
+# Decoded array items per header at most; beyond, arrays are skipped like long ones, so
+# small arrays nested in small arrays cannot add up to millions of objects.
+_MAX_KEPT_ITEMS = 1 << 16
+# A crafted header can claim anything; these bounds hold before anything is allocated.
+# Real files nest arrays one deep (an array of scalars or strings); ggml itself allows
+# at most 4 tensor dimensions (GGML_MAX_DIMS) and key names of 65,535 bytes (the spec).
+MAX_ARRAY_DEPTH = 4
+MAX_KEY_BYTES = (1 << 16) - 1
+# The longest string real files hold is tokenizer.chat_template: 375 bytes in SmolLM2,
+# tens of KiB in the largest templates published; 1 MiB leaves room and bounds a read.
+MAX_STRING_BYTES = 1 << 20
+MAX_TENSOR_DIMS = 4
+MAX_COUNT = 1 << 24  # metadata pairs or tensors, before checking them against the bytes left
+# The fewest bytes one metadata pair (8-byte key length, 4-byte type, 1-byte value) and
+# one tensor description (8-byte name length, 4-byte n_dims, 4-byte type, 8-byte offset)
+# take, so a count can be checked against the bytes there are.
+_MIN_PAIR_BYTES = 13
+_MIN_TENSOR_BYTES = 24
+_UNSIGNED = {0, 2, 4, 10}  # uint8, uint16, uint32, uint64
+_SKIP_CHUNK = 1 << 20
 
 # ggml tensor type id -> (name, elements per block, bytes per block)
 GGML_TYPES: dict[int, tuple[str, int, int]] = {
@@ -53,6 +74,11 @@ class GGUFError(UserError, ValueError):
     """The bytes are not a (complete) GGUF file."""
 
     kind = ErrorKind.INVALID
+
+
+class GGUFTruncated(GGUFError):
+    """The bytes end (or claim more than there is) before the header does: a corrupt
+    file, or the expected end of a prefix read with a range request."""
 
 
 @dataclass(frozen=True)
@@ -90,29 +116,33 @@ class GGUFHeader:
     def get(self, key: str, default: Any = None) -> Any:
         return self.metadata.get(key, default)
 
+    # A crafted header can give any key any type: each accessor returns its own type or
+    # None, never a value a caller would trip over.
     @property
     def architecture(self) -> str:
-        return self.metadata.get("general.architecture", "unknown")
+        arch = self.metadata.get("general.architecture")
+        return arch if isinstance(arch, str) else "unknown"
 
     def arch_value(self, suffix: str, default: Any = None) -> Any:
         return self.metadata.get(f"{self.architecture}.{suffix}", default)
 
     @property
     def chat_template(self) -> str | None:
-        return self.metadata.get("tokenizer.chat_template")
+        template = self.metadata.get("tokenizer.chat_template")
+        return template if isinstance(template, str) else None
 
     @property
     def quantization(self) -> str | None:
         ft = self.metadata.get("general.file_type")
-        return FILE_TYPES.get(ft) if ft is not None else None
+        return FILE_TYPES.get(ft) if isinstance(ft, int) else None
 
     @property
     def context_length(self) -> int | None:
-        return self.arch_value("context_length")
+        return _positive_int(self.arch_value("context_length"))
 
     @property
     def n_layers(self) -> int | None:
-        return self.arch_value("block_count")
+        return _positive_int(self.arch_value("block_count"))
 
     def expected_file_size(self) -> int | None:
         """Bytes the file must have for every tensor to lie inside it."""
@@ -127,104 +157,211 @@ class GGUFHeader:
     def kv_cache_bytes(self, n_ctx: int, bytes_per_value: float = 2.0) -> int | None:
         """f16 K and V for every layer at n_ctx tokens, from the attention shape."""
         n_layer = self.n_layers
-        n_embd = self.arch_value("embedding_length")
-        n_head = self.arch_value("attention.head_count")
+        n_embd = _positive_int(self.arch_value("embedding_length"))
+        n_head = _positive_int(self.arch_value("attention.head_count"))
         if not (n_layer and n_embd and n_head):
             return None
-        if isinstance(n_head, SkippedArray | list):
-            return None
         n_head_kv = self.arch_value("attention.head_count_kv", n_head)
-        if isinstance(n_head_kv, list):
+        if isinstance(n_head_kv, list):  # per layer; 0 for layers without attention
+            if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in n_head_kv):
+                return None
             kv_heads_total = sum(n_head_kv)
-        elif isinstance(n_head_kv, SkippedArray):
+        elif _positive_int(n_head_kv) is None:
             return None
         else:
             kv_heads_total = n_head_kv * n_layer
-        k_len = self.arch_value("attention.key_length", n_embd // n_head)
-        v_len = self.arch_value("attention.value_length", n_embd // n_head)
+        k_len = _positive_int(self.arch_value("attention.key_length", n_embd // n_head))
+        v_len = _positive_int(self.arch_value("attention.value_length", n_embd // n_head))
+        if k_len is None or v_len is None:
+            return None
         return int(n_ctx * kv_heads_total * (k_len + v_len) * bytes_per_value)
 
 
+def _positive_int(value: Any) -> int | None:
+    """A header value used as a count or size: a positive integer, else unknown."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None
+    return value
+
+
+def _size_left(f: BinaryIO) -> int | None:
+    """Bytes from the stream's position to its end, or None when it cannot seek."""
+    try:
+        here = f.tell()
+        end = f.seek(0, os.SEEK_END)
+        f.seek(here)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return end - here
+
+
 class _Reader:
+    """Reads the header, checking every length and count against the bounds above and
+    against the bytes left before it reads or allocates."""
+
     def __init__(self, f: BinaryIO):
         self.f = f
         self.pos = 0
+        self.size = _size_left(f)  # None: a stream without an end we can know
+        self.kept = 0  # array items decoded so far: a budget, so nested arrays stay small
+
+    def left(self) -> int | None:
+        return None if self.size is None else self.size - self.pos
+
+    def need(self, n: int, what: str) -> None:
+        left = self.left()
+        if left is not None and n > left:
+            raise GGUFTruncated(f"the GGUF header is truncated or corrupt ({what}: {n:,} bytes needed, "
+                                f"{left:,} left)")
 
     def read(self, n: int) -> bytes:
+        self.need(n, "a value")
         data = self.f.read(n)
         if len(data) != n:
-            raise GGUFError("the GGUF header is truncated")
+            raise GGUFTruncated("the GGUF header is truncated")
         self.pos += n
         return data
+
+    def skip_bytes(self, n: int) -> None:
+        self.need(n, "a skipped value")
+        if self.size is not None:
+            self.f.seek(n, os.SEEK_CUR)
+            self.pos += n
+            return
+        while n:  # a stream of unknown length: never one read of a claimed size
+            n -= len(self.read(min(n, _SKIP_CHUNK)))
 
     def scalar(self, fmt: str) -> Any:
         return struct.unpack(fmt, self.read(struct.calcsize(fmt)))[0]
 
-    def string(self) -> str:
+    def length(self, limit: int, what: str) -> int:
         n = self.scalar("<Q")
-        if n > 1 << 30:
-            raise GGUFError("the GGUF header is corrupt (a string claims %d bytes)" % n)
-        return self.read(n).decode("utf-8", errors="replace")
+        if n > limit:
+            raise GGUFError(f"the GGUF header is corrupt ({what} claims {n:,} bytes, at most {limit:,} "
+                            "are allowed)")
+        return n
+
+    def string(self, limit: int = MAX_STRING_BYTES, what: str = "a string") -> str:
+        return self.read(self.length(limit, what)).decode("utf-8", errors="replace")
 
     def skip_string(self) -> None:
-        n = self.scalar("<Q")
-        if n > 1 << 30:
-            raise GGUFError("the GGUF header is corrupt (a string claims %d bytes)" % n)
-        self.read(n)
+        self.skip_bytes(self.length(MAX_STRING_BYTES, "a string"))
 
-    def value(self, type_id: int) -> Any:
+    def array_head(self, depth: int) -> tuple[int, int]:
+        if depth >= MAX_ARRAY_DEPTH:
+            raise GGUFError(f"the GGUF header is corrupt (arrays nested more than {MAX_ARRAY_DEPTH} deep)")
+        item_type, count = self.scalar("<I"), self.scalar("<Q")
+        self.need(count * _min_value_bytes(item_type), f"an array of {count:,} items")
+        return item_type, count
+
+    def value(self, type_id: int, depth: int = 0) -> Any:
         if type_id in _SCALARS:
             return self.scalar(_SCALARS[type_id])
         if type_id == _STRING:
             return self.string()
         if type_id == _ARRAY:
-            item_type = self.scalar("<I")
-            count = self.scalar("<Q")
-            if count > _MAX_KEPT_ARRAY:
-                self.skip(item_type, count)
+            item_type, count = self.array_head(depth)
+            if count > _MAX_KEPT_ARRAY or self.kept + count > _MAX_KEPT_ITEMS:
+                self.skip_items(item_type, count, depth + 1)
                 return SkippedArray(item_type, count)
-            return [self.value(item_type) for _ in range(count)]
+            self.kept += count
+            return [self.value(item_type, depth + 1) for _ in range(count)]
         raise GGUFError(f"the GGUF header is corrupt (unknown value type {type_id})")
 
-    def skip(self, item_type: int, count: int) -> None:
+    def skip_value(self, type_id: int, depth: int) -> None:
+        if type_id in _SCALARS:
+            self.skip_bytes(struct.calcsize(_SCALARS[type_id]))
+        elif type_id == _STRING:
+            self.skip_string()
+        elif type_id == _ARRAY:
+            item_type, count = self.array_head(depth)
+            self.skip_items(item_type, count, depth + 1)
+        else:
+            raise GGUFError(f"the GGUF header is corrupt (unknown value type {type_id})")
+
+    def skip_items(self, item_type: int, count: int, depth: int) -> None:
         if item_type in _SCALARS:
-            self.read(struct.calcsize(_SCALARS[item_type]) * count)
-        elif item_type == _STRING:
-            for _ in range(count):
-                self.skip_string()
+            self.skip_bytes(struct.calcsize(_SCALARS[item_type]) * count)
         else:
             for _ in range(count):
-                self.value(item_type)
+                self.skip_value(item_type, depth)
+
+    def counts(self, *, tensors: bool) -> tuple[int, int]:
+        """The tensor and metadata counts, each checked against the bytes there are."""
+        n_tensors, n_kv = self.scalar("<Q"), self.scalar("<Q")
+        if n_tensors > MAX_COUNT or n_kv > MAX_COUNT:
+            raise GGUFError(f"the GGUF header is corrupt (it claims {n_tensors:,} tensors and {n_kv:,} "
+                            "metadata keys)")
+        self.need(n_kv * _MIN_PAIR_BYTES + (n_tensors * _MIN_TENSOR_BYTES if tensors else 0),
+                  f"{n_kv:,} metadata keys" + (f" and {n_tensors:,} tensors" if tensors else ""))
+        return n_tensors, n_kv
+
+    def metadata_pair(self) -> tuple[str, Any]:
+        key = self.string(MAX_KEY_BYTES, "a key")
+        type_id = self.scalar("<I")
+        value = self.value(type_id)
+        if key == "general.alignment":
+            _check_alignment(type_id, value)
+        return key, value
+
+    def tensor(self) -> TensorInfo:
+        name = self.string(MAX_KEY_BYTES, "a tensor name")
+        n_dims = self.scalar("<I")
+        if n_dims > MAX_TENSOR_DIMS:
+            raise GGUFError(f"the GGUF header is corrupt (tensor {name[:64]!r} has {n_dims:,} dimensions, "
+                            f"ggml allows {MAX_TENSOR_DIMS})")
+        shape = tuple(self.scalar("<Q") for _ in range(n_dims))
+        elements = 1
+        for d in shape:
+            elements *= d
+        if elements >= 1 << 63:  # ggml counts elements in an int64
+            raise GGUFError(f"the GGUF header is corrupt (tensor {name[:64]!r} claims {shape} elements)")
+        return TensorInfo(name, shape, self.scalar("<I"), self.scalar("<Q"))
 
 
-def read_header(f: BinaryIO, *, with_tensors: bool = True) -> GGUFHeader:
-    r = _Reader(f)
-    magic = f.read(4)
+def _min_value_bytes(type_id: int) -> int:
+    if type_id in _SCALARS:
+        return struct.calcsize(_SCALARS[type_id])
+    if type_id == _STRING:
+        return 8  # its length
+    if type_id == _ARRAY:
+        return 12  # its item type and count
+    raise GGUFError(f"the GGUF header is corrupt (unknown value type {type_id})")
+
+
+def _check_alignment(type_id: int, value: Any) -> None:
+    """llama.cpp aligns tensor data to general.alignment: a power of two, unsigned."""
+    if type_id not in _UNSIGNED:
+        raise GGUFError("the GGUF header is corrupt (general.alignment is not an unsigned integer)")
+    if value <= 0 or value & (value - 1):
+        raise GGUFError(f"the GGUF header is corrupt (general.alignment is {value:,}, not a power of two)")
+
+
+def _start(r: _Reader) -> int:
+    magic = r.f.read(4)
     r.pos = len(magic)
     if magic != GGUF_MAGIC:
         raise GGUFError(f"not a GGUF file (it starts with {magic!r}, not b'GGUF')")
     version = r.scalar("<I")
     if version not in (2, 3):
         raise GGUFError(f"unsupported GGUF version {version}")
-    n_tensors = r.scalar("<Q")
-    n_kv = r.scalar("<Q")
-    if n_tensors > 1 << 24 or n_kv > 1 << 24:
-        raise GGUFError("the GGUF header is corrupt (implausible counts)")
+    return version
+
+
+def read_header(f: BinaryIO, *, with_tensors: bool = True) -> GGUFHeader:
+    r = _Reader(f)
+    version = _start(r)
+    n_tensors, n_kv = r.counts(tensors=with_tensors)
     metadata: dict[str, Any] = {}
     for _ in range(n_kv):
-        key = r.string()
-        metadata[key] = r.value(r.scalar("<I"))
+        key, value = r.metadata_pair()
+        metadata[key] = value
     header = GGUFHeader(version=version, metadata=metadata)
     if not with_tensors:
         return header
     for _ in range(n_tensors):
-        name = r.string()
-        n_dims = r.scalar("<I")
-        if n_dims > 8:
-            raise GGUFError("the GGUF header is corrupt (a tensor has %d dimensions)" % n_dims)
-        shape = tuple(r.scalar("<Q") for _ in range(n_dims))
-        header.tensors.append(TensorInfo(name, shape, r.scalar("<I"), r.scalar("<Q")))
-    align = metadata.get("general.alignment", 32) or 32
+        header.tensors.append(r.tensor())
+    align = metadata.get("general.alignment", 32)
     header.data_offset = (r.pos + align - 1) // align * align
     return header
 
@@ -251,22 +388,17 @@ def read_metadata_prefix(data: bytes) -> GGUFHeader:
     """The metadata keys that lie wholly inside `data`, the first bytes of a GGUF file
     (say, an HTTP range request's answer). Writers put the architecture, layer count,
     attention shape and file type before the tokenizer's long arrays, so a few hundred
-    KiB tell the quantization and the KV-cache size without downloading the model."""
-    import io
-
+    KiB tell the quantization and the KV-cache size without downloading the model.
+    Running out of bytes ends the metadata; anything corrupt before that is an error."""
     r = _Reader(io.BytesIO(data))
-    if r.read(4) != GGUF_MAGIC:
-        raise GGUFError(f"not a GGUF file (it starts with {data[:4]!r}, not b'GGUF')")
-    version = r.scalar("<I")
-    if version not in (2, 3):
-        raise GGUFError(f"unsupported GGUF version {version}")
+    version = _start(r)
     r.scalar("<Q")  # tensor count: the tensors come after the metadata we may not have
     n_kv = r.scalar("<Q")
     metadata: dict[str, Any] = {}
     try:
-        for _ in range(min(n_kv, 1 << 24)):
-            key = r.string()
-            metadata[key] = r.value(r.scalar("<I"))
-    except GGUFError:
+        for _ in range(min(n_kv, MAX_COUNT)):
+            key, value = r.metadata_pair()
+            metadata[key] = value
+    except GGUFTruncated:
         pass  # the prefix ends here; what was read is whole
     return GGUFHeader(version=version, metadata=metadata)

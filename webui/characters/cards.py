@@ -20,6 +20,15 @@ from webui.characters.character import Character, CharacterError, character_from
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_CARD_BYTES = 20 << 20  # cards are avatars; 20 MiB is far above any real one
 MAX_CARD_JSON_BYTES = 8 << 20
+# Real cards nest ~6 deep (data > character_book > entries > [i] > extensions > ...) and
+# hold a few thousand values with a large lorebook. Deeper or bigger JSON is refused:
+# json.loads raises RecursionError near 1,000 levels, YAML's dumper sooner, and a few
+# MiB of "[[[[" would otherwise reach both.
+MAX_CARD_DEPTH = 32
+MAX_CARD_VALUES = 1 << 20
+# An avatar's pixels, checked in the PNG header before any decoder sees them: a PNG of
+# a few KiB can claim 100,000 x 100,000 pixels and take 40 GB to decode.
+MAX_AVATAR_SIDE = 4096
 CARD_KEYWORD = b"chara"
 SPEC = "chara_card_v2"
 # V2 fields that map onto Character's own; the rest of `data` is kept as is.
@@ -77,13 +86,55 @@ def read_card_json(png: bytes) -> dict[str, Any]:
         raw = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise CardError("the card's 'chara' chunk is not valid base64") from None
+    if len(raw) > MAX_CARD_JSON_BYTES:
+        raise CardError("the card's data is too large")
     try:
         card = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CardError(f"the card's JSON is broken: {e}") from None
+    except RecursionError:
+        raise CardError(f"the card's JSON is nested more than {MAX_CARD_DEPTH} levels deep") from None
     if not isinstance(card, dict):
         raise CardError("the card's JSON is not an object")
+    problem = nesting_problem(card)
+    if problem:
+        raise CardError(f"the card's JSON {problem}")
     return card
+
+
+def nesting_problem(value: Any) -> str | None:
+    """Why parsed JSON or YAML is too deep or too big to keep, or None. Iterative, so
+    its own depth is no limit; it counts every value it visits, so YAML aliases that
+    repeat one list a billion times stop at the count too."""
+    stack = [(value, 1)]
+    seen = 0
+    while stack:
+        item, depth = stack.pop()
+        seen += 1
+        if seen > MAX_CARD_VALUES:
+            return f"holds more than {MAX_CARD_VALUES:,} values"
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_CARD_DEPTH:
+            return f"is nested more than {MAX_CARD_DEPTH} levels deep"
+        stack.extend((child, depth + 1) for child in children)
+    return None
+
+
+def avatar_problem(png: bytes) -> str | None:
+    """Why an avatar image is refused, from its PNG header alone, or None."""
+    # The signature, then IHDR: its length, type, width and height (24 bytes in all).
+    if not png.startswith(PNG_SIGNATURE) or len(png) < 24 or png[12:16] != b"IHDR":
+        return "the avatar is not a PNG image"
+    width, height = struct.unpack(">II", png[16:24])
+    if not (0 < width <= MAX_AVATAR_SIDE and 0 < height <= MAX_AVATAR_SIDE):
+        return (f"the avatar is {width:,}x{height:,} pixels; at most {MAX_AVATAR_SIDE}x{MAX_AVATAR_SIDE} "
+                "are allowed")
+    return None
 
 
 def card_to_character(card: dict[str, Any]) -> Character:
@@ -147,7 +198,11 @@ def write_card(character: Character, avatar_png: bytes | None = None) -> bytes:
 def import_card(png: bytes) -> tuple[Character, bytes]:
     """Check an uploaded card completely; the character and its bare avatar PNG."""
     character = card_to_character(read_card_json(png))
-    return character, strip_card(png)
+    avatar = strip_card(png)
+    problem = avatar_problem(avatar)
+    if problem:
+        raise CardError(problem)
+    return character, avatar
 
 
 def placeholder_png(size: int = 64, rgb: tuple[int, int, int] = (200, 120, 60)) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from webui.characters.cards import import_card
+from webui.characters.cards import avatar_problem, import_card, nesting_problem
 from webui.characters.character import MAX_CHARACTER_FILE_BYTES, Character, CharacterError, character_from_mapping
 from webui.userdata.atomic import write_bytes_atomic, write_text_atomic
 from webui.userdata.folders import InvalidName, ShippedAndUserFiles, check_name
@@ -32,6 +32,11 @@ class CharacterStore(ShippedAndUserFiles):
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise CharacterError(f"{path.name} is not valid YAML: {str(e).splitlines()[0]}") from None
+        except RecursionError:  # YAML's composer recurses once per level of nesting
+            raise CharacterError(f"{path.name} is nested too deeply to be a character file") from None
+        problem = nesting_problem(data)
+        if problem:
+            raise CharacterError(f"{path.name} {problem}")
         if isinstance(data, dict) and not data.get("name"):
             data = {**data, "name": name}
         character = character_from_mapping(data)
@@ -58,6 +63,9 @@ class CharacterStore(ShippedAndUserFiles):
                     and character.avatar_path != target.with_suffix(".png"):
                 avatar_png = character.avatar_path.read_bytes()  # a shipped avatar, or a rename
             if avatar_png is not None:
+                problem = avatar_problem(avatar_png)
+                if problem:
+                    raise CharacterError(problem)
                 write_bytes_atomic(target.with_suffix(".png"), avatar_png)
             write_text_atomic(target, text)
         log.info("saved character %s", name)

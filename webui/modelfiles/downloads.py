@@ -18,13 +18,26 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
-from webui.modelfiles.hub import (PARTIAL_DIR, RECORD_FILE, HubError, RemoteFile, RepoListing, check_filename,
-                       hub_endpoint, hub_errors, list_repo, local_dir_for, resolve_token, target_path)
+from webui.errors import ErrorKind
 from webui.modelfiles.fit import human_bytes
+from webui.modelfiles.hub import (
+    PARTIAL_DIR,
+    RECORD_FILE,
+    HubError,
+    RemoteFile,
+    RepoListing,
+    check_filename,
+    hub_endpoint,
+    hub_errors,
+    list_repo,
+    local_dir_for,
+    resolve_token,
+    target_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +53,13 @@ class DownloadCancelled(HubError):
 
 class ChecksumMismatch(HubError):
     pass
+
+
+class FolderTaken(HubError):
+    """models/ORG_REPO is not one-to-one (a_b/c and a/b_c both map to a_b_c): the
+    folder's record names the repo it holds, and another repo is refused."""
+
+    kind = ErrorKind.CONFLICT
 
 
 @dataclass(frozen=True)
@@ -150,10 +170,13 @@ def download(repo_id: str, *, models_dir: str | Path, names: list[str] | None = 
     files = select_files(listing, names, include)
     folder = local_dir_for(Path(models_dir), listing.repo_id)
     record = read_record(folder)
+    _refuse_another_repo(folder, record, listing.repo_id)
     todo = [f for f in files if not _already_verified(folder, f, record)]
     result = DownloadResult(listing.repo_id, folder,
                             already_there=[f.path for f in files if f not in todo])
     _check_disk_space(folder, todo)
+    if todo:
+        record = claim_folder(folder, listing.repo_id)
     meter = _Meter(sum(f.size for f in todo), len(todo), on_progress)
     cancel = cancel or threading.Event()
     for i, f in enumerate(todo, 1):
@@ -295,14 +318,42 @@ def _prune_empty(directory: Path, stop: Path) -> None:
 
 
 # --- the record of verified files -----------------------------------------------------
+MAX_RECORD_BYTES = 16 << 20  # ~150 bytes a file: room for 100k files
+
+
 def read_record(folder: Path) -> dict:
     try:
-        data = json.loads((folder / RECORD_FILE).read_text())
-        if isinstance(data, dict) and isinstance(data.get("files"), dict):
-            return data
-    except (OSError, ValueError):
+        path = folder / RECORD_FILE
+        if path.stat().st_size <= MAX_RECORD_BYTES:
+            data = json.loads(path.read_text())
+            if isinstance(data, dict) and isinstance(data.get("files"), dict):
+                return data
+    except (OSError, ValueError, RecursionError):  # RecursionError: a record nested 100k deep
         pass
     return {"files": {}}
+
+
+_claims = threading.Lock()
+
+
+def claim_folder(folder: Path, repo_id: str) -> dict:
+    """The folder's record, naming repo_id before any file of it lands there; a folder
+    whose record names another repo is refused."""
+    with _claims:  # two downloads starting at once cannot both claim one folder
+        record = read_record(folder)
+        _refuse_another_repo(folder, record, repo_id)
+        if record.get("repo_id") is None:
+            record["repo_id"] = repo_id
+            write_record(folder, record)
+        return record
+
+
+def _refuse_another_repo(folder: Path, record: dict, repo_id: str) -> None:
+    # The Hub answers for a repo id in any case, so case alone is not another repo.
+    held = record.get("repo_id")
+    if held is not None and (not isinstance(held, str) or held.lower() != repo_id.lower()):
+        raise FolderTaken(f"{folder.name} already holds {str(held)[:100]}, and {repo_id} would be downloaded "
+                          "into the same folder: move or rename that folder first")
 
 
 def write_record(folder: Path, record: dict) -> None:

@@ -11,8 +11,12 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
+
+from loaders.gguf import SkippedArray
+from webui.errors import ErrorKind, UserError
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -25,6 +29,33 @@ RUNTIME_BASE = 32 * MiB
 BATCH_TOKENS = 512  # llama.cpp's n_ubatch default in Hearth
 # A CUDA context and cuBLAS workspace cost this much VRAM on each GPU before any layer.
 GPU_CONTEXT = 400 * MiB
+
+# Headers and config.json files are untrusted: every number read from one is checked
+# against what a real model could have before any arithmetic uses it. The largest
+# published models have ~160 layers, 128 attention heads of up to 256 dimensions, a
+# width of ~25k, 256k-token vocabularies and 10M-token contexts; these leave room.
+MAX_LAYERS = 4096
+MAX_HEADS = 1 << 14
+MAX_HEAD_DIM = 1 << 16
+MAX_WIDTH = 1 << 20         # embedding and feed-forward sizes
+MAX_VOCAB = 1 << 24
+MAX_CONTEXT = 1 << 24
+
+
+class ShapeError(UserError, ValueError):
+    """A header or config.json claims a shape no real model has (one line)."""
+
+    kind = ErrorKind.INVALID
+
+
+def _plausible(value: Any, maximum: int, what: str) -> int | None:
+    """A count or size from a model's metadata: None when absent, zero or not an integer
+    (the estimate goes without it), a ShapeError when it is beyond any real model's."""
+    if isinstance(value, bool) or not isinstance(value, int) or value == 0:
+        return None
+    if value < 0 or value > maximum:
+        raise ShapeError(f"the model claims {what} = {value:,}; no real model has more than {maximum:,}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -57,40 +88,65 @@ class ModelShape:
 
 def shape_from_gguf(header, file_size: int) -> ModelShape:
     """From a full header (with its tensor table) or a prefix (metadata only)."""
-    n_layers = header.n_layers
+    n_layers = _plausible(header.arch_value("block_count"), MAX_LAYERS, "block_count")
+    n_embd = _plausible(header.arch_value("embedding_length"), MAX_WIDTH, "embedding_length")
+    _plausible(header.arch_value("attention.head_count"), MAX_HEADS, "attention.head_count")
+    for key in ("attention.key_length", "attention.value_length"):
+        _plausible(header.arch_value(key), MAX_HEAD_DIM, key)
+    kv_heads = header.arch_value("attention.head_count_kv")
+    for n in kv_heads if isinstance(kv_heads, list) else [kv_heads]:
+        _plausible(n, MAX_HEADS, "attention.head_count_kv")
     kv = header.kv_cache_bytes(1) if n_layers else None
-    layer_bytes: list[int] = []
+    layer_bytes: tuple[int, ...] = ()
     if header.tensors and n_layers:
-        per = [0] * n_layers
+        # Only layers that have tensors get an entry: as many as the file describes, never
+        # as many as block_count claims.
+        per: dict[int, int] = {}
         for t in header.tensors:
-            m = re.match(r"blk\.(\d+)\.", t.name)
+            m = _LAYER_TENSOR.match(t.name)
             if m and int(m.group(1)) < n_layers and t.n_bytes is not None:
-                per[int(m.group(1))] += t.n_bytes
-        if all(per):
-            layer_bytes = per
+                per[int(m.group(1))] = per.get(int(m.group(1)), 0) + t.n_bytes
+        if len(per) == n_layers and all(per.values()):
+            layer_bytes = tuple(per[i] for i in range(n_layers))
     vocab = header.arch_value("vocab_size")
-    tokens = header.get("tokenizer.ggml.tokens")
-    if vocab is None and tokens is not None:
-        vocab = getattr(tokens, "count", None) or (len(tokens) if isinstance(tokens, list) else None)
-    ff = header.arch_value("feed_forward_length")
+    if vocab is None:
+        tokens = header.get("tokenizer.ggml.tokens")
+        vocab = (tokens.count if isinstance(tokens, SkippedArray)
+                 else len(tokens) if isinstance(tokens, list) else None)
     return ModelShape(weights_bytes=file_size, n_layers=n_layers, kv_bytes_per_token=kv,
-                      layer_bytes=tuple(layer_bytes), n_embd=header.arch_value("embedding_length"),
-                      n_ff=ff if isinstance(ff, int) else None, n_vocab=vocab,
-                      context_length=header.context_length)
+                      layer_bytes=layer_bytes, n_embd=n_embd,
+                      n_ff=_plausible(header.arch_value("feed_forward_length"), MAX_WIDTH, "feed_forward_length"),
+                      n_vocab=_plausible(vocab, MAX_VOCAB, "vocab_size"),
+                      context_length=_plausible(header.arch_value("context_length"), MAX_CONTEXT,
+                                                "context_length"))
+
+
+_LAYER_TENSOR = re.compile(r"blk\.(\d{1,9})\.")
 
 
 def shape_from_config(config: Mapping[str, Any], weights_bytes: int) -> ModelShape:
     """From a Transformers config.json (multimodal configs keep it under text_config)."""
     cfg = config.get("text_config") or config
-    n_layers = cfg.get("num_hidden_layers") or cfg.get("n_layer") or cfg.get("num_layers")
-    hidden = cfg.get("hidden_size") or cfg.get("n_embd") or cfg.get("d_model")
-    heads = cfg.get("num_attention_heads") or cfg.get("n_head")
-    kv_heads = cfg.get("num_key_value_heads") or heads
-    head_dim = cfg.get("head_dim") or (hidden // heads if hidden and heads else None)
+    if not isinstance(cfg, Mapping):
+        raise ShapeError("config.json's text_config is not an object")
+
+    def first(maximum: int, *keys: str) -> int | None:
+        for key in keys:
+            value = _plausible(cfg.get(key), maximum, key)
+            if value is not None:
+                return value
+        return None
+
+    n_layers = first(MAX_LAYERS, "num_hidden_layers", "n_layer", "num_layers")
+    hidden = first(MAX_WIDTH, "hidden_size", "n_embd", "d_model")
+    heads = first(MAX_HEADS, "num_attention_heads", "n_head")
+    kv_heads = first(MAX_HEADS, "num_key_value_heads") or heads
+    head_dim = first(MAX_HEAD_DIM, "head_dim") or (hidden // heads if hidden and heads else None)
     kv = 2 * 2 * n_layers * kv_heads * head_dim if (n_layers and kv_heads and head_dim) else None
     return ModelShape(weights_bytes=weights_bytes, n_layers=n_layers, kv_bytes_per_token=kv,
-                      n_embd=hidden, n_ff=cfg.get("intermediate_size"), n_vocab=cfg.get("vocab_size"),
-                      context_length=cfg.get("max_position_embeddings"))
+                      n_embd=hidden, n_ff=first(MAX_WIDTH, "intermediate_size"),
+                      n_vocab=first(MAX_VOCAB, "vocab_size"),
+                      context_length=first(MAX_CONTEXT, "max_position_embeddings"))
 
 
 @dataclass(frozen=True)

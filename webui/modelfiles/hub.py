@@ -95,7 +95,8 @@ def check_filename(name: str) -> str:
 
 
 def local_dir_for(models_dir: Path, repo_id: str) -> Path:
-    """models/ORG_REPO, and only that."""
+    """models/ORG_REPO, and only that. Two repos can share a name (a_b/c and a/b_c): the
+    download record names the one a folder holds, and downloads refuse any other."""
     repo_id = check_repo_id(repo_id)
     root = Path(models_dir).resolve()
     target = (root / repo_id.replace("/", "_")).resolve()

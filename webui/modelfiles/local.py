@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from webui.modelfiles.fit import Estimate, ModelShape, estimate, shape_from_config, shape_from_gguf
+from webui.errors import UserError
+from webui.modelfiles.fit import Estimate, ModelShape, ShapeError, estimate, shape_from_config, shape_from_gguf
 from webui.modelfiles.hub import PARTIAL_DIR, RECORD_FILE, HubError, quant_from_name
 from loaders.gguf import GGUFError, read_file_header
 from webui.modelfiles.downloads import read_record, write_record
@@ -33,6 +34,7 @@ class LocalModel:
     quantization: str | None
     size_bytes: int
     repo_id: str | None = None  # when Hearth downloaded it
+    problem: str = ""          # one line, when its header or config could not be read
 
 
 def _is_later_split_part(name: str) -> bool:
@@ -67,16 +69,19 @@ def model_entries(models_dir: Path) -> list[tuple[str, Path]]:
     for entry in sorted(models_dir.iterdir()):
         if entry.name.startswith(".") or entry.name.endswith(".md"):
             continue
-        if not entry.is_dir():
-            if not _is_later_split_part(entry.name):
-                out.append((entry.name, entry))
-            continue
-        ggufs = [p for p in sorted(entry.rglob("*.gguf"))
-                 if not _SKIPPED_DIRS & set(p.relative_to(entry).parts) and not _is_later_split_part(p.name)]
-        found = [(f"{entry.name}/{p.relative_to(entry).as_posix()}", p) for p in ggufs]
-        for d in _weight_dirs(entry):
-            rel = d.relative_to(entry).as_posix()
-            found.append((entry.name if rel == "." else f"{entry.name}/{rel}", d))
+        try:
+            if not entry.is_dir():
+                if not _is_later_split_part(entry.name):
+                    out.append((entry.name, entry))
+                continue
+            ggufs = [p for p in sorted(entry.rglob("*.gguf"))
+                     if not _SKIPPED_DIRS & set(p.relative_to(entry).parts) and not _is_later_split_part(p.name)]
+            found = [(f"{entry.name}/{p.relative_to(entry).as_posix()}", p) for p in ggufs]
+            for d in _weight_dirs(entry):
+                rel = d.relative_to(entry).as_posix()
+                found.append((entry.name if rel == "." else f"{entry.name}/{rel}", d))
+        except OSError:  # an unreadable folder is listed as itself; the others still are
+            found = []
         out.extend(sorted(found) or [(entry.name, entry)])
     return out
 
@@ -95,10 +100,16 @@ def _folder_format(folder: Path) -> str:
 
 def _read_json(path: Path) -> dict:
     try:
+        if path.stat().st_size > _MAX_JSON_BYTES:
+            return {}
         data = json.loads(path.read_text())
         return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: arrays nested 100k deep
         return {}
+
+
+# config.json and the download record; real ones are a few KiB.
+_MAX_JSON_BYTES = 16 << 20
 
 
 def _size(path: Path) -> int:
@@ -115,43 +126,53 @@ def scan(models_dir: Path) -> list[LocalModel]:
         if top not in records:
             records[top] = _read_json(Path(models_dir) / top / RECORD_FILE)
         repo_id = records[top].get("repo_id")
-        if path.is_file() and path.suffix.lower() == ".gguf":
-            fmt, quant = "GGUF", _gguf_quant(path)
-        elif path.is_dir():
-            fmt = _folder_format(path)
-            quant = quant_from_name(path.name) if path.name != top else quant_from_name(repo_id or top)
-        else:
-            fmt, quant = "other", None
-        out.append(LocalModel(label, path, fmt, quant, _size(path), repo_id))
+        repo_id = repo_id if isinstance(repo_id, str) else None
+        # One unreadable model is listed with its problem; it never hides the others.
+        try:
+            problem = ""
+            if path.is_file() and path.suffix.lower() == ".gguf":
+                fmt, (quant, problem) = "GGUF", _gguf_quant(path)
+            elif path.is_dir():
+                fmt = _folder_format(path)
+                quant = quant_from_name(path.name) if path.name != top else quant_from_name(repo_id or top)
+            else:
+                fmt, quant = "other", None
+            out.append(LocalModel(label, path, fmt, quant, _size(path), repo_id, problem))
+        except (UserError, OSError, ValueError, RecursionError) as e:
+            out.append(LocalModel(label, path, "other", None, 0, repo_id, f"unreadable: {e}"))
     return out
 
 
-def _gguf_quant(path: Path) -> str | None:
-    shape_and_quant = _gguf_info(str(path), path.stat().st_mtime_ns)
-    return shape_and_quant[1] if shape_and_quant else quant_from_name(path.name)
+def _gguf_quant(path: Path) -> tuple[str | None, str]:
+    """The quantization, and the problem reading the header ("" when none)."""
+    _, quant, problem = _gguf_info(str(path), path.stat().st_mtime_ns)
+    return quant, problem
 
 
 @lru_cache(maxsize=256)
-def _gguf_info(path: str, mtime_ns: int) -> tuple[ModelShape, str | None] | None:
-    """Header-derived shape and quantization, cached while the file is unchanged."""
+def _gguf_info(path: str, mtime_ns: int) -> tuple[ModelShape | None, str | None, str]:
+    """Header-derived shape, quantization and the problem reading them, cached while
+    the file is unchanged."""
     p = Path(path)
     try:
         header = read_file_header(p)
-    except (GGUFError, OSError):
-        return None
-    return shape_from_gguf(header, _size(p)), header.quantization or quant_from_name(p.name)
+        return shape_from_gguf(header, _size(p)), header.quantization or quant_from_name(p.name), ""
+    except (GGUFError, ShapeError, OSError) as e:
+        return None, quant_from_name(p.name), str(e)
 
 
 def shape_of(path: Path) -> ModelShape | None:
     path = Path(path)
     if path.is_file() and path.suffix.lower() == ".gguf":
-        info = _gguf_info(str(path), path.stat().st_mtime_ns)
-        return info[0] if info else None
+        return _gguf_info(str(path), path.stat().st_mtime_ns)[0]
     if path.is_dir():
         config = _read_json(path / "config.json")
         if config:
             weights = sum(p.stat().st_size for p in path.glob("*.safetensors"))
-            return shape_from_config(config, weights)
+            try:
+                return shape_from_config(config, weights)
+            except ShapeError:
+                return None  # an implausible config.json: no estimate rather than a wrong one
     return None
 
 

@@ -3,15 +3,17 @@ character card (PNG) and export one. A bad upload is refused with one line and
 writes nothing."""
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
-from webui.characters.cards import MAX_CARD_BYTES, PNG_SIGNATURE, write_card
+from webui.characters.cards import MAX_AVATAR_SIDE, MAX_CARD_BYTES, PNG_SIGNATURE, avatar_problem, write_card
 from webui.characters.character import Character, CharacterError
 from webui.errors import UserError
 from webui.hearth import Hearth
@@ -78,14 +80,33 @@ def layout(hearth: Hearth) -> CharacterTab:
                         avatar, save, delete, upload, export, export_file, status, gr.State(None))
 
 
-def _avatar_image(character: Character):
-    """The avatar as an image object: a path outside Gradio's allowed folders could
-    not be served, and the user data folder may be anywhere."""
-    if character.avatar_path is None:
-        return None
-    from PIL import Image
+_AVATAR_COPIES = Path(tempfile.gettempdir()) / "hearth-avatars"
 
-    return Image.open(io.BytesIO(character.avatar_path.read_bytes()))
+
+def _avatar_image(character: Character) -> str | None:
+    """The avatar as a file Gradio may serve: a copy in the temp folder, because a path
+    outside Gradio's allowed folders could not be served and the user data folder may be
+    anywhere. Its bytes are copied, never decoded here, and only once its PNG header
+    says its size is sane: the browser is the one decoder it meets."""
+    path = character.avatar_path
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            if avatar_problem(f.read(24)):
+                return None  # an avatar saved before the size check: not shown
+        stat = path.stat()
+        key = hashlib.sha256(f"{path.resolve()}|{stat.st_mtime_ns}|{stat.st_size}".encode()).hexdigest()[:32]
+        copy = _AVATAR_COPIES / f"{key}.png"
+        if not copy.is_file():
+            _AVATAR_COPIES.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=_AVATAR_COPIES, suffix=".tmp")  # one per handler thread
+            os.close(fd)
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, copy)
+    except OSError:
+        return None  # the character still shows, without its picture
+    return str(copy)
 
 
 def _png_bytes(path: str | None) -> bytes | None:
@@ -93,11 +114,16 @@ def _png_bytes(path: str | None) -> bytes | None:
         return None
     data = Path(path).read_bytes()
     if data.startswith(PNG_SIGNATURE):
-        return data
+        return data  # the store checks its header before keeping it
     from PIL import Image  # another format from the image box: store PNG
 
+    image = Image.open(io.BytesIO(data))  # reads the header only; decoding waits for save()
+    width, height = image.size
+    if not (width <= MAX_AVATAR_SIDE and height <= MAX_AVATAR_SIDE):
+        raise CharacterError(f"the avatar is {width:,}x{height:,} pixels; at most "
+                             f"{MAX_AVATAR_SIDE}x{MAX_AVATAR_SIDE} are allowed")
     out = io.BytesIO()
-    Image.open(io.BytesIO(data)).save(out, format="PNG")
+    image.save(out, format="PNG")
     return out.getvalue()
 
 
