@@ -104,8 +104,9 @@ def local_rows(models_dir, n_ctx: int) -> tuple[list, list[str]]:
     machine = fit.detect_machine()
     rows, labels = [], []
     for m in scan(models_dir):
-        est = estimate_for(m.path, n_ctx) if m.format != "other" else None
-        rows.append([m.label, m.format, m.quantization or "", fit.human_bytes(m.size_bytes),
+        est = estimate_for(m.path, n_ctx) if m.format != "other" and not m.problem else None
+        kind = f"{m.format} ⚠️ {m.problem}" if m.problem else m.format
+        rows.append([m.label, kind, m.quantization or "", fit.human_bytes(m.size_bytes),
                      *_verdict_cells(est, machine)])
         labels.append(m.label)
     return rows, labels
