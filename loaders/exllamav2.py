@@ -17,23 +17,31 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from loaders.base import GenerationError, LoadError
+from loaders.context_limit import check_fits
 from loaders.fields import setting
+from loaders.formats import CheckpointFormat
 from loaders.hf_common import (check_safetensors, missing_library, model_format, one_line, read_chat_template,
                                read_json, require_format, weight_files)
-from loaders.params import CORE_PARAMS, GenerationParams
+from loaders.params import GenerationParams
 from loaders.registry import register
+from loaders.samplers import SamplerSupport
 
 NO_CUDA = ("ExLlamaV2 needs a CUDA GPU and PyTorch sees none here (torch.cuda.is_available() is False): "
            "load a GGUF of this model with llama.cpp, or a GPTQ or Transformers checkpoint, on the CPU")
 
-# Everything exllamav2's sampler has an equivalent for.
-EXL2_SUPPORTED = CORE_PARAMS | frozenset({
-    "temperature", "top_k", "top_p", "min_p", "typical_p", "dynatemp_range", "dynatemp_exponent",
-    "repetition_penalty", "repetition_penalty_range", "presence_penalty", "frequency_penalty",
-    "dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
-    "xtc_probability", "xtc_threshold", "mirostat_mode", "mirostat_tau", "mirostat_eta",
-    "seed", "ignore_eos",
-})
+# Each field -> the ExLlamaV2Sampler.Settings attribute it sets (sampler_settings), or
+# the ExLlamaV2DynamicJob argument (job_arguments). Top-n-sigma and grammars have no
+# exllamav2 equivalent.
+SAMPLERS = SamplerSupport("ExLlamaV2", {
+    "temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
+    "typical_p": "typical", "dynatemp_range": "max_temp", "dynatemp_exponent": "temp_exponent",
+    "repetition_penalty": "token_repetition_penalty", "repetition_penalty_range": "token_repetition_range",
+    "presence_penalty": "token_presence_penalty", "frequency_penalty": "token_frequency_penalty",
+    "dry_multiplier": "dry_multiplier", "dry_base": "dry_base", "dry_allowed_length": "dry_allowed_length",
+    "dry_penalty_last_n": "dry_range", "xtc_probability": "xtc_probability", "xtc_threshold": "xtc_threshold",
+    "mirostat_mode": "mirostat", "mirostat_tau": "mirostat_tau", "mirostat_eta": "mirostat_eta",
+    "seed": "seed", "ignore_eos": "stop_conditions",
+}, unsupported=frozenset({"top_n_sigma", "grammar"}))
 
 _CACHES = {"fp16": "ExLlamaV2Cache", "q8": "ExLlamaV2Cache_Q8", "q6": "ExLlamaV2Cache_Q6", "q4": "ExLlamaV2Cache_Q4"}
 
@@ -77,17 +85,28 @@ def sampler_settings(exl2_sampler, params: GenerationParams):
     return s
 
 
+def job_arguments(params: GenerationParams, eos_token_id: int | None, room: int) -> dict:
+    """The ExLlamaV2DynamicJob arguments that come from GenerationParams."""
+    return {
+        "max_new_tokens": min(params.max_new_tokens, room),
+        "seed": params.seed if params.seed >= 0 else int.from_bytes(os.urandom(4), "little"),
+        "stop_conditions": [] if params.ignore_eos or eos_token_id is None else [eos_token_id],
+    }
+
+
 @register
 class ExLlamaV2Loader:
     name = "ExLlamaV2"
     Options = ExLlamaV2Options
     description = "EXL2-quantized folders via exllamav2 (CUDA GPUs only)."
+    formats = (CheckpointFormat.EXL2,)
+    samplers = (SAMPLERS,)
 
     def can_load(self, path: Path) -> bool:
-        return model_format(path) == "exl2"
+        return model_format(path) in self.formats
 
     def load(self, path: Path, options: ExLlamaV2Options) -> "ExLlamaV2Model":
-        folder = require_format(path, "exl2")
+        folder = require_format(path, self.name, self.formats)
         safetensors, _ = weight_files(folder)
         check_safetensors(safetensors)
         try:
@@ -129,7 +148,7 @@ class ExLlamaV2Model:
         self._add_bos = add_bos
         self.chat_template = chat_template
         self.context_length = context_length
-        self.supported_params = EXL2_SUPPORTED
+        self.supported_params = SAMPLERS.supported_params
         self.last_prompt_eval_tokens = 0
 
     def encode(self, text: str) -> list[int]:
@@ -146,17 +165,12 @@ class ExLlamaV2Model:
         import torch
         from exllamav2.generator import ExLlamaV2DynamicJob
 
-        room = self.context_length - len(prompt_ids)
-        if room < 1:
-            raise GenerationError(f"the prompt is {len(prompt_ids)} tokens; the context holds {self.context_length}")
-        eos = self._tokenizer.eos_token_id
+        room = check_fits(len(prompt_ids), self.context_length)
         job = ExLlamaV2DynamicJob(
             input_ids=torch.tensor([list(prompt_ids)], dtype=torch.long),
-            max_new_tokens=min(params.max_new_tokens, room),
             gen_settings=sampler_settings(self._sampler, params),
-            seed=params.seed if params.seed >= 0 else int.from_bytes(os.urandom(4), "little"),
-            stop_conditions=[] if params.ignore_eos or eos is None else [eos],
             decode_special_tokens=True,
+            **job_arguments(params, self._tokenizer.eos_token_id, room),
         )
         generator = self._generator
         generator.enqueue(job)

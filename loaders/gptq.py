@@ -14,10 +14,11 @@ from pathlib import Path
 
 from loaders.base import LoadError
 from loaders.fields import setting
+from loaders.formats import CheckpointFormat
 from loaders.hf_common import (TRUST_REMOTE_CODE_HELP, check_remote_code, check_safetensors, context_length,
                                missing_library, model_format, one_line, read_chat_template, read_config,
                                require_format, resolve_device, weight_files)
-from loaders.hf_model import HFModel, set_cpu_threads
+from loaders.hf_model import SAMPLERS, HFModel, set_cpu_threads
 from loaders.registry import register
 
 
@@ -41,12 +42,14 @@ class GPTQLoader:
     name = "GPTQ"
     Options = GPTQOptions
     description = "GPTQ-quantized folders (4/8-bit) via GPTQModel, on CPU (torch kernel) or CUDA."
+    formats = (CheckpointFormat.GPTQ,)
+    samplers = (SAMPLERS,)  # generation is the wrapped Transformers model's
 
     def can_load(self, path: Path) -> bool:
-        return model_format(path) == "gptq"
+        return model_format(path) in self.formats
 
     def load(self, path: Path, options: GPTQOptions) -> HFModel:
-        folder = require_format(path, "gptq")
+        folder = require_format(path, self.name, self.formats)
         config = read_config(folder)
         safetensors, _ = weight_files(folder)
         if not safetensors:

@@ -1,7 +1,7 @@
 """What the Hugging-Face-folder loaders (Transformers, GPTQ, ExLlamaV2) share, in pure
 Python: reading a model folder (config.json, tokenizer_config.json, safetensors headers)
-without importing torch, telling which format it holds, and refusing the wrong loader
-with a message that names the right one.
+without importing torch, telling which format it holds (by loaders.formats' one rule),
+and refusing the wrong loader with a message that names the right one.
 
 Detection reads only small JSON headers, so the Model tab can call it on every pick.
 """
@@ -14,28 +14,12 @@ from typing import Any
 
 from loaders.base import LoadError
 from loaders.errors import ErrorKind, UserError
+from loaders.formats import PICKLE_SUFFIXES, CheckpointFormat, classify, is_pickle_weights
 from loaders.gguf import GGUF_MAGIC
-
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-
-# format -> the loader that opens it (the names the registry knows them by)
-FORMAT_LOADERS = {
-    "gguf": "llama.cpp",
-    "exl2": "ExLlamaV2",
-    "gptq": "GPTQ",
-    "transformers": "Transformers",
-}
-FORMAT_NAMES = {
-    "gguf": "a GGUF file",
-    "exl2": "an EXL2 (ExLlamaV2) checkpoint",
-    "gptq": "a GPTQ checkpoint",
-    "transformers": "an unquantized Transformers checkpoint",
-}
+from loaders.registry import opener_of
 
 # A safetensors header is JSON describing the tensors; real ones are at most a few MB.
 _MAX_HEADER = 100 << 20
-# Tensor names that only EXL2 writes (GPTQ's are qweight/qzeros/scales/g_idx).
-_EXL2_TENSOR_SUFFIXES = (".q_invperm", ".q_scale_max", ".q_weight", ".q_groups")
 
 # Shared by every loader that can run a model's own code (the Model tab shows it).
 TRUST_REMOTE_CODE_HELP = (
@@ -79,7 +63,7 @@ def weight_files(folder: Path) -> tuple[list[Path], list[Path]]:
     """(safetensors files, pickle files) directly in `folder`."""
     entries = sorted(p for p in folder.iterdir() if p.is_file())
     safetensors = [p for p in entries if p.suffix == ".safetensors"]
-    pickles = [p for p in entries if p.suffix in PICKLE_SUFFIXES and not p.name.startswith("training_args")]
+    pickles = [p for p in entries if is_pickle_weights(p.name)]
     return safetensors, pickles
 
 
@@ -124,77 +108,75 @@ def check_safetensors(files: list[Path]) -> None:
             raise LoadError(str(e)) from None
 
 
-def quantization_config(folder: Path, config: dict[str, Any]) -> dict[str, Any] | None:
-    """config.json's quantization_config, else an AutoGPTQ-style quantize_config.json."""
-    q = config.get("quantization_config")
-    if isinstance(q, dict):
-        return q
-    legacy = folder / "quantize_config.json"
-    if legacy.is_file():
-        q = read_json(legacy)
-        q.setdefault("quant_method", "gptq")
-        return q
-    return None
-
-
-def _has_exl2_tensors(safetensors: list[Path]) -> bool:
-    if not safetensors:
-        return False
+def _tensor_names(folder: Path, names: list[str]) -> list[str]:
+    """The tensor names of the folder's first safetensors file (EXL2's give it away)."""
+    first = next((n for n in names if n.endswith(".safetensors")), None)
+    if first is None:
+        return []
     try:
-        header = read_safetensors_header(safetensors[0])
+        return list(read_safetensors_header(folder / first))
     except (OSError, SafetensorsError):
-        return False
-    return any(name.endswith(_EXL2_TENSOR_SUFFIXES) for name in header)
+        return []
 
 
-def folder_format(folder: Path) -> str | None:
-    """'exl2', 'gptq' or 'transformers' for a model folder, None if it has no weights."""
+def _classify_folder(folder: Path, config: dict[str, Any] | None) -> CheckpointFormat | None:
+    names = sorted(p.name for p in folder.iterdir() if p.is_file())
+    return classify(names, config, tensor_names=_tensor_names(folder, names), name=folder.name)
+
+
+def folder_format(folder: Path) -> CheckpointFormat | None:
+    """The format of the checkpoint directly in `folder`, which may lack config.json
+    (the local model list shows such folders too)."""
     try:
-        config = read_config(folder)
+        config = read_config(folder) if (folder / "config.json").is_file() else None
     except LoadError:
+        config = None
+    try:
+        return _classify_folder(folder, config)
+    except OSError:
         return None
-    q = quantization_config(folder, config) or {}
-    method = str(q.get("quant_method", "")).lower()
-    safetensors, pickles = weight_files(folder)
-    if method == "exl2" or _has_exl2_tensors(safetensors):
-        return "exl2"
-    if method == "gptq":
-        return "gptq"
-    if safetensors or pickles:
-        return "transformers"
-    return None
 
 
-def model_format(path: str | Path) -> str | None:
-    """What `path` holds: 'gguf', 'exl2', 'gptq', 'transformers', or None."""
+def model_format(path: str | Path) -> CheckpointFormat | None:
+    """What `path` holds, for a loader: a GGUF file, or a model folder with a readable
+    config.json (or a file in one); None otherwise."""
     p = Path(path)
     try:
         if p.is_file():
             with open(p, "rb") as f:
                 if f.read(4) == GGUF_MAGIC:
-                    return "gguf"
+                    return CheckpointFormat.GGUF
         folder = model_folder(p)
-        return folder_format(folder) if folder is not None else None
-    except OSError:
+        return _classify_folder(folder, read_config(folder)) if folder is not None else None
+    except (OSError, LoadError):
         return None
 
 
-def require_format(path: str | Path, wanted: str) -> Path:
-    """The model folder at `path`, if it holds format `wanted`; otherwise a LoadError
-    that says what it is and which loader to choose instead."""
+def wrong_format(name: str, found: CheckpointFormat, wanted: CheckpointFormat) -> str:
+    """Why the chosen loader refuses `name`, naming the loader that opens it."""
+    right = opener_of(found)
+    if right is None:
+        return f"{name} is {found.description}, which no Hearth loader opens"
+    return f"{name} is {found.description}, not {wanted.description}: choose the {right} loader"
+
+
+def require_format(path: str | Path, loader: str, formats: tuple[CheckpointFormat, ...]) -> Path:
+    """The model folder at `path`, if it holds one of `formats` (the first is what the
+    loader is for); otherwise a LoadError that says what it is and which loader to
+    choose instead."""
     p = Path(path)
-    loader = FORMAT_LOADERS[wanted]
     if not p.exists():
         raise LoadError(f"no such file or folder: {p}")
     found = model_format(p)
-    if found == wanted:
+    if found in formats:
         return model_folder(p)
     if found is not None:
-        raise LoadError(f"{p.name} is {FORMAT_NAMES[found]}, not {FORMAT_NAMES[wanted]}: "
-                        f"choose the {FORMAT_LOADERS[found]} loader")
-    if model_folder(p) is None:
+        raise LoadError(wrong_format(p.name, found, formats[0]))
+    folder = model_folder(p)
+    if folder is None:
         raise LoadError(f"{p.name} is not a Hugging Face model folder (no config.json beside the weights); "
                         f"the {loader} loader opens a folder with config.json and .safetensors weights")
+    read_config(folder)  # an unreadable config.json says so itself
     raise LoadError(f"{p.name} has config.json but no weight files (.safetensors)")
 
 

@@ -14,20 +14,29 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 from loaders.base import GenerationError
+from loaders.context_limit import check_fits
 from loaders.hf_common import one_line
-from loaders.params import CORE_PARAMS, GenerationParams
+from loaders.params import GenerationParams
+from loaders.samplers import SamplerSupport
 
-# What Transformers' generate honours (plus the penalties Hearth adds as one logits
-# processor, so repetition_penalty_range means what it means for llama.cpp). DRY, XTC,
-# top-n-sigma, dynamic temperature, Mirostat and grammars have no Transformers
-# equivalent and are reported as unsupported rather than silently ignored.
-HF_SUPPORTED = CORE_PARAMS | frozenset({
-    "temperature", "top_k", "top_p", "min_p", "typical_p", "seed", "ignore_eos",
-    "repetition_penalty", "repetition_penalty_range", "presence_penalty", "frequency_penalty",
-})
+# Each field -> the `model.generate` argument it becomes (generation_kwargs), or
+# "penalties": the one logits processor Hearth adds so that repetition_penalty_range
+# means what it means for llama.cpp, or "torch.manual_seed". DRY, XTC, top-n-sigma,
+# dynamic temperature, Mirostat and grammars have no Transformers equivalent.
+SAMPLERS = SamplerSupport("Transformers", {
+    "temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
+    "typical_p": "typical_p", "ignore_eos": "min_new_tokens", "seed": "torch.manual_seed",
+    "repetition_penalty": "penalties", "repetition_penalty_range": "penalties",
+    "presence_penalty": "penalties", "frequency_penalty": "penalties",
+}, unsupported=frozenset({
+    "top_n_sigma", "dynatemp_range", "dynatemp_exponent", "dry_multiplier", "dry_base",
+    "dry_allowed_length", "dry_penalty_last_n", "xtc_probability", "xtc_threshold",
+    "mirostat_mode", "mirostat_tau", "mirostat_eta", "grammar",
+}))
 
 # Prompt tokens re-decoded with each new token: enough for a tokenizer that drops a
 # word's leading space when it is decoded alone (SentencePiece) to get it right.
@@ -77,25 +86,41 @@ def generation_kwargs(params: GenerationParams, max_new_tokens: int) -> dict[str
     return kw
 
 
-def penalties_processor(params: GenerationParams):
-    """llama.cpp-style penalties over the last `repetition_penalty_range` tokens, or None."""
+@dataclass(frozen=True)
+class Penalties:
+    last_n: int  # -1 = the whole context
+    repeat: float
+    frequency: float
+    presence: float
+
+
+def penalties(params: GenerationParams) -> Penalties | None:
+    """The llama.cpp-style penalties to apply, or None when they are all off."""
     active = (params.repetition_penalty != 1.0 or params.presence_penalty != 0.0
               or params.frequency_penalty != 0.0)
     if not active or params.repetition_penalty_range == 0:
+        return None
+    return Penalties(params.repetition_penalty_range, params.repetition_penalty,
+                     params.frequency_penalty, params.presence_penalty)
+
+
+def penalties_processor(params: GenerationParams):
+    """The penalties over the last `repetition_penalty_range` tokens, as a logits
+    processor, or None."""
+    pen = penalties(params)
+    if pen is None:
         return None
     import torch
     from transformers import LogitsProcessor
 
     class RecentTokenPenalties(LogitsProcessor):
         def __call__(self, input_ids, scores):
-            n = params.repetition_penalty_range
-            window = input_ids[:, -n:] if n > 0 else input_ids
+            window = input_ids[:, -pen.last_n:] if pen.last_n > 0 else input_ids
             counts = torch.zeros_like(scores).scatter_add_(1, window, torch.ones_like(window, dtype=scores.dtype))
             seen = counts > 0
-            rp = params.repetition_penalty
-            if rp != 1.0:
-                scores = torch.where(seen, torch.where(scores < 0, scores * rp, scores / rp), scores)
-            return scores - counts * params.frequency_penalty - seen.to(scores.dtype) * params.presence_penalty
+            if pen.repeat != 1.0:
+                scores = torch.where(seen, torch.where(scores < 0, scores * pen.repeat, scores / pen.repeat), scores)
+            return scores - counts * pen.frequency - seen.to(scores.dtype) * pen.presence
 
     return RecentTokenPenalties()
 
@@ -109,7 +134,7 @@ class HFModel:
         self._tokenizer = tokenizer
         self.chat_template = chat_template
         self.context_length = context_length
-        self.supported_params = HF_SUPPORTED
+        self.supported_params = SAMPLERS.supported_params
         self.last_prompt_eval_tokens = 0
         self._on_unload = on_unload
         eos = model.generation_config.eos_token_id
@@ -143,9 +168,7 @@ class HFModel:
         prompt_ids = list(prompt_ids)
         if not prompt_ids:  # this tokenizer adds no BOS: there is nothing to continue
             raise GenerationError("the prompt is empty")
-        room = self.context_length - len(prompt_ids)
-        if room < 1:
-            raise GenerationError(f"the prompt is {len(prompt_ids)} tokens; the context holds {self.context_length}")
+        room = check_fits(len(prompt_ids), self.context_length)
         self.last_prompt_eval_tokens = len(prompt_ids)  # Transformers re-reads the whole prompt each time
         tokens: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         finished = object()

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import os
 import threading
 from dataclasses import dataclass
@@ -14,11 +15,14 @@ from typing import Iterator, Sequence
 
 from loaders import cpu_repack
 from loaders.base import GenerationError, LoadError
+from loaders.context_limit import check_fits
 from loaders.fields import setting
-from loaders.gguf import GGUF_MAGIC, GGUFError, check_complete
-from loaders.hf_common import FORMAT_LOADERS, FORMAT_NAMES, model_format
-from loaders.params import PARAM_NAMES, GenerationParams
+from loaders.formats import CheckpointFormat
+from loaders.gguf import GGUFError, check_complete
+from loaders.hf_common import model_format, wrong_format
+from loaders.params import GenerationParams
 from loaders.registry import register
+from loaders.samplers import SamplerSupport
 
 def _usable_cpus() -> int:
     try:
@@ -50,15 +54,63 @@ class LlamaCppOptions:
     cpu_repack: str = setting("auto", "Repacked CPU weight layouts (AMX/AVX kernels): auto tests once that they work on this CPU.", choices=("auto", "on", "off"), advanced=True)
 
 
-# Hearth builds llama.cpp's sampler chain itself, so this backend honours the whole set.
-_SUPPORTED = PARAM_NAMES
+# Hearth builds llama.cpp's sampler chain itself (sampler_chain below), so this backend
+# honours the whole set: each field -> the LlamaSampler step that reads it ("grammar" is
+# llama_sampler_init_grammar; "generate" is the token loop in LlamaCppModel.generate).
+SAMPLERS = SamplerSupport("llama.cpp", {
+    "ignore_eos": "generate",
+    "temperature": "add_temp", "dynatemp_range": "add_temp_ext", "dynatemp_exponent": "add_temp_ext",
+    "top_k": "add_top_k", "top_p": "add_top_p", "min_p": "add_min_p", "typical_p": "add_typical",
+    "top_n_sigma": "add_top_n_sigma",
+    "repetition_penalty": "add_penalties", "repetition_penalty_range": "add_penalties",
+    "presence_penalty": "add_penalties", "frequency_penalty": "add_penalties",
+    "dry_multiplier": "add_dry", "dry_base": "add_dry", "dry_allowed_length": "add_dry",
+    "dry_penalty_last_n": "add_dry",
+    "xtc_probability": "add_xtc", "xtc_threshold": "add_xtc",
+    "mirostat_mode": "add_mirostat", "mirostat_tau": "add_mirostat", "mirostat_eta": "add_mirostat",
+    "seed": "add_dist",
+    "grammar": "grammar",
+})
+DRY_SEQUENCE_BREAKERS = ("\n", ":", '"', "*")
 
 
-def _is_gguf(path: Path) -> bool:
-    if not path.is_file():
-        return False
-    with open(path, "rb") as f:
-        return f.read(4) == GGUF_MAGIC
+def sampler_chain(p: GenerationParams, n_ctx: int, n_vocab: int) -> list[tuple[str, tuple]]:
+    """llama.cpp's sampler chain for `p`, as (LlamaSampler method, arguments) steps in
+    order; `p.seed` must already be a real seed (not -1)."""
+    steps: list[tuple[str, tuple]] = []
+    penalty_n = n_ctx if p.repetition_penalty_range < 0 else p.repetition_penalty_range
+    steps.append(("add_penalties", (n_vocab, penalty_n, p.repetition_penalty, p.frequency_penalty,
+                                    p.presence_penalty)))
+    if p.dry_multiplier > 0:
+        steps.append(("add_dry", (p.dry_multiplier, p.dry_base, p.dry_allowed_length, p.dry_penalty_last_n,
+                                  list(DRY_SEQUENCE_BREAKERS))))
+    if p.grammar:
+        steps.append(("grammar", (p.grammar,)))
+    if p.temperature == 0:
+        steps.append(("add_greedy", ()))
+    elif p.mirostat_mode == 1:
+        steps.append(("add_temp", (p.temperature,)))
+        steps.append(("add_mirostat", (n_vocab, p.seed, p.mirostat_tau, p.mirostat_eta, 100)))
+    elif p.mirostat_mode == 2:
+        steps.append(("add_temp", (p.temperature,)))
+        steps.append(("add_mirostat_v2", (p.seed, p.mirostat_tau, p.mirostat_eta)))
+    else:
+        # llama.cpp's default order: penalties, dry, top-n-sigma, top-k, typical, top-p, min-p, xtc, temperature
+        if p.top_n_sigma > 0:
+            steps.append(("add_top_n_sigma", (p.top_n_sigma,)))
+        if p.top_k > 0:
+            steps.append(("add_top_k", (p.top_k,)))
+        steps.append(("add_typical", (p.typical_p, 1)))
+        steps.append(("add_top_p", (p.top_p, 1)))
+        steps.append(("add_min_p", (p.min_p, 1)))
+        if p.xtc_probability > 0:
+            steps.append(("add_xtc", (p.xtc_probability, p.xtc_threshold, 1, p.seed)))
+        if p.dynatemp_range > 0:
+            steps.append(("add_temp_ext", (p.temperature, p.dynatemp_range, p.dynatemp_exponent)))
+        else:
+            steps.append(("add_temp", (p.temperature,)))
+        steps.append(("add_dist", (p.seed,)))
+    return steps
 
 
 @register
@@ -66,9 +118,11 @@ class LlamaCppLoader:
     name = "llama.cpp"
     Options = LlamaCppOptions
     description = "GGUF files on CPU (and GPU layers with a CUDA/Metal build), via llama-cpp-python."
+    formats = (CheckpointFormat.GGUF,)
+    samplers = (SAMPLERS,)
 
     def can_load(self, path: Path) -> bool:
-        return _is_gguf(Path(path))
+        return model_format(path) in self.formats
 
     def load(self, path: Path, options: LlamaCppOptions) -> "LlamaCppModel":
         path = Path(path)
@@ -79,8 +133,7 @@ class LlamaCppLoader:
             if not ggufs:
                 other = model_format(path)
                 if other is not None:  # a Hugging Face folder: say which loader opens it
-                    raise LoadError(f"{path.name} is {FORMAT_NAMES[other]}, not a GGUF file: "
-                                    f"choose the {FORMAT_LOADERS[other]} loader")
+                    raise LoadError(wrong_format(path.name, other, CheckpointFormat.GGUF))
                 raise LoadError(f"{path.name} is a folder with no .gguf file in it")
             if len(ggufs) > 1:
                 raise LoadError(f"{path.name} holds {len(ggufs)} .gguf files; choose one of them")
@@ -151,7 +204,7 @@ class LlamaCppModel:
         self._llm = llm
         self.context_length = n_ctx
         self.chat_template = chat_template
-        self.supported_params = _SUPPORTED
+        self.supported_params = SAMPLERS.supported_params
         self.last_prompt_eval_tokens = 0
         self._params: GenerationParams | None = None
         # Hearth builds the sampler chain itself: llama-cpp-python's own skips XTC,
@@ -168,47 +221,20 @@ class LlamaCppModel:
         import llama_cpp
         from llama_cpp._internals import LlamaSampler
 
-        p = self._params
         llm = self._llm
         s = LlamaSampler()
-        penalty_n = llm.n_ctx() if p.repetition_penalty_range < 0 else p.repetition_penalty_range
-        s.add_penalties(llm.n_vocab(), penalty_n, p.repetition_penalty, p.frequency_penalty, p.presence_penalty)
-        if p.dry_multiplier > 0:
-            s.add_dry(llm._model, p.dry_multiplier, p.dry_base, p.dry_allowed_length,
-                      p.dry_penalty_last_n, ["\n", ":", '"', "*"])
-        if p.grammar:
-            # Not LlamaSampler.add_grammar: it adds llama.cpp's result unchecked, and a
-            # grammar that fails to parse comes back NULL and crashes the process.
-            grammar = llama_cpp.llama_sampler_init_grammar(
-                llm._model.vocab, p.grammar.encode("utf-8"), b"root")
-            if not grammar:
-                raise GenerationError("the grammar does not parse (GBNF with a 'root' rule expected)")
-            llama_cpp.llama_sampler_chain_add(s.sampler, grammar)
-        seed = self._seed
-        if p.temperature == 0:
-            s.add_greedy()
-        elif p.mirostat_mode == 1:
-            s.add_temp(p.temperature)
-            s.add_mirostat(llm.n_vocab(), seed, p.mirostat_tau, p.mirostat_eta, 100)
-        elif p.mirostat_mode == 2:
-            s.add_temp(p.temperature)
-            s.add_mirostat_v2(seed, p.mirostat_tau, p.mirostat_eta)
-        else:
-            # llama.cpp's default order: penalties, dry, top-n-sigma, top-k, typical, top-p, min-p, xtc, temperature
-            if p.top_n_sigma > 0:
-                s.add_top_n_sigma(p.top_n_sigma)
-            if p.top_k > 0:
-                s.add_top_k(p.top_k)
-            s.add_typical(p.typical_p, 1)
-            s.add_top_p(p.top_p, 1)
-            s.add_min_p(p.min_p, 1)
-            if p.xtc_probability > 0:
-                s.add_xtc(p.xtc_probability, p.xtc_threshold, 1, seed)
-            if p.dynatemp_range > 0:
-                s.add_temp_ext(p.temperature, p.dynatemp_range, p.dynatemp_exponent)
+        for method, args in sampler_chain(self._params, llm.n_ctx(), llm.n_vocab()):
+            if method == "grammar":
+                # Not LlamaSampler.add_grammar: it adds llama.cpp's result unchecked, and a
+                # grammar that fails to parse comes back NULL and crashes the process.
+                grammar = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, args[0].encode("utf-8"), b"root")
+                if not grammar:
+                    raise GenerationError("the grammar does not parse (GBNF with a 'root' rule expected)")
+                llama_cpp.llama_sampler_chain_add(s.sampler, grammar)
+            elif method == "add_dry":
+                s.add_dry(llm._model, *args)
             else:
-                s.add_temp(p.temperature)
-            s.add_dist(seed)
+                getattr(s, method)(*args)
         return s
 
     def generate(self, prompt_ids: Sequence[int], params: GenerationParams,
@@ -218,17 +244,15 @@ class LlamaCppModel:
         llm = self._llm
         if not prompt_ids:
             raise GenerationError("the prompt is empty")
-        if len(prompt_ids) + 1 > self.context_length:
-            raise GenerationError(
-                f"the prompt is {len(prompt_ids)} tokens; the context holds {self.context_length}")
-        self._params = params
-        self._seed = params.seed if params.seed >= 0 else int.from_bytes(os.urandom(4), "little")
+        room = check_fits(len(prompt_ids), self.context_length)
+        # One seed for the whole reply, even if llama-cpp-python rebuilds the sampler.
+        seed = params.seed if params.seed >= 0 else int.from_bytes(os.urandom(4), "little")
+        self._params = dataclasses.replace(params, seed=seed) if seed != params.seed else params
         if llm.cache is not None:
             self._restore_from_cache(prompt_ids)
         self.last_prompt_eval_tokens = self._prefill(list(prompt_ids))
         vocab = llm._model.vocab
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        room = self.context_length - len(prompt_ids)
         limit = min(params.max_new_tokens, room)
         produced: list[int] = []
         stream = llm.generate(prompt_ids, reset=True)

@@ -36,6 +36,15 @@ def is_url(target: str | Path) -> bool:
     return isinstance(target, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", target) is not None
 
 
+def opener_of(fmt) -> str | None:
+    """The loader that opens checkpoints of format `fmt` (a loaders.formats
+    CheckpointFormat), by the `formats` each loader declares."""
+    for name, loader in _LOADERS.items():
+        if fmt in getattr(loader, "formats", ()):
+            return name
+    return None
+
+
 def detect(path: str | Path) -> str | None:
     """The loader that should open `path` (a file, a folder or a URL), or None."""
     p = path if is_url(path) else Path(path)

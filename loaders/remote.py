@@ -19,27 +19,52 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 from loaders.base import GenerationError, LoadError
+from loaders.context_limit import check_fits
 from loaders.fields import setting
-from loaders.params import PARAM_NAMES, GenerationParams
+from loaders.params import GenerationParams
 from loaders.registry import is_url, register
+from loaders.samplers import SamplerSupport
 
 API_KEY_ENV = "HEARTH_REMOTE_API_KEY"
 FALLBACK_CONTEXT = 4096
 
-# What each kind of engine honours beyond the OpenAI set, and the name it wants.
-_OPENAI = {"temperature": "temperature", "top_p": "top_p", "presence_penalty": "presence_penalty",
-           "frequency_penalty": "frequency_penalty", "seed": "seed", "stop": "stop",
-           "max_new_tokens": "max_tokens"}
-_LLAMA_CPP_PYTHON = {**_OPENAI, "top_k": "top_k", "min_p": "min_p", "repetition_penalty": "repeat_penalty",
-                     "mirostat_mode": "mirostat_mode", "mirostat_tau": "mirostat_tau",
-                     "mirostat_eta": "mirostat_eta", "grammar": "grammar"}
-_LLAMA_SERVER = {**_OPENAI, **{n: n for n in PARAM_NAMES if n not in _OPENAI},
-                 "repetition_penalty": "repeat_penalty", "repetition_penalty_range": "repeat_last_n",
-                 "mirostat_mode": "mirostat"}
-_VLLM = {**_OPENAI, "top_k": "top_k", "min_p": "min_p", "repetition_penalty": "repetition_penalty",
-         "ignore_eos": "ignore_eos"}
-DIALECTS = {"openai": _OPENAI, "llama.cpp": _LLAMA_SERVER, "llama-cpp-python": _LLAMA_CPP_PYTHON,
-            "vllm": _VLLM}
+# The name each kind of engine takes a field by in /v1/completions; None: it has none.
+_ENGINES = ("openai", "llama.cpp", "llama-cpp-python", "vllm")
+_WIRE_NAMES: dict[str, tuple[str | None, str | None, str | None, str | None]] = {
+    #                             OpenAI               llama.cpp server      llama-cpp-python     vLLM
+    "max_new_tokens":           ("max_tokens",        "max_tokens",         "max_tokens",        "max_tokens"),
+    "stop":                     ("stop",              "stop",               "stop",              "stop"),
+    "temperature":              ("temperature",       "temperature",        "temperature",       "temperature"),
+    "top_p":                    ("top_p",             "top_p",              "top_p",             "top_p"),
+    "presence_penalty":         ("presence_penalty",  "presence_penalty",   "presence_penalty",  "presence_penalty"),
+    "frequency_penalty":        ("frequency_penalty", "frequency_penalty",  "frequency_penalty", "frequency_penalty"),
+    "seed":                     ("seed",              "seed",               "seed",              "seed"),
+    "top_k":                    (None,                "top_k",              "top_k",             "top_k"),
+    "min_p":                    (None,                "min_p",              "min_p",             "min_p"),
+    "repetition_penalty":       (None,                "repeat_penalty",     "repeat_penalty",    "repetition_penalty"),
+    "ignore_eos":               (None,                "ignore_eos",         None,                "ignore_eos"),
+    "mirostat_mode":            (None,                "mirostat",           "mirostat_mode",     None),
+    "mirostat_tau":             (None,                "mirostat_tau",       "mirostat_tau",      None),
+    "mirostat_eta":             (None,                "mirostat_eta",       "mirostat_eta",      None),
+    "grammar":                  (None,                "grammar",            "grammar",           None),
+    "typical_p":                (None,                "typical_p",          None,                None),
+    "top_n_sigma":              (None,                "top_n_sigma",        None,                None),
+    "dynatemp_range":           (None,                "dynatemp_range",     None,                None),
+    "dynatemp_exponent":        (None,                "dynatemp_exponent",  None,                None),
+    "repetition_penalty_range": (None,                "repeat_last_n",      None,                None),
+    "dry_multiplier":           (None,                "dry_multiplier",     None,                None),
+    "dry_base":                 (None,                "dry_base",           None,                None),
+    "dry_allowed_length":       (None,                "dry_allowed_length", None,                None),
+    "dry_penalty_last_n":       (None,                "dry_penalty_last_n", None,                None),
+    "xtc_probability":          (None,                "xtc_probability",    None,                None),
+    "xtc_threshold":            (None,                "xtc_threshold",      None,                None),
+}
+
+DIALECTS = {engine: SamplerSupport(
+    f"remote ({engine})",
+    {field: names[i] for field, names in _WIRE_NAMES.items() if names[i] is not None},
+    unsupported=frozenset(field for field, names in _WIRE_NAMES.items() if names[i] is None),
+) for i, engine in enumerate(_ENGINES)}
 
 
 @dataclass(frozen=True)
@@ -89,6 +114,7 @@ class RemoteLoader:
     Options = RemoteOptions
     description = "An OpenAI-compatible engine (llama.cpp server, vLLM, TGI, ...) at a URL: the model path is its address."
     takes_url = True
+    samplers = tuple(DIALECTS.values())
 
     def can_load(self, path) -> bool:
         return is_url(path) and str(path).lower().startswith(("http://", "https://"))
@@ -206,15 +232,15 @@ def _tokenize_body(text: str, model: str | None = None) -> dict:
 
 
 class RemoteModel:
-    def __init__(self, client, base: str, model_id: str, names: dict[str, str], context_length: int,
+    def __init__(self, client, base: str, model_id: str, samplers: SamplerSupport, context_length: int,
                  chat_template: str | None, tokenize_path: str | None):
         self._client = client
         self.base = base
         self.model_id = model_id
-        self._names = names
+        self._names = samplers.applied
         self.context_length = context_length
         self.chat_template = chat_template
-        self.supported_params = frozenset(names)
+        self.supported_params = samplers.supported_params
         self.last_prompt_eval_tokens = 0
         self._tokenize_path = tokenize_path
         # The engine takes text, and core hands generate() token ids: remember the
@@ -279,10 +305,8 @@ class RemoteModel:
                  cancel: threading.Event) -> Iterator[str]:
         import httpx
 
+        room = check_fits(len(prompt_ids), self.context_length)
         prompt = self.decode(prompt_ids)
-        room = self.context_length - len(prompt_ids)
-        if room < 1:
-            raise GenerationError(f"the prompt is {len(prompt_ids)} tokens; the context holds {self.context_length}")
         self.last_prompt_eval_tokens = len(prompt_ids)  # the engine does not say what it reused
         body = self.request_body(prompt, params, min(params.max_new_tokens, room))
         try:

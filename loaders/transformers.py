@@ -13,10 +13,11 @@ from pathlib import Path
 
 from loaders.base import LoadError
 from loaders.fields import setting
+from loaders.formats import CheckpointFormat
 from loaders.hf_common import (TRUST_REMOTE_CODE_HELP, check_remote_code, check_safetensors, context_length,
                                missing_library, model_format, one_line, read_chat_template, read_config,
                                require_format, resolve_device, weight_files)
-from loaders.hf_model import HFModel, set_cpu_threads
+from loaders.hf_model import SAMPLERS, HFModel, set_cpu_threads
 from loaders.registry import register
 
 ALLOW_PICKLE_HELP = (
@@ -77,12 +78,16 @@ class TransformersLoader:
     Options = TransformersOptions
     description = ("Unquantized Hugging Face folders (config.json + .safetensors) via Transformers, "
                    "in float32/float16/bfloat16 on CPU or CUDA.")
+    # Pickle-only folders load once allowed (allow_pickle); AWQ ones through
+    # Transformers' own quantizer integration.
+    formats = (CheckpointFormat.SAFETENSORS, CheckpointFormat.PICKLE, CheckpointFormat.AWQ)
+    samplers = (SAMPLERS,)
 
     def can_load(self, path: Path) -> bool:
-        return model_format(path) == "transformers"
+        return model_format(path) in self.formats
 
     def load(self, path: Path, options: TransformersOptions) -> HFModel:
-        folder = require_format(path, "transformers")
+        folder = require_format(path, self.name, self.formats)
         config = read_config(folder)
         files = check_weights(folder, options.allow_pickle)
         try:

@@ -17,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from loaders.context_limit import overflow
 from webui.characters.character import Character
 from webui.chat.context import ContextOverflow, TokenCounter, fit_history
-from webui.chat.templates import CHATML, InstructionTemplate, render_chat_prompt
+from webui.chat.templates import InstructionTemplate, render_chat_prompt, template_or_fallback
 
 Message = dict[str, Any]  # {"role": "system" | "user" | "assistant", "content": str}
 MODES = ("chat", "chat-instruct", "instruct")
@@ -33,7 +34,7 @@ def chat_prompt(chat_template: str | None, messages: Sequence[Message],
     convo = [{"role": m["role"], "content": m["content"]} for m in messages]
     if system_prompt and system_prompt.strip():
         convo.insert(0, {"role": "system", "content": system_prompt})
-    return render_chat_prompt(chat_template or CHATML, convo, add_generation_prompt=True)
+    return render_chat_prompt(template_or_fallback(chat_template).source, convo, add_generation_prompt=True)
 
 
 @dataclass
@@ -93,9 +94,9 @@ def build_chat_prompt(request: ChatRequest, counter: TokenCounter, model_templat
         if len(ids) <= budget or start >= len(messages) - 1:
             break
         start = _next_turn(start + 1, len(messages), shape.can_start_at)
-    if len(ids) > budget:
-        raise ContextOverflow(f"the prompt needs {len(ids)} tokens but only {budget} are free "
-                              f"(context {context_length}, {reserve} kept for the reply)")
+    too_long = overflow(len(ids), context_length, reserve)
+    if too_long is not None:
+        raise ContextOverflow(too_long)
     return ChatPrompt(text, ids, start, request.stop_strings(shape.template))
 
 
@@ -111,7 +112,7 @@ class _Templated:
     def __init__(self, request: ChatRequest, counter: TokenCounter, model_template: str | None):
         self.request = request
         self.counter = counter
-        self.template = request.template or InstructionTemplate("Model's own", model_template or CHATML)
+        self.template = request.template or template_or_fallback(model_template)
         r = request
         if r.mode == "instruct":
             system = r.system_prompt.strip()

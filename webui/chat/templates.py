@@ -107,6 +107,12 @@ def resolve_template(choice: str | None, model_template: str | None,
         if not custom_source.strip():
             raise ChatTemplateError("the custom instruction template is empty")
         return InstructionTemplate(CUSTOM_TEMPLATE, custom_source)
+    return template_or_fallback(model_template)
+
+
+def template_or_fallback(model_template: str | None) -> InstructionTemplate:
+    """The model's own template; ChatML, with its stop strings, when the model ships
+    none (a model not trained on ChatML may run on into the next turn)."""
     if model_template:
         return InstructionTemplate(MODEL_TEMPLATE, model_template)
     return BUILTIN_TEMPLATES["ChatML"]

@@ -20,6 +20,7 @@ from typing import Iterator
 
 from webui.errors import ErrorKind, UserError
 from webui.modelfiles.fit import ModelShape, shape_from_config, shape_from_gguf
+from loaders.formats import CheckpointFormat, classify
 from loaders.gguf import GGUFError, read_metadata_prefix
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -175,7 +176,7 @@ class RemoteFile:
 
 @dataclass
 class FileGroup:
-    kind: str                  # gguf | safetensors | gptq | exl2 | awq | other
+    kind: str                  # a CheckpointFormat's kind (gguf, safetensors, gptq, exl2, awq) or "other"
     label: str                 # unique within a listing
     files: list[RemoteFile]
     quant_from_name: str | None = None
@@ -227,15 +228,11 @@ def quant_from_name(path: str) -> str | None:
     return q if q.lower().endswith("bpw") else q.upper().replace("FP16", "F16").replace("FP32", "F32")
 
 
-def _folder_kind(folder: str, names: set[str], repo_id: str) -> str:
-    text = (folder or repo_id).lower()
-    if "quantize_config.json" in names or "gptq" in text:
-        return "awq" if "awq" in text else "gptq"
-    if "measurement.json" in names or "exl2" in text or re.search(r"\d(\.\d+)?bpw", text):
-        return "exl2"
-    if "awq" in text or "quant_config.json" in names:
-        return "awq"
-    return "safetensors"
+def _folder_kind(names: list[str], config: dict | None, hint: str) -> str:
+    """A weights folder's kind by loaders.formats' rule, the one the loaders and the
+    local model list use; `config` is None until config.json has been read."""
+    fmt = classify(names, config, name=hint)
+    return (fmt or CheckpointFormat.SAFETENSORS).kind
 
 
 def group_files(files: list[RemoteFile], repo_id: str = "") -> list[FileGroup]:
@@ -261,8 +258,7 @@ def group_files(files: list[RemoteFile], repo_id: str = "") -> list[FileGroup]:
     for folder, members in sorted(folders.items()):
         if not any(f.path.endswith(_WEIGHTS) for f in members):
             continue
-        names = {PurePosixPath(f.path).name for f in members}
-        kind = _folder_kind(folder, names, repo_id)
+        kind = _folder_kind([f.path for f in members], None, folder or repo_id)
         keep = [f for f in members if f.path.endswith(_WEIGHTS) or _is_companion(f.path)]
         shards = sum(f.path.endswith(_WEIGHTS) for f in keep)
         label = f"{folder or '(top level)'}: {kind} ({shards} weight file{'s' * (shards != 1)})"
@@ -323,17 +319,23 @@ def read_group_headers(listing: RepoListing, token: str | None) -> None:
                 cfg_path = "config.json" if folder == "." else f"{folder}/config.json"
                 if any(f.path == cfg_path for f in group.files):
                     config = json.loads(fetch_bytes(listing, cfg_path, token, CONFIG_MAX_BYTES))
-                    weights = sum(f.size for f in group.files if f.path.endswith(_WEIGHTS))
-                    group.shape = shape_from_config(config, weights)
-                    method = (config.get("quantization_config") or {}).get("quant_method")
-                    if isinstance(method, str) and method.lower() in ("gptq", "awq", "exl2"):
-                        group.kind = method.lower()
+                    if not isinstance(config, dict):
+                        raise ValueError("config.json is not a JSON object")
+                    apply_config(group, config)
         except (HubError, ValueError) as e:
             group.note = group.note or f"not read: {e}"
 
     todo = [g for g in listing.groups if g.kind != "other"]
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(read, todo))
+
+
+def apply_config(group: FileGroup, config: dict) -> None:
+    """What a weights group's config.json tells before download: the model's shape, and
+    its kind, now by the evidence the loaders and the local model list go by."""
+    weights = sum(f.size for f in group.files if f.path.endswith(_WEIGHTS))
+    group.shape = shape_from_config(config, weights)
+    group.kind = _folder_kind([f.path for f in group.files], config, "")
 
 
 def fetch_bytes(listing: RepoListing, path: str, token: str | None, limit: int) -> bytes:

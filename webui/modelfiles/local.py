@@ -18,7 +18,9 @@ from pathlib import Path
 from webui.errors import UserError
 from webui.modelfiles.fit import Estimate, ModelShape, ShapeError, estimate, shape_from_config, shape_from_gguf
 from webui.modelfiles.hub import PARTIAL_DIR, RECORD_FILE, HubError, quant_from_name
+from loaders.formats import CheckpointFormat, classify
 from loaders.gguf import GGUFError, read_file_header
+from loaders.hf_common import folder_format
 from webui.modelfiles.downloads import read_record, write_record
 from webui.modelfiles.fit import detect_machine, summary, verdict
 
@@ -30,7 +32,7 @@ _SKIPPED_DIRS = {PARTIAL_DIR, ".cache", ".git"}
 class LocalModel:
     label: str
     path: Path                 # the .gguf file (the first part of a split one) or the folder
-    format: str                # GGUF | safetensors | GPTQ | EXL2 | AWQ | other
+    format: str                # a CheckpointFormat's label (GGUF, safetensors, GPTQ, ...) or "other"
     quantization: str | None
     size_bytes: int
     repo_id: str | None = None  # when Hearth downloaded it
@@ -86,16 +88,8 @@ def model_entries(models_dir: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def _folder_format(folder: Path) -> str:
-    config = _read_json(folder / "config.json")
-    method = str((config.get("quantization_config") or {}).get("quant_method") or "").lower()
-    if method in ("gptq", "awq", "exl2"):
-        return method.upper()
-    if (folder / "quantize_config.json").exists():
-        return "GPTQ"
-    if (folder / "measurement.json").exists():
-        return "EXL2"
-    return "safetensors" if any(folder.glob("*.safetensors")) else "other"
+def _label(fmt: CheckpointFormat | None) -> str:
+    return fmt.label if fmt is not None else "other"
 
 
 def _read_json(path: Path) -> dict:
@@ -130,14 +124,13 @@ def scan(models_dir: Path) -> list[LocalModel]:
         # One unreadable model is listed with its problem; it never hides the others.
         try:
             problem = ""
-            if path.is_file() and path.suffix.lower() == ".gguf":
-                fmt, (quant, problem) = "GGUF", _gguf_quant(path)
-            elif path.is_dir():
-                fmt = _folder_format(path)
+            if path.is_dir():
+                fmt = folder_format(path)
                 quant = quant_from_name(path.name) if path.name != top else quant_from_name(repo_id or top)
             else:
-                fmt, quant = "other", None
-            out.append(LocalModel(label, path, fmt, quant, _size(path), repo_id, problem))
+                fmt = classify([path.name])
+                quant, problem = _gguf_quant(path) if fmt is CheckpointFormat.GGUF else (None, "")
+            out.append(LocalModel(label, path, _label(fmt), quant, _size(path), repo_id, problem))
         except (UserError, OSError, ValueError, RecursionError) as e:
             out.append(LocalModel(label, path, "other", None, 0, repo_id, f"unreadable: {e}"))
     return out

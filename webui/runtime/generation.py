@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from loaders.base import GenerationError
+from loaders.context_limit import check_fits
 from loaders.params import GenerationParams
 from webui.errors import ErrorKind, UserError
 from webui.runtime.model_manager import ModelManager
@@ -199,10 +200,7 @@ class GenerationEngine:
             if not ids:
                 raise GenerationError("the prompt is empty: type something first")
             stats.context_length = model.context_length
-            if len(ids) >= model.context_length:
-                raise GenerationError(f"the prompt is {len(ids)} tokens but the context holds "
-                                      f"{model.context_length}; shorten it or raise n_ctx")
-            limit = min(job.params.max_new_tokens, model.context_length - len(ids))
+            limit = min(job.params.max_new_tokens, check_fits(len(ids), model.context_length))
             matcher = StopMatcher(job.params.stop)
             first_at = None
             stream = model.generate(ids, job.params, job.cancel)

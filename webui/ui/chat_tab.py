@@ -19,7 +19,8 @@ from webui.chat.conversation import ChatOptions, Conversation, Reply
 from webui.errors import UserError
 from webui.hearth import Hearth
 from webui.chat.settings import MODES
-from webui.chat.templates import BUILTIN_TEMPLATES, CHATML, CUSTOM_TEMPLATE, MODEL_TEMPLATE, template_choices
+from webui.chat.templates import (BUILTIN_TEMPLATES, CUSTOM_TEMPLATE, MODEL_TEMPLATE, template_choices,
+                                  template_or_fallback)
 from webui.runtime.generation import Failed
 from webui.ui.forms import values_to
 from webui.ui.notices import notice
@@ -149,9 +150,10 @@ def template_source(hearth: Hearth, choice: str, custom: str) -> str:
     if choice in BUILTIN_TEMPLATES:
         return BUILTIN_TEMPLATES[choice].source
     loaded = hearth.models.current
-    if loaded is not None and loaded.model.chat_template:
-        return loaded.model.chat_template
-    return "{# The loaded model has no template of its own (or none is loaded): ChatML is used. #}\n" + CHATML
+    template = template_or_fallback(loaded.model.chat_template if loaded is not None else None)
+    if template.name == MODEL_TEMPLATE:
+        return template.source
+    return "{# The loaded model has no template of its own (or none is loaded): ChatML is used. #}\n" + template.source
 
 
 def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any],

@@ -139,6 +139,22 @@ def test_overflow_when_the_character_leaves_no_room(counter):
         build_chat_prompt(request, counter, None, CTX, RESERVE)
 
 
+def test_a_prompt_that_leaves_no_room_for_the_reply_is_told_like_any_overflow(counter, monkeypatch):
+    """The real prompt is checked once more after fitting by estimates; it is refused in
+    the words of loaders.context_limit, which core and every backend use too."""
+    monkeypatch.setattr(counter, "count", lambda text: 1)  # estimates far too short
+    request = ChatRequest([{"role": "user", "content": "word " * 300}], template=BUILTIN_TEMPLATES["ChatML"])
+    with pytest.raises(ContextOverflow, match=r"^the prompt is \d+ tokens but the context holds 256 with 64 kept "
+                                              r"for the reply; shorten it"):
+        build_chat_prompt(request, counter, None, 256, RESERVE)
+
+
+def test_without_a_model_template_instruct_uses_chatml_and_its_stop_strings(counter):
+    prompt = build_chat_prompt(ChatRequest([{"role": "user", "content": "Hi"}]), counter, None, CTX, RESERVE)
+    assert prompt.text == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    assert prompt.stop == BUILTIN_TEMPLATES["ChatML"].stop
+
+
 def test_chat_mode_is_a_transcript_ending_with_the_characters_name(counter):
     msgs = [{"role": "assistant", "content": "Hello You!"}, {"role": "user", "content": "Hi Ember"}]
     prompt = build_chat_prompt(ChatRequest(msgs, mode="chat", character=CHARACTER), counter, None, CTX, RESERVE)

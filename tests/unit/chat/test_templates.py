@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from loaders.gguf import check_complete
+from webui.chat.prompts import chat_prompt
 from webui.chat.templates import (BUILTIN_TEMPLATES, CUSTOM_TEMPLATE, MODEL_TEMPLATE, ChatTemplateError,
-                             render_chat_prompt, resolve_template, template_choices)
+                             render_chat_prompt, resolve_template, template_choices, template_or_fallback)
 
 SYSTEM = {"role": "system", "content": "You are a helpful assistant"}
 CONVO = [
@@ -111,6 +112,15 @@ def test_resolve_template():
     assert resolve_template(CUSTOM_TEMPLATE, None, "{{ 'y' }}").source == "{{ 'y' }}"
     with pytest.raises(ChatTemplateError, match="custom instruction template is empty"):
         resolve_template(CUSTOM_TEMPLATE, None, "  ")
+
+
+def test_chatml_is_the_one_fallback_for_a_model_without_a_template():
+    assert template_or_fallback("{{ 'x' }}").name == MODEL_TEMPLATE
+    assert template_or_fallback("{{ 'x' }}").source == "{{ 'x' }}"
+    for missing in (None, ""):
+        assert template_or_fallback(missing) is BUILTIN_TEMPLATES["ChatML"]  # stop strings included
+    # The API's raw chat falls back the same way.
+    assert chat_prompt(None, CONVO) == render("ChatML", CONVO)
 
 
 ESCAPES = [
