@@ -8,8 +8,8 @@ place those variables are read."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import loaders
 from loaders.fields import describe, setting
@@ -33,10 +33,16 @@ class ServerSettings:
                                  choices=tuple(loaders.names()), group=SERVER_GROUP)
     no_model: bool = setting(False, "start without loading a model", group=SERVER_GROUP)
     models_dir: str = setting("models", "where your models live", metavar="DIR", group=SERVER_GROUP)
-    host: str = setting("127.0.0.1", "address to bind", group=SERVER_GROUP)
+    host: str = setting("127.0.0.1", "address to bind (with --listen: 0.0.0.0 unless given)", group=SERVER_GROUP)
     port: int = setting(DEFAULT_PORT, "port", minimum=1, maximum=65535, group=SERVER_GROUP)
-    listen: bool = setting(False, "serve on every network interface (0.0.0.0); requires --auth and --api-key",
+    listen: bool = setting(False, "serve on the network (every interface, or --host); requires --auth and --api-key",
                            group=SERVER_GROUP)
+    # A DNS-rebinding page reaches a loopback server under its own name: the Host header
+    # tells such a request apart, so only the names the server is really served as pass.
+    allowed_hosts: tuple[str, ...] = setting(
+        (), "comma-separated extra host names the server answers to, e.g. a reverse proxy's name ('*': any); "
+        "always allowed: 127.0.0.1, localhost, [::1], --host, and with --listen this machine's names and "
+        "any IP address", separator=",", metavar="NAMES", group=SERVER_GROUP)
     auth: str | None = setting(None, "USER:PASSWORD for the UI login", env="HEARTH_AUTH",
                                metavar="USER:PASSWORD", group=SERVER_GROUP)
     api_key: str | None = setting(
@@ -46,12 +52,23 @@ class ServerSettings:
     cors_origins: tuple[str, ...] = setting(
         (), "comma-separated browser origins allowed to call the API, e.g. https://app.example.com "
         "(default: none)", separator=",", metavar="ORIGINS", group=API_GROUP)
-    max_request_mb: float = setting(8.0, "largest API request body in MiB", minimum=0, exclusive_minimum=True,
-                                    metavar="MB", group=API_GROUP)
-    max_prompt_chars: int = setting(1_000_000, "longest prompt (all messages together) the API takes",
-                                    minimum=1, group=API_GROUP)
+    max_request_mb: float = setting(8.0, "largest request body (API or UI) in MiB", minimum=0,
+                                    exclusive_minimum=True, metavar="MB", group=API_GROUP)
+    max_prompt_chars: int = setting(1_000_000, "longest prompt (all messages together) the API takes, and "
+                                    "longest text a UI box takes", minimum=1, group=API_GROUP)
     max_queue: int = setting(64, "refuse API requests (429) while this many wait in the queue", minimum=1,
                              group=API_GROUP)
+    max_upload_mb: float = setting(100.0, "largest file the UI takes as an upload, in MiB", minimum=0,
+                                   exclusive_minimum=True, metavar="MB", group=SERVER_GROUP)
+    # A client that sends its request slowly holds a connection and its buffers: every
+    # request gets a deadline, whoever sends it.
+    header_timeout: float = setting(10.0, "seconds a client may take to send a request's headers", minimum=0,
+                                    exclusive_minimum=True, metavar="S", group=SERVER_GROUP)
+    body_timeout: float = setting(60.0, "seconds a client may take to send a request's body (uploads included)",
+                                  minimum=0, exclusive_minimum=True, metavar="S", group=SERVER_GROUP)
+    max_connections_per_client: int = setting(
+        64, "open connections one client address may hold; more are refused", minimum=1, metavar="N",
+        group=SERVER_GROUP)
     extensions: tuple[str, ...] = setting(
         (), "extensions to switch on for this run (folders in extensions/); the Extensions tab switches "
         "them on for good", nargs="+", metavar="NAME", group=EXTENSIONS_GROUP)

@@ -12,10 +12,12 @@ import logging
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 
-from webui.extensions.manager import ExtensionManager
 from webui.api.auth import require_api_key
+from webui.extensions.manager import ExtensionManager
 
 log = logging.getLogger(__name__)
+
+EXTENSIONS_PREFIX = "/extensions"
 
 
 def extension_guard(manager: ExtensionManager, name: str):
@@ -54,7 +56,7 @@ def mount_extension_routes(app: FastAPI, manager: ExtensionManager) -> list[str]
         router = manager.router(ext)
         if router is None:
             continue
-        prefix = f"/extensions/{ext.name}"
+        prefix = f"{EXTENSIONS_PREFIX}/{ext.name}"
         problem = routes_problem(router, prefix)
         if problem:
             manager.route_failed(ext.name, RuntimeError(problem), mounting=True)

@@ -7,8 +7,9 @@ import argparse
 import dataclasses
 import logging
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import loaders
 from loaders.fields import SettingError, SettingSpec, build, describe, validate
@@ -32,7 +33,7 @@ def _help(spec: SettingSpec) -> str:
 def _add_setting(group: argparse._ActionsContainer, spec: SettingSpec, dest: str) -> None:
     """One flag for one declared setting. Every flag defaults to None, so "not given"
     stays distinct from a value and the declaration (or the environment) decides."""
-    kwargs: dict[str, Any] = dict(help=_help(spec))
+    kwargs: dict[str, Any] = {"help": _help(spec)}
     if spec.metavar:
         kwargs["metavar"] = spec.metavar
     if spec.positional:
@@ -139,7 +140,8 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | No
     """The server settings: flags, then HEARTH_* variables, then the declared defaults.
     Raises SettingError (one line, naming the flag) for a value out of bounds."""
     settings = build_from_args(ServerSettings, args, environment_settings(environ))
-    host = "0.0.0.0" if settings.listen else settings.host
+    # --listen means every interface, unless --host names the one to serve on.
+    host = "0.0.0.0" if settings.listen and getattr(args, "host", None) is None else settings.host
     return dataclasses.replace(settings, host=host, listen=settings.listen or host not in LOOPBACK_HOSTS,
                                api_key=settings.api_key or None)
 
@@ -153,8 +155,10 @@ def check_network_safety(settings: ServerSettings) -> str | None:
         if missing:
             return (f"refusing to serve on the network without authentication: add {' and '.join(missing)}; "
                     "or drop --listen to stay on 127.0.0.1")
-    if settings.auth and ":" not in settings.auth:
-        return "--auth must be USER:PASSWORD"
+    if settings.auth is not None:
+        user, colon, password = settings.auth.partition(":")
+        if not (colon and user.strip() and password):
+            return "--auth must be USER:PASSWORD, with neither part empty"
     if settings.api_key is not None and not settings.api_key.strip():
         return "--api-key must not be blank"
     try:

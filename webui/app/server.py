@@ -13,11 +13,19 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from loaders.base import LoadError  # noqa: E402
 from webui import __version__  # noqa: E402
+from webui.app.connections import bounded_h11_protocol  # noqa: E402
 from webui.app.flags import loader_options_from_args  # noqa: E402
+from webui.app.guards import RequestGuard  # noqa: E402
+from webui.app.hosts import ServedHosts  # noqa: E402
+from webui.app.login import LoginThrottle, UILoginGate, parse_auth  # noqa: E402
 from webui.config import ServerSettings  # noqa: E402
 from webui.hearth import Hearth  # noqa: E402
 
 log = logging.getLogger(__name__)
+
+# Gradio's file uploads: the one UI path allowed bodies over --max-request-mb.
+GRADIO_UPLOAD_PATH = "/gradio_api/upload"
+MIB = 1 << 20
 
 
 def create_app(hearth: Hearth, settings: ServerSettings):
@@ -25,7 +33,7 @@ def create_app(hearth: Hearth, settings: ServerSettings):
     import gradio as gr
     from fastapi import FastAPI
 
-    from webui.api import install_api
+    from webui.api import API_PREFIXES, install_api
     from webui.ui import CSS, build_ui
 
     app = FastAPI(title="Hearth", version=__version__, docs_url="/docs")
@@ -38,10 +46,35 @@ def create_app(hearth: Hearth, settings: ServerSettings):
 
     # The API's routers and extensions' own routes (/extensions/NAME/), before Gradio
     # takes "/"; install_api puts hearth and settings on app.state for the routes.
-    install_api(app, hearth, settings)
-    auth = tuple(settings.auth.split(":", 1)) if settings.auth else None
-    return gr.mount_gradio_app(app, build_ui(hearth), path="/", auth=auth, css=CSS,
-                               ssr_mode=False, footer_links=[])
+    install_api(app, hearth, settings, upload_paths=(GRADIO_UPLOAD_PATH,))
+    throttle = LoginThrottle(*parse_auth(settings.auth)) if settings.auth else None
+    gr.mount_gradio_app(app, build_ui(hearth, max_text_chars=settings.max_prompt_chars), path="/",
+                        auth=throttle.check if throttle else None, css=CSS, ssr_mode=False, footer_links=[],
+                        max_file_size=int(settings.max_upload_mb * MIB))
+    if throttle is not None:
+        app.add_middleware(UILoginGate, logged_in=gradio_session_check(app), exempt=API_PREFIXES)
+    # Outermost: a request must name this server and come from no other web page.
+    app.add_middleware(RequestGuard, hosts=ServedHosts.for_settings(settings), cors_origins=settings.cors_origins,
+                       api_prefixes=API_PREFIXES, json_only_prefixes=(API_PREFIXES[0],), on_refusal=_log_refusal)
+    return app
+
+
+def _log_refusal(line: str) -> None:
+    log.warning("refused %s", line)
+
+
+def gradio_session_check(app):
+    """Whether a request's cookies hold a live session of the Gradio app mounted on
+    `app`: the cookie names and token table Gradio's own login check reads."""
+    from starlette.routing import Mount
+
+    gradio_app = next(route.app for route in app.routes if isinstance(route, Mount) and route.path == "")
+    names = (f"access-token-{gradio_app.cookie_id}", f"access-token-unsecure-{gradio_app.cookie_id}")
+
+    def logged_in(cookies: dict[str, str]) -> bool:
+        return any(cookies.get(name) in gradio_app.tokens for name in names)
+
+    return logged_in
 
 
 def load_initial_model(hearth: Hearth, settings: ServerSettings, args: argparse.Namespace) -> None:
@@ -80,6 +113,10 @@ def serve(settings: ServerSettings, args: argparse.Namespace) -> int:
         load_initial_model(hearth, settings, args)
     app = create_app(hearth, settings)
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    shown = f"[{shown}]" if ":" in shown else shown
     print(f"hearth: serving on http://{shown}:{settings.port}", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
+                http=bounded_h11_protocol(settings.max_connections_per_client, settings.header_timeout),
+                # An idle keep-alive connection is closed after 5 s; h11 refuses headers over 16 KiB.
+                timeout_keep_alive=5, h11_max_incomplete_event_size=16 * 1024)
     return 0

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import gradio as gr
 
+from webui.config import ServerSettings
 from webui.hearth import Hearth
-from webui.ui import chat_tab, model_tab, parameters_tab
-from webui.ui import character_tab, notebook_tab
-from webui.ui import download_tab
-from webui.ui import extensions_tab
+from webui.ui import character_tab, chat_tab, download_tab, extensions_tab, model_tab, notebook_tab, parameters_tab
 from webui.ui.session import BrowserSession
 
 CSS = """
@@ -16,7 +14,30 @@ CSS = """
 """
 
 
-def build_ui(hearth: Hearth) -> gr.Blocks:
+def limit_text_inputs(demo: gr.Blocks, max_chars: int) -> None:
+    """Every text box and code box takes at most `max_chars` characters: the browser
+    stops typing there, and the server refuses a longer value (a client other than
+    the page can send anything) with a one-line notice, before any handler sees it."""
+    for block in demo.blocks.values():
+        if not isinstance(block, (gr.Textbox, gr.Code)):
+            continue
+        if isinstance(block, gr.Textbox) and (block.max_length is None or block.max_length > max_chars):
+            block.max_length = max_chars
+        block.preprocess = _bounded(block.preprocess, max_chars, block.label)
+
+
+def _bounded(preprocess, max_chars: int, label: str | None):
+    def checked(payload):
+        if isinstance(payload, str) and len(payload) > max_chars:
+            raise gr.Error(f"{label or 'a text box'}: {len(payload)} characters is more than the "
+                           f"{max_chars} this server takes (--max-prompt-chars)")
+        return preprocess(payload)
+
+    return checked
+
+
+def build_ui(hearth: Hearth, max_text_chars: int = ServerSettings.max_prompt_chars) -> gr.Blocks:
+    """The whole UI; no text box takes more than `max_text_chars` (a prompt's limit)."""
     with gr.Blocks(title="Hearth") as demo:
         session = gr.State(BrowserSession())
         with gr.Tab("Chat", id="chat"):
@@ -44,4 +65,5 @@ def build_ui(hearth: Hearth) -> gr.Blocks:
         download_tab.wire(hearth, download, model.model)
         extensions_tab.wire(hearth, extensions, ext_tabs, demo)
         hearth.extensions.add_fault_listener(extensions_tab.warn_browser)
+    limit_text_inputs(demo, max_text_chars)
     return demo
