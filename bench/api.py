@@ -50,7 +50,7 @@ def start(cmd: list[str], url: str, log: Path) -> subprocess.Popen:
         except OSError:
             if time.monotonic() > deadline:
                 proc.kill()
-                raise SystemExit(f"{cmd[2]} did not start")
+                raise SystemExit(f"{cmd[2]} did not start") from None
             time.sleep(0.3)
 
 

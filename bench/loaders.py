@@ -118,8 +118,8 @@ def compare(rounds: int, tokens: int) -> dict:
     cpu_med = {k: statistics.median(v) for k, v in cpu_rates.items()}
     # Each round's two runs are back to back, so a round's ratio sees the same
     # background load on both sides: the median of those is the figure to read.
-    paired = [h / r for h, r in zip(rates["hearth"], rates["raw"])]
-    cpu_paired = [h / r for h, r in zip(cpu_rates["hearth"], cpu_rates["raw"])]
+    paired = [h / r for h, r in zip(rates["hearth"], rates["raw"], strict=True)]
+    cpu_paired = [h / r for h, r in zip(cpu_rates["hearth"], cpu_rates["raw"], strict=True)]
     return {"rounds": rounds, "tokens": tokens, "torch_threads": torch.get_num_threads(),
             "raw_tok_s": med["raw"], "hearth_tok_s": med["hearth"], "ratio": statistics.median(paired),
             "raw_tok_cpu_s": cpu_med["raw"], "hearth_tok_cpu_s": cpu_med["hearth"],

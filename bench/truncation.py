@@ -28,11 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from webui.chat.prompts import ChatRequest, build_chat_prompt  # noqa: E402
 from webui.chat.context import TokenCounter  # noqa: E402
-from webui.runtime.default_model import default_model_path  # noqa: E402
 from webui.chat.histories import HistoryStore  # noqa: E402
+from webui.chat.prompts import ChatRequest, build_chat_prompt  # noqa: E402
 from webui.chat.templates import BUILTIN_TEMPLATES, render_chat_prompt  # noqa: E402
+from webui.runtime.default_model import default_model_path  # noqa: E402
 
 CHATML = BUILTIN_TEMPLATES["ChatML"]
 WORDS = "the fire crackles softly while we talk about stories riddles and the long winter night".split()

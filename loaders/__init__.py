@@ -1,4 +1,5 @@
 """Backends behind one interface. Imports nothing from webui."""
+# ruff: noqa: I001  (the import order below is the registration order, which matters)
 from loaders import llamacpp  # noqa: F401  (registers itself)
 # Registration order is detection order (registry.detect returns the first match):
 # GGUF -> llama.cpp, EXL2 -> ExLlamaV2, GPTQ -> GPTQ, plain safetensors -> Transformers.

@@ -7,8 +7,9 @@ streaming to a screen are done once, in webui's core, for every backend.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import ClassVar, Iterator, Protocol, Sequence, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 from loaders.errors import ErrorKind, UserError
 from loaders.params import GenerationParams

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import PurePosixPath
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # Tensor names that only EXL2 writes (GPTQ's are qweight/qzeros/scales/g_idx).
@@ -47,7 +48,7 @@ class CheckpointFormat(enum.Enum):
         self.description = description
 
     @classmethod
-    def from_kind(cls, kind: str) -> "CheckpointFormat":
+    def from_kind(cls, kind: str) -> CheckpointFormat:
         for fmt in cls:
             if fmt.kind == kind:
                 return fmt

@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from loaders.base import GenerationError
 from loaders.context_limit import check_fits
@@ -170,7 +171,7 @@ class HFModel:
             raise GenerationError("the prompt is empty")
         room = check_fits(len(prompt_ids), self.context_length)
         self.last_prompt_eval_tokens = len(prompt_ids)  # Transformers re-reads the whole prompt each time
-        tokens: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        tokens: queue.SimpleQueue[Any] = queue.SimpleQueue()
         finished = object()
         halt = threading.Event()  # set when the consumer stops reading
 

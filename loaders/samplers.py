@@ -9,8 +9,8 @@ it claims but never passes on, fails it.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from loaders.params import CORE_PARAMS, PARAM_NAMES
 

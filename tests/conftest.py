@@ -9,7 +9,6 @@ import pytest
 from loaders.params import GenerationParams
 from webui.runtime.default_model import default_model_path
 
-
 # Every Hearth the tests create in this process (and every server they start, unless
 # told otherwise) keeps its chats and settings in a scratch folder, never in the
 # developer's user_data/. Set at import, before any test builds a Hearth.

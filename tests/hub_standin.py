@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from fastapi import Request  # at module level: FastAPI resolves the handlers' annotations here
@@ -37,7 +37,7 @@ LFS_SUFFIXES = (".gguf", ".safetensors", ".bin")
 CHUNK = 1 << 20
 
 
-@lru_cache(maxsize=None)
+@cache
 def _digests(path: str, mtime_ns: int) -> tuple[str, str]:
     """(sha256, git blob sha1) of a file on disk, computed once per test session."""
     sha, size = hashlib.sha256(), Path(path).stat().st_size
@@ -113,7 +113,7 @@ class HubStandin:
         return [r["range"] for r in self.served if r["path"] == path]
 
     # --- lifecycle -----------------------------------------------------------------------
-    def start(self) -> "HubStandin":
+    def start(self) -> HubStandin:
         import uvicorn
 
         config = uvicorn.Config(self._app(), host="127.0.0.1", port=self.port, log_level="warning")
@@ -165,7 +165,7 @@ class HubStandin:
             repo, rest = find(repo_path)
             if repo is None:
                 return error(404, "RepoNotFound", "Repository not found")
-            if rest and not re.fullmatch(r"revision/(main|%s)" % repo.commit, rest):
+            if rest and not re.fullmatch(rf"revision/(main|{repo.commit})", rest):
                 return error(404, "RevisionNotFound", "Invalid rev id: " + rest)
             siblings = []
             for name, f in repo.files.items():

@@ -8,9 +8,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -55,7 +55,7 @@ def running_server(*args: str, env: dict | None = None, timeout: float = 60.0,
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start: {log_path.read_text()[-2000:]}")
+                    raise RuntimeError(f"server did not start: {log_path.read_text()[-2000:]}") from None
                 time.sleep(0.2)
         yield url
     finally:

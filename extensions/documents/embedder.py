@@ -68,8 +68,8 @@ class MiniLMEmbedder:
         self.eps = config["layer_norm_eps"]
         weights = load_file(str(model_dir / "model.safetensors"))
         # Linear weights transposed once, contiguous: x @ W then runs as one BLAS call.
-        self.w = {k: np.ascontiguousarray(v.T if k.endswith("dense.weight") or k.endswith(
-            ("query.weight", "key.weight", "value.weight")) else v, dtype=np.float32)
+        self.w = {k: np.ascontiguousarray(v.T if k.endswith(
+            ("dense.weight", "query.weight", "key.weight", "value.weight")) else v, dtype=np.float32)
             for k, v in weights.items()}
         self.dimensions = config["hidden_size"]
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
@@ -115,7 +115,7 @@ class MiniLMEmbedder:
         for i in range(self.layers):
             p = f"encoder.layer.{i}."
 
-            def linear(t, name):
+            def linear(t, name, p=p):
                 flat = t.reshape(-1, t.shape[-1]) @ w[p + name + ".weight"] + w[p + name + ".bias"]
                 return flat.reshape(batch, length, -1)
 

@@ -11,13 +11,13 @@ import io
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from .chunking import Passage, clean_name, read_sections, split_passages, DocumentError
+from .chunking import DocumentError, Passage, clean_name, read_sections, split_passages
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class DocumentLibrary:
     # --- search ---------------------------------------------------------------------
     def summary(self) -> list[tuple[str, int]]:
         with self._lock:
-            counts: dict[str, int] = {name: 0 for name in self.documents}
+            counts: dict[str, int] = dict.fromkeys(self.documents, 0)
             for p in self.passages:
                 counts[p.source] = counts.get(p.source, 0) + 1
             return sorted(counts.items())

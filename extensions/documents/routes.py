@@ -3,7 +3,7 @@ Models live at module level: FastAPI cannot resolve a request model defined insi
 a function once annotations are strings."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field

@@ -19,7 +19,7 @@ DEFAULT_MIN_SCORE = 0.25  # cosine similarity; unrelated text scores about 0-0.1
 _state: dict = {"library": None, "last_prompt": []}
 
 
-def _library() -> "DocumentLibrary":  # noqa: F821 (imported in setup: NumPy is heavy)
+def _library() -> DocumentLibrary:  # noqa: F821 (imported in setup: NumPy is heavy)
     library = _state["library"]
     if library is None:
         raise DocumentError("the documents extension is off: switch it on in the Extensions tab")

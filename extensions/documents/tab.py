@@ -2,8 +2,8 @@
 saw in the last message, with the text that came from files marked."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import gradio as gr
 

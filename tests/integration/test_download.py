@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hub_standin import (MIXED_REPO, SMOLLM_FILE, SMOLLM_REPO, hub, hub_env)  # noqa: F401 (fixtures)
+from tests.hub_standin import MIXED_REPO, SMOLLM_FILE, SMOLLM_REPO, hub, hub_env  # noqa: F401 (fixtures)
 from tests.support import ROOT
 from webui.modelfiles.downloads import DownloadJob, download, read_record
 from webui.modelfiles.hub import PARTIAL_DIR, list_repo

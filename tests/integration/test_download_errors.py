@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hub_standin import (EVIL_REPO, GATED_REPO, GATED_TOKEN, MIXED_REPO,  # noqa: F401 (fixtures)
-                               SMOLLM_REPO, hub, hub_env)
+from tests.hub_standin import EVIL_REPO, GATED_REPO, GATED_TOKEN, MIXED_REPO, SMOLLM_REPO, hub, hub_env  # noqa: F401 (fixtures)
 from tests.support import free_port
 from webui.modelfiles.downloads import ChecksumMismatch, download
 from webui.modelfiles.hub import HubError, UnsafeName, list_repo, local_dir_for

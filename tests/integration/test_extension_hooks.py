@@ -16,11 +16,11 @@ import pytest
 
 from tests.fixtures.pdf import make_pdf
 from tests.support import running_server
-from webui.chat.prompts import ChatRequest
 from webui.chat.conversation import ChatOptions, Conversation
+from webui.chat.histories import HistoryStore
+from webui.chat.prompts import ChatRequest
 from webui.extensions import SHIPPED_EXTENSIONS, ExtensionManager
 from webui.extensions.store import ExtensionStore
-from webui.chat.histories import HistoryStore
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "extensions"
 INSTRUCT = ChatOptions(mode="instruct")

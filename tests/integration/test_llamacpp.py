@@ -135,7 +135,6 @@ def test_prompt_cache_restores_an_earlier_conversation(default_model):
 
 def test_unload_frees_the_model(default_model):
     from webui.hearth import Hearth
-    from webui.runtime.model_manager import NoModelLoaded
 
     core = Hearth()
     loaded = core.load_model(str(default_model))

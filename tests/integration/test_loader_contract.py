@@ -11,9 +11,10 @@ Tests run in file order for each loader, which is loaded once; the last test unl
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 import pytest

@@ -37,7 +37,7 @@ def start_llama_cpp_server(model_path, port: int, log_name: str) -> subprocess.P
         except OSError:
             if time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError("llama_cpp.server did not start")
+                raise RuntimeError("llama_cpp.server did not start") from None
             time.sleep(0.2)
 
 
@@ -120,7 +120,7 @@ def test_cancel_stops_the_engine_and_frees_it(remote):
         assert isinstance(next(events), Delta)
     job.stop()
     stopped_at = time.monotonic()
-    last = [e for e in events][-1]
+    last = list(events)[-1]
     assert isinstance(last, Finished) and last.stats.finish_reason == "cancelled"
     assert time.monotonic() - stopped_at < 1.0
     # The engine dropped that reply: the next one starts at once.

@@ -8,23 +8,31 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from loaders.fields import SettingError
-from webui.api.errors import APIError, api_error
 from webui.api.deps import get_hearth, get_settings
+from webui.api.errors import APIError, api_error
 from webui.api.limits import check_prompt_size, check_queue
-from webui.api.schemas import (OPENAI_NAMES, SAMPLER_FIELDS, ChatCompletion, ChatCompletionRequest,
-                               Completion, CompletionRequest, to_generation_params)
+from webui.api.schemas import (
+    OPENAI_NAMES,
+    SAMPLER_FIELDS,
+    ChatCompletion,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    to_generation_params,
+)
 from webui.api.streaming import SSE_HEADERS, job_events, sse
-from webui.runtime.generation import Failed, Finished, GenerationJob, GenerationStats
 from webui.chat.templates import ChatTemplateError
 from webui.config import ServerSettings
 from webui.hearth import Hearth
+from webui.runtime.generation import Failed, Finished, GenerationJob, GenerationStats
 
 # Hearth.chat renders the chat template, and both it and Hearth.complete run the
 # extensions' modify_prompt hooks (each may take up to its time limit) before they

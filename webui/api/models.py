@@ -10,8 +10,15 @@ from loaders.base import LoadError
 from loaders.fields import to_dict
 from webui.api.deps import get_hearth
 from webui.api.errors import APIError
-from webui.api.schemas import (ErrorResponse, LoadModelRequest, ModelCard, ModelChoiceCard, ModelChoiceList, ModelInfo,
-                               ModelList)
+from webui.api.schemas import (
+    ErrorResponse,
+    LoadModelRequest,
+    ModelCard,
+    ModelChoiceCard,
+    ModelChoiceList,
+    ModelInfo,
+    ModelList,
+)
 from webui.hearth import Hearth
 
 _SECRET_WORDS = ("key", "token", "password", "secret")

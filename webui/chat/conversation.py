@@ -15,10 +15,10 @@ from typing import Any, Protocol
 from loaders.params import GenerationParams
 from webui.characters.character import Character, CharacterError
 from webui.characters.store import CharacterStore
-from webui.chat.prompts import ChatRequest
-from webui.runtime.generation import GenerationJob
 from webui.chat.histories import ChatHistory, ChatSummary, HistoryError, HistoryStore
+from webui.chat.prompts import ChatRequest
 from webui.chat.templates import MODEL_TEMPLATE, resolve_template
+from webui.runtime.generation import GenerationJob
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,10 @@ refuses extensions written for another version with a one-line reason.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 # Part of the contract: an extension's own errors derive from UserError, so Hearth
 # shows them as it shows its own (a one-line notice, an HTTP status by kind).
@@ -74,7 +75,7 @@ class ExtensionContext:
     """Handed to every hook: the extension's name, its own folder for data, its
     persisted settings, a logger, and the few app calls an extension may make."""
 
-    def __init__(self, name: str, data_dir: Path, settings: "SettingsAccess", app: "AppAccess"):
+    def __init__(self, name: str, data_dir: Path, settings: SettingsAccess, app: AppAccess):
         self.name = name
         self.api_version = EXTENSION_API_VERSION
         self._data_dir = data_dir
@@ -117,12 +118,12 @@ class ExtensionContext:
         """Token ids of `text` with the loaded model's tokenizer (raises LoadError if none)."""
         return self._app.tokenize(text)
 
-    def generate(self, prompt: str | Sequence[int], params: "GenerationParams | None" = None) -> "GenerationJob":
+    def generate(self, prompt: str | Sequence[int], params: GenerationParams | None = None) -> GenerationJob:
         """Queue a generation like any other request (first come, first served) and
         return its job: `job.result()` -> (text, stats), `job.stop()`. No hooks run on it."""
         return self._app.generate(prompt, params)
 
-    def recent_replies(self) -> list["GenerationStats"]:
+    def recent_replies(self) -> list[GenerationStats]:
         """Stats of the latest finished replies (all users, UI and API), oldest first:
         token counts, prompt_tokens_per_second, generation_tokens_per_second,
         context_length, finish_reason."""

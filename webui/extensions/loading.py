@@ -12,9 +12,10 @@ import inspect
 import re
 import sys
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from webui.extensions.api import EXTENSION_API_VERSION, HOOKS
 

@@ -13,15 +13,15 @@ import fnmatch
 import json
 import os
 import re
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 
-from webui.errors import ErrorKind, UserError
-from webui.modelfiles.fit import ModelShape, shape_from_config, shape_from_gguf
 from loaders.formats import CheckpointFormat, classify
 from loaders.gguf import GGUFError, read_metadata_prefix
+from webui.errors import ErrorKind, UserError
+from webui.modelfiles.fit import ModelShape, shape_from_config, shape_from_gguf
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 # Enough for every GGUF writer's architecture keys and file type, which come before

@@ -15,14 +15,23 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from webui.errors import UserError
-from webui.modelfiles.fit import Estimate, ModelShape, ShapeError, estimate, shape_from_config, shape_from_gguf
-from webui.modelfiles.hub import PARTIAL_DIR, RECORD_FILE, HubError, quant_from_name
 from loaders.formats import CheckpointFormat, classify
 from loaders.gguf import GGUFError, read_file_header
 from loaders.hf_common import folder_format
+from webui.errors import UserError
 from webui.modelfiles.downloads import read_record, write_record
-from webui.modelfiles.fit import detect_machine, summary, verdict
+from webui.modelfiles.fit import (
+    Estimate,
+    ModelShape,
+    ShapeError,
+    detect_machine,
+    estimate,
+    shape_from_config,
+    shape_from_gguf,
+    summary,
+    verdict,
+)
+from webui.modelfiles.hub import PARTIAL_DIR, RECORD_FILE, HubError, quant_from_name
 
 _SPLIT_PART = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 _SKIPPED_DIRS = {PARTIAL_DIR, ".cache", ".git"}

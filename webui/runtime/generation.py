@@ -12,8 +12,9 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from loaders.base import GenerationError
 from loaders.context_limit import check_fits
@@ -85,7 +86,7 @@ class GenerationJob:
     # What extensions made of this request's prompt (a webui.extensions.Prompt, or
     # None); a chat reply's modify_output hooks read it when the reply is done.
     extension_prompt: Any = None
-    _events: "queue.SimpleQueue[Event]" = field(default_factory=queue.SimpleQueue)
+    _events: queue.SimpleQueue[Event] = field(default_factory=queue.SimpleQueue)
     _ended: threading.Event = field(default_factory=threading.Event)
 
     def stop(self) -> None:
@@ -144,7 +145,7 @@ class GenerationJob:
 class GenerationEngine:
     def __init__(self, manager: ModelManager):
         self.manager = manager
-        self._jobs: "queue.Queue[GenerationJob | None]" = queue.Queue()
+        self._jobs: queue.Queue[GenerationJob | None] = queue.Queue()
         # The latest finished replies, oldest first (the stats extension plots them).
         self.recent_stats: deque[GenerationStats] = deque(maxlen=RECENT_STATS)
         self._worker = threading.Thread(target=self._run, name="hearth-generation", daemon=True)

@@ -7,9 +7,10 @@ import gc
 import logging
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import loaders
 from loaders.base import LoadError, Model

@@ -6,7 +6,7 @@ smooth and no stop string ever reaches the user, even in part.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 class StopMatcher:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from webui.modelfiles import fit
 from webui.hearth import Hearth
+from webui.modelfiles import fit
 from webui.modelfiles.downloads import DownloadJob
 from webui.modelfiles.hub import HubError, RepoListing, list_repo
 from webui.modelfiles.local import delete, estimate_for, scan

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from webui.hearth import Hearth
 from webui.extensions import Extension, ExtensionError
+from webui.hearth import Hearth
 from webui.ui.notices import notice
 
 INTRO = ("Extensions add tabs, API routes and steps around each reply. Switch one on or off "

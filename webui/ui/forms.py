@@ -5,7 +5,8 @@ sampler or a loader option by hand."""
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import gradio as gr
 
@@ -63,7 +64,7 @@ def values_to(cls: type, names: Sequence[str], values: Sequence[Any]) -> Any:
     """Build a validated `cls` from the values of the controls named `names`."""
     specs = {s.name: s for s in describe(cls)}
     data = {}
-    for name, value in zip(names, values):
+    for name, value in zip(names, values, strict=True):
         if specs[name].type is tuple:
             value = parse_stop_strings(value)
         data[name] = value

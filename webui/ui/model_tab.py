@@ -11,10 +11,10 @@ import loaders
 from loaders.fields import describe
 from webui.errors import UserError
 from webui.hearth import Hearth
+from webui.modelfiles.local import fit_proposal
 from webui.ui.forms import components_for, values_to
 from webui.ui.notices import notice
 from webui.ui.parameters_tab import supported_updates
-from webui.modelfiles.local import fit_proposal
 
 
 @dataclass
@@ -84,7 +84,7 @@ def wire(hearth: Hearth, tab: ModelTab, params: dict[str, Any]) -> None:
         return [gr.update(visible=n == name) for n in loader_names]
 
     def load(label: str, loader_name: str, *values):
-        chosen = {opt: v for (name, opt, _), v in zip(flat, values) if name == loader_name}
+        chosen = {opt: v for (name, opt, _), v in zip(flat, values, strict=True) if name == loader_name}
         try:
             options = values_to(loaders.get(loader_name).Options, list(chosen), list(chosen.values()))
             hearth.load_model(label, loader_name, options)

@@ -12,9 +12,9 @@ from loaders.fields import SettingError, describe
 from loaders.params import CORE_PARAMS, GenerationParams
 from webui.errors import UserError
 from webui.hearth import Hearth
-from webui.userdata.presets import PresetError
 from webui.ui.forms import components_for, format_stop_strings, values_to
 from webui.ui.notices import notice
+from webui.userdata.presets import PresetError
 
 _SPECS = {s.name: s for s in describe(GenerationParams)}
 UNSUPPORTED_NOTE = "⚠ Not used by the loaded model's backend."
@@ -111,7 +111,7 @@ def wire(hearth: Hearth, presets: PresetControls, params: dict[str, Any],
         except PresetError:
             return [gr.update(choices=choices, value=None), *grey]
         return [gr.update(choices=choices, value=preset),
-                *[{**g, "value": control_value(n, getattr(new, n))} for g, n in zip(grey, names)]]
+                *[{**g, "value": control_value(n, getattr(new, n))} for g, n in zip(grey, names, strict=True)]]
 
     presets.choice.input(apply, [presets.choice, *controls], [*controls, presets.status], queue=False)
     presets.save.click(save, [presets.name, *controls], [presets.choice, presets.status], queue=False)

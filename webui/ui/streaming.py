@@ -3,11 +3,10 @@ event that ended it (Finished or Failed), which `end_status` turns into one line
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from webui.runtime.generation import Failed, Finished, GenerationJob
 from webui.ui.notices import notice
-
 
 # Why: every UI update costs a Gradio diff on the server and a markdown re-render in
 # the browser. Per token that is ~100 updates/s, which on a small machine steals the

@@ -53,7 +53,7 @@ class UserData:
     root: Path
 
     @classmethod
-    def at(cls, root: str | Path) -> "UserData":
+    def at(cls, root: str | Path) -> UserData:
         """The folder is chosen by the app (webui.config) and passed in; read nowhere else."""
         return cls(Path(root).expanduser())
 

@@ -9,7 +9,6 @@ not the preset's: they are kept unless a preset names them.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from loaders.errors import ErrorKind, UserError

@@ -11,8 +11,16 @@ import zlib
 import pytest
 import yaml
 
-from webui.characters.cards import (MAX_CARD_BYTES, PNG_SIGNATURE, CardError, character_to_card, import_card,
-                                   placeholder_png, read_card_json, write_card)
+from webui.characters.cards import (
+    MAX_CARD_BYTES,
+    PNG_SIGNATURE,
+    CardError,
+    character_to_card,
+    import_card,
+    placeholder_png,
+    read_card_json,
+    write_card,
+)
 from webui.characters.character import Character, CharacterError
 from webui.characters.store import CharacterStore
 from webui.userdata.folders import SHIPPED_CHARACTERS

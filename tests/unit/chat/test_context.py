@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from webui.characters.character import Character
-from webui.chat.prompts import ChatRequest, build_chat_prompt
 from webui.chat.context import ContextOverflow, TokenCounter, TokenCounters, fit_history, reply_reserve
+from webui.chat.prompts import ChatRequest, build_chat_prompt
 from webui.chat.templates import BUILTIN_TEMPLATES
 
 CTX = 512

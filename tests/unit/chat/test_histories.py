@@ -13,8 +13,8 @@ import time
 import pytest
 
 from tests.support import ROOT
-from webui.userdata.atomic import write_text_atomic
 from webui.chat.histories import HistoryError, HistoryStore
+from webui.userdata.atomic import write_text_atomic
 
 
 @pytest.fixture

@@ -6,8 +6,16 @@ import pytest
 
 from loaders.gguf import check_complete
 from webui.chat.prompts import chat_prompt
-from webui.chat.templates import (BUILTIN_TEMPLATES, CUSTOM_TEMPLATE, MODEL_TEMPLATE, ChatTemplateError,
-                             render_chat_prompt, resolve_template, template_choices, template_or_fallback)
+from webui.chat.templates import (
+    BUILTIN_TEMPLATES,
+    CUSTOM_TEMPLATE,
+    MODEL_TEMPLATE,
+    ChatTemplateError,
+    render_chat_prompt,
+    resolve_template,
+    template_choices,
+    template_or_fallback,
+)
 
 SYSTEM = {"role": "system", "content": "You are a helpful assistant"}
 CONVO = [

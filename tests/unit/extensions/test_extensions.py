@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from webui.extensions import (EXTENSION_API_VERSION, HOOKS, ExtensionError, ExtensionManager, Prompt,
-                              SHIPPED_EXTENSIONS)
+from webui.extensions import EXTENSION_API_VERSION, HOOKS, SHIPPED_EXTENSIONS, ExtensionError, ExtensionManager, Prompt
 from webui.extensions.store import ExtensionStore
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "extensions"

@@ -8,8 +8,13 @@ import struct
 
 import pytest
 
-from loaders.hf_common import (SafetensorsError, context_length, model_format, read_chat_template,
-                               read_safetensors_header)
+from loaders.hf_common import (
+    SafetensorsError,
+    context_length,
+    model_format,
+    read_chat_template,
+    read_safetensors_header,
+)
 from loaders.hf_model import IncrementalDetokenizer, generation_kwargs
 from loaders.params import GenerationParams
 

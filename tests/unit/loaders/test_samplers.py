@@ -9,8 +9,9 @@ field claimed but never passed on fails the perturbation check.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from webui.modelfiles.hub import (HubError, RemoteFile, UnsafeName, check_filename, check_repo_id, check_revision,
-                       group_files, local_dir_for, quant_from_name, target_path)
+from webui.modelfiles.hub import (
+    HubError,
+    RemoteFile,
+    UnsafeName,
+    check_filename,
+    check_repo_id,
+    check_revision,
+    group_files,
+    local_dir_for,
+    quant_from_name,
+    target_path,
+)
 
 
 @pytest.mark.parametrize("name, quant", [

@@ -12,7 +12,7 @@ import pytest
 from loaders.gguf import read_file_header, read_metadata_prefix
 from tests.hub_standin import SMOLLM_CONFIG
 from webui.modelfiles import fit
-from webui.modelfiles.fit import GiB, MiB, Gpu, Machine
+from webui.modelfiles.fit import GiB, Gpu, Machine, MiB
 
 KV_PER_TOKEN = 30 * 3 * 64 * 2 * 2  # SmolLM2-135M: layers x KV heads x head size x (K, V) x f16
 

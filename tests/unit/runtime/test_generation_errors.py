@@ -7,9 +7,9 @@ makes its errors itself, so a test could not hold the very object it raised."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import pytest
 

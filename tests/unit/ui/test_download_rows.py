@@ -1,8 +1,7 @@
 """The Download tab's list of models on disk: one broken file is shown with its
 problem, and the others are listed as usual."""
-from webui.ui.download_tab import local_rows
-
 from tests.unit.modelfiles.test_fit_bounds import llama_header
+from webui.ui.download_tab import local_rows
 
 
 def test_a_crafted_header_is_listed_with_its_problem_beside_a_good_one(tmp_path):

@@ -7,10 +7,10 @@ import yaml
 
 from loaders.params import GenerationParams
 from webui.app.flags import apply_chat_flags, build_parser
-from webui.userdata.presets import REQUEST_SETTINGS, PresetError, PresetStore
 from webui.chat.settings import ChatSettings, SettingsStore
 from webui.config import env_name
 from webui.userdata.folders import SHIPPED_PRESETS
+from webui.userdata.presets import REQUEST_SETTINGS, PresetError, PresetStore
 
 ENV_VAR = env_name("user_data")
 
@@ -102,7 +102,7 @@ def test_parameters_the_backend_ignores_are_greyed_out_with_a_note():
     from webui.ui.parameters_tab import UNSUPPORTED_NOTE, supported_updates
 
     names = ["temperature", "top_k", "max_new_tokens", "dry_multiplier"]
-    updates = dict(zip(names, supported_updates(dict.fromkeys(names), frozenset({"temperature"}))))
+    updates = dict(zip(names, supported_updates(dict.fromkeys(names), frozenset({"temperature"})), strict=True))
     assert updates["temperature"]["interactive"] and not updates["temperature"]["info"].startswith(UNSUPPORTED_NOTE)
     assert not updates["top_k"]["interactive"] and updates["top_k"]["info"].startswith(UNSUPPORTED_NOTE)
     assert not updates["dry_multiplier"]["interactive"]
