@@ -11,4 +11,6 @@ ensure_torch_backends
 ensure_documents
 ensure_chromium
 mkdir -p test-artifacts
+# The lint gate first: a finding fails the run in seconds, before the suite's minutes.
+"$VENV/bin/ruff" check --quiet .
 exec "$VENV/bin/python" -m pytest "${@:-tests}"
