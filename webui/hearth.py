@@ -2,27 +2,28 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import loaders
 from loaders.params import GenerationParams
-from webui.chat.conversation import ChatOptions, Conversation
-from webui.chat.prompts import ChatRequest, Message, chat_prompt
-from webui.runtime.default_model import DEFAULT_MODEL_NAME, default_model_path
-from webui.extensions import ExtensionManager
-from webui.runtime.generation import GenerationEngine, GenerationJob
-from webui.runtime.model_manager import LoadedModel, ModelManager, NoModelLoaded
 from webui.characters.store import CharacterStore
 from webui.chat.context import TokenCounters
+from webui.chat.conversation import ChatOptions, Conversation
 from webui.chat.histories import HistoryStore
-from webui.userdata.presets import PresetStore
+from webui.chat.prompts import ChatRequest, Message, chat_prompt
 from webui.chat.settings import SettingsStore
-from webui.userdata.folders import SHIPPED_CHARACTERS, SHIPPED_PRESETS, UserData
-from webui.modelfiles.local import model_entries
 from webui.chat.turns import submit_chat_turn
 from webui.config import default_user_data
+from webui.extensions import ExtensionManager
+from webui.modelfiles.local import model_entries
+from webui.runtime.default_model import DEFAULT_MODEL_NAME, default_model_path
+from webui.runtime.generation import GenerationEngine, GenerationJob
+from webui.runtime.model_manager import LoadedModel, ModelManager, NoModelLoaded
+from webui.userdata.folders import SHIPPED_CHARACTERS, SHIPPED_PRESETS, UserData
+from webui.userdata.presets import PresetStore
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,9 @@ class Hearth:
         # it here would keep this request out of the FIFO queue until the running
         # reply ends (then requests race for the lock in no order). The template is
         # an immutable string; the worker checks the model again when it runs.
+        # Always the model's own template, never a chat tab's custom one, rendered here
+        # in the request's thread within the render limit (templates.py), so a
+        # hostile one costs this request 2 s and never reaches the worker.
         loaded = self.models.current
         if loaded is None:
             raise NoModelLoaded("no model is loaded: load one in the Model tab")
@@ -113,7 +117,9 @@ class Hearth:
 
     def chat_turn(self, request: ChatRequest, params: GenerationParams) -> GenerationJob:
         """A reply in any chat mode (chat, chat-instruct, instruct), the history fitted to
-        the context. Once the job runs, `job.prompt.built` says what was left out."""
+        the context. Renders the template in the calling thread, within the render
+        limit, before queueing (chat/turns.py). Once the job runs, `job.prompt.built`
+        says what was left out."""
         # Extensions' modify_prompt hooks edit a copy: the saved history keeps what the
         # user wrote, and the job keeps the extensions' view for modify_output.
         draft = self.extensions.chat_prompt(request.messages, request.system_prompt)

@@ -11,16 +11,32 @@
 
 Each mode fits the history into the context (see context.py) and always keeps the
 system prompt or the character.
+
+Fitting renders the template several times (probes that measure what it adds around a
+message, the fixed part, the history from some turn on) and needs the model's
+tokenizer, which is used only by the generation worker, while it holds the model. So
+that the worker does not render untrusted templates while everyone waits for it,
+`prerender_chat_prompt` renders, in the submitting thread, what fitting will ask for
+when the whole history fits, and the worker finds those texts in the turn's
+TemplateRenderer; it renders itself only when it must drop old turns or another model
+was loaded meanwhile, bounded by what is left of the turn's time limit.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from loaders.context_limit import overflow
 from webui.characters.character import Character
 from webui.chat.context import ContextOverflow, TokenCounter, fit_history
-from webui.chat.templates import InstructionTemplate, render_chat_prompt, template_or_fallback
+from webui.chat.templates import (
+    InstructionTemplate,
+    RenderCutOff,
+    TemplateRenderer,
+    render_chat_prompt,
+    template_or_fallback,
+)
 
 Message = dict[str, Any]  # {"role": "system" | "user" | "assistant", "content": str}
 MODES = ("chat", "chat-instruct", "instruct")
@@ -76,13 +92,17 @@ class ChatPrompt:
 
 
 def build_chat_prompt(request: ChatRequest, counter: TokenCounter, model_template: str | None,
-                      context_length: int, reserve: int) -> ChatPrompt:
+                      context_length: int, reserve: int,
+                      renderer: TemplateRenderer | None = None) -> ChatPrompt:
     """Render the request into token ids that leave `reserve` tokens for the reply.
+    `renderer` holds the turn's renders done ahead and its time limit (a fresh one
+    with the whole limit if none).
 
     Raises ContextOverflow when even the newest message cannot fit, and
-    ChatTemplateError when the template fails."""
+    ChatTemplateError when the template fails or runs past its limits."""
     budget = context_length - reserve
-    shape = (_Transcript if request.mode == "chat" else _Templated)(request, counter, model_template)
+    renderer = renderer if renderer is not None else TemplateRenderer()
+    shape = (_Transcript if request.mode == "chat" else _Templated)(request, counter, model_template, renderer)
     messages = request.messages
     fixed = counter.count(shape.render(len(messages), fixed_only=True))
     window = fit_history(len(messages), shape.cost, budget - fixed, shape.can_start_at)
@@ -100,6 +120,20 @@ def build_chat_prompt(request: ChatRequest, counter: TokenCounter, model_templat
     return ChatPrompt(text, ids, start, request.stop_strings(shape.template))
 
 
+def prerender_chat_prompt(request: ChatRequest, model_template: str | None,
+                          renderer: TemplateRenderer) -> None:
+    """Render ahead, into `renderer`, what build_chat_prompt asks for when the whole
+    history fits: the template's probes, the fixed part and the whole history, in one
+    round trip to a render process. Raises nothing: a template's error, or its
+    running out of time or memory, is raised by build_chat_prompt at once, on the
+    worker, without rendering again."""
+    if request.mode == "chat":
+        return  # a plain transcript: no template
+    shape = _Templated(request, None, model_template, renderer)
+    n = len(request.messages)
+    renderer.prepare([*_probe_calls(shape.template.source), shape.call(n, fixed_only=True), shape.call(0)])
+
+
 def _next_turn(start: int, n: int, can_start_at: Callable[[int], bool]) -> int:
     while start < n - 1 and not can_start_at(start):
         start += 1
@@ -109,9 +143,11 @@ def _next_turn(start: int, n: int, can_start_at: Callable[[int], bool]) -> int:
 class _Templated:
     """instruct and chat-instruct: messages through the instruction template."""
 
-    def __init__(self, request: ChatRequest, counter: TokenCounter, model_template: str | None):
+    def __init__(self, request: ChatRequest, counter: TokenCounter | None, model_template: str | None,
+                 renderer: TemplateRenderer):
         self.request = request
         self.counter = counter
+        self.renderer = renderer
         self.template = request.template or template_or_fallback(model_template)
         r = request
         if r.mode == "instruct":
@@ -126,7 +162,8 @@ class _Templated:
                          f"to {r.user_name}.")
             system = "\n\n".join(p for p in parts if p)
         self.fixed = [{"role": "system", "content": system}] if system else []
-        self.overhead = _role_overheads(self.template.source, counter)
+        # Without a counter (rendering ahead, off the worker) nothing is measured.
+        self.overhead = _role_overheads(self.template.source, counter, renderer) if counter is not None else {}
 
     def cost(self, i: int) -> int:
         m = self.request.messages[i]
@@ -135,37 +172,49 @@ class _Templated:
     def can_start_at(self, i: int) -> bool:
         return i == 0 or self.request.messages[i]["role"] == "user"
 
-    def render(self, start: int, fixed_only: bool = False) -> str:
+    def call(self, start: int, fixed_only: bool = False) -> tuple[str, list[Message], bool]:
+        """What render() gives the template: (source, messages, add_generation_prompt)."""
         r = self.request
         kept = [] if fixed_only else [{"role": m["role"], "content": m["content"]} for m in r.messages[start:]]
-        convo = self.fixed + kept
-        if r.continue_last and not fixed_only:
-            text = render_chat_prompt(self.template.source, convo, add_generation_prompt=False)
-            # Cut after the reply's text, so the model goes on where it stopped
-            # rather than after the template's end-of-turn marker.
-            last = convo[-1]["content"]
-            cut = text.rfind(last.strip()) if last.strip() else -1
-            if cut == -1:
-                return text
-            return text[:cut + len(last.strip())]
-        return render_chat_prompt(self.template.source, convo, add_generation_prompt=True)
+        continuing = r.continue_last and not fixed_only
+        return self.template.source, self.fixed + kept, not continuing
+
+    def render(self, start: int, fixed_only: bool = False) -> str:
+        source, convo, add_generation_prompt = self.call(start, fixed_only)
+        text = self.renderer.render(source, convo, add_generation_prompt)
+        if add_generation_prompt:
+            return text
+        # Continuing: cut after the reply's text, so the model goes on where it
+        # stopped rather than after the template's end-of-turn marker.
+        last = convo[-1]["content"]
+        cut = text.rfind(last.strip()) if last.strip() else -1
+        if cut == -1:
+            return text
+        return text[:cut + len(last.strip())]
 
 
-def _role_overheads(source: str, counter: TokenCounter) -> dict[str, int]:
+_PROBES = [{"role": "system", "content": "x"}, {"role": "user", "content": "x"},
+           {"role": "assistant", "content": "x"}]
+
+
+def _probe_calls(source: str) -> list[tuple[str, list[Message], bool]]:
+    """Growing probe conversations: none, then one message of each role more."""
+    return [(source, _PROBES[:n], False) for n in range(len(_PROBES) + 1)]
+
+
+def _role_overheads(source: str, counter: TokenCounter, renderer: TemplateRenderer) -> dict[str, int]:
     """Tokens the template adds around one message of each role, measured once per
     template and model by rendering growing probe conversations."""
     key = ("overhead", source)
     if key in counter.memo:
         return counter.memo[key]
-    probes = [{"role": "system", "content": "x"}, {"role": "user", "content": "x"},
-              {"role": "assistant", "content": "x"}]
     out = {}
     try:
-        previous = counter.count(render_chat_prompt(source, [], add_generation_prompt=False))
-        for n, probe in enumerate(probes, 1):
-            now = counter.count(render_chat_prompt(source, probes[:n], add_generation_prompt=False))
-            out[probe["role"]] = max(now - previous - 1, 0) + 1  # +1: a token of slack
-            previous = now
+        counts = [counter.count(renderer.render(*call)) for call in _probe_calls(source)]
+        for n, probe in enumerate(_PROBES, 1):
+            out[probe["role"]] = max(counts[n] - counts[n - 1] - 1, 0) + 1  # +1: a token of slack
+    except RenderCutOff:
+        raise  # out of time or memory, or stopped: not a verdict on the probe's shape
     except Exception:  # a strict template refusing a probe shape: use a safe guess
         out = {}
     counter.memo[key] = out
@@ -177,7 +226,8 @@ class _Transcript:
 
     template = None
 
-    def __init__(self, request: ChatRequest, counter: TokenCounter, model_template: str | None):
+    def __init__(self, request: ChatRequest, counter: TokenCounter, model_template: str | None,
+                 renderer: TemplateRenderer):
         self.request = request
         self.counter = counter
         r, c = request, request.character
@@ -209,4 +259,4 @@ class _Transcript:
 
 
 __all__ = ["ChatPrompt", "ChatRequest", "ContextOverflow", "MODES", "Message",
-           "build_chat_prompt", "chat_prompt"]
+           "build_chat_prompt", "chat_prompt", "prerender_chat_prompt"]

@@ -5,6 +5,12 @@ flags (--mode, --character, ...) are generated from this dataclass.
 Stored as YAML in the user data folder, rewritten atomically on every change. A
 damaged file or a stale value (a deleted preset, say) falls back to the default for
 that one setting, with a log line: settings never stop Hearth from starting.
+
+The file is shared by every browser that opens this Hearth, so a custom instruction
+template typed in the chat tab stays that browser tab's own (a Jinja template is a
+program, and one person's must not become everyone's by being typed): it is stored
+here only when the user presses the tab's Save button. The API never reads it: an
+API chat always uses the model's own template.
 """
 from __future__ import annotations
 
@@ -16,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from loaders.fields import SettingError, build, describe, setting, to_dict
-from webui.userdata.atomic import write_text_atomic
 from webui.chat.prompts import MODES
-from webui.chat.templates import MODEL_TEMPLATE, template_choices
+from webui.chat.templates import CUSTOM_TEMPLATE, MODEL_TEMPLATE, template_choices
+from webui.userdata.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +44,8 @@ class ChatSettings:
     preset: str = setting("", "Parameters preset (a name in presets/; empty = Hearth's defaults).",
                           group=SETTINGS_GROUP)
     user_name: str = setting("You", "Your name in the chat modes.", group=SETTINGS_GROUP)
-    custom_template: str = setting("", "The instruction template used when template is Custom (Jinja).",
-                                   advanced=True)
+    custom_template: str = setting("", "The instruction template used when template is Custom (Jinja); "
+                                   "stored only by the chat tab's Save button.", advanced=True)
 
 
 class SettingsStore:
@@ -70,7 +76,11 @@ class SettingsStore:
                 log.warning("settings: ignoring %s", e)
                 continue
             good[key] = value
-        return build(ChatSettings, good)
+        settings = build(ChatSettings, good)
+        if settings.template == CUSTOM_TEMPLATE and not settings.custom_template.strip():
+            # Custom chosen but no template saved with it: every chat would be refused.
+            return dataclasses.replace(settings, template=MODEL_TEMPLATE)
+        return settings
 
     def update(self, **changes: Any) -> ChatSettings:
         """Change some settings and save; an invalid value raises SettingError."""

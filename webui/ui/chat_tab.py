@@ -16,11 +16,16 @@ import gradio as gr
 
 from loaders.params import GenerationParams
 from webui.chat.conversation import ChatOptions, Conversation, Reply
+from webui.chat.settings import MODES
+from webui.chat.templates import (
+    BUILTIN_TEMPLATES,
+    CUSTOM_TEMPLATE,
+    MODEL_TEMPLATE,
+    template_choices,
+    template_or_fallback,
+)
 from webui.errors import UserError
 from webui.hearth import Hearth
-from webui.chat.settings import MODES
-from webui.chat.templates import (BUILTIN_TEMPLATES, CUSTOM_TEMPLATE, MODEL_TEMPLATE, template_choices,
-                                  template_or_fallback)
 from webui.runtime.generation import Failed
 from webui.ui.forms import values_to
 from webui.ui.notices import notice
@@ -34,10 +39,14 @@ USER_ERRORS = (UserError, ValueError)
 
 
 class ChatState:
-    """Per browser session (in a gr.State): its Conversation, made on first use."""
+    """Per browser session (in a gr.State): its Conversation, made on first use, and
+    the custom template typed in this session. A typed template stays this session's
+    own: it reaches the shared settings file (and so every browser's new chats) only
+    through the Save button."""
 
     def __init__(self) -> None:
         self.conversation: Conversation | None = None
+        self.custom_template: str | None = None  # None: nothing typed here yet
 
     def get(self, hearth: Hearth, options: ChatOptions) -> Conversation:
         if self.conversation is None:
@@ -70,6 +79,7 @@ class ChatTab:
     user_name: gr.Textbox
     template: gr.Dropdown
     template_text: gr.Code
+    save_template: gr.Button
     state: gr.State
 
     @property
@@ -122,13 +132,15 @@ def layout(hearth: Hearth) -> ChatTab:
                                elem_id="chat-user-name")
         template = gr.Dropdown(template_choices(), value=settings.template, label="Instruction template",
                                info="Used by instruct and chat-instruct. Edit the text below to make "
-                                    "your own (it becomes Custom).", elem_id="chat-template")
+                                    "your own (it becomes Custom, for this browser tab only).",
+                               elem_id="chat-template")
         template_text = gr.Code(template_source(hearth, settings.template, settings.custom_template),
                                 language="jinja2", label="Template (Jinja, rendered in a sandbox)",
                                 interactive=True, elem_id="chat-template-text")
+        save_template = gr.Button("Save as the default template", size="sm", elem_id="chat-template-save")
     return ChatTab(chatbot, message, send, stop, regenerate, continue_, remove_last, clear, status,
                    mode, character, past, title, rename, delete, system_prompt, user_name, template,
-                   template_text, gr.State(ChatState()))
+                   template_text, save_template, gr.State(ChatState()))
 
 
 def shown(conv: Conversation) -> list[dict]:
@@ -154,6 +166,35 @@ def template_source(hearth: Hearth, choice: str, custom: str) -> str:
     if template.name == MODEL_TEMPLATE:
         return template.source
     return "{# The loaded model has no template of its own (or none is loaded): ChatML is used. #}\n" + template.source
+
+
+def choose_template(hearth: Hearth, state: ChatState, choice: str, shown_text: str) -> str:
+    """The template box's text for a choice in the dropdown. Only a built-in or the
+    model's own is remembered for every browser; Custom shows this session's own text,
+    else the saved one, else what the box shows now (a start to edit)."""
+    if choice != CUSTOM_TEMPLATE:
+        _remember(hearth, template=choice)
+        return template_source(hearth, choice, "")
+    custom = state.custom_template or hearth.settings.load().custom_template or shown_text or ""
+    state.custom_template = custom
+    return custom
+
+
+def edit_template(state: ChatState, text: str) -> str:
+    """Typing in the template box makes it this session's Custom template (not saved)."""
+    state.custom_template = text
+    return CUSTOM_TEMPLATE
+
+
+def save_template(hearth: Hearth, choice: str, text: str) -> str:
+    """The Save button: this template becomes the default for new chats in every browser."""
+    if choice == CUSTOM_TEMPLATE:
+        if not (text or "").strip():
+            return "The custom template is empty: nothing saved."
+        _remember(hearth, template=CUSTOM_TEMPLATE, custom_template=text)
+    else:
+        _remember(hearth, template=choice)
+    return f"Saved: new chats in every browser start with the {choice} template."
 
 
 def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any],
@@ -280,13 +321,11 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
             conv.new_chat(options)  # an untouched chat follows the mode (greeting or not)
         return shown(conv)
 
-    def choose_template(choice: str, custom: str):
-        _remember(hearth, template=choice)
-        return template_source(hearth, choice, hearth.settings.load().custom_template or custom)
+    def choose(choice: str, shown_text: str, state: ChatState):
+        return choose_template(hearth, state, choice, shown_text)
 
-    def edit_template(text: str):
-        _remember(hearth, template=CUSTOM_TEMPLATE, custom_template=text)
-        return CUSTOM_TEMPLATE
+    def save(choice: str, text: str):
+        return save_template(hearth, choice, text)
 
     def on_load(state: ChatState):
         """A new page: controls from the saved settings, a fresh chat."""
@@ -321,8 +360,9 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
     tab.character.input(choose_character, [tab.state, *opts], [tab.chatbot, tab.status, tab.past, tab.title],
                         queue=False)
     tab.mode.input(choose_mode, [tab.state, *opts], [tab.chatbot], queue=False)
-    tab.template.input(choose_template, [tab.template, tab.template_text], [tab.template_text], queue=False)
-    tab.template_text.input(edit_template, [tab.template_text], [tab.template], queue=False)
+    tab.template.input(choose, [tab.template, tab.template_text, tab.state], [tab.template_text], queue=False)
+    tab.template_text.input(edit_template, [tab.state, tab.template_text], [tab.template], queue=False)
+    tab.save_template.click(save, [tab.template, tab.template_text], [tab.status], queue=False)
     tab.user_name.blur(lambda name: _remember(hearth, user_name=(name or "You").strip() or "You"),
                        [tab.user_name], None, queue=False)
     if demo is not None:
