@@ -133,5 +133,5 @@ class Hearth:
         return Conversation(self.characters, self.histories, self, self.extensions, options)
 
     def count_tokens(self, text: str) -> int:
-        with self.models.use() as loaded:
+        with self.models.borrow() as loaded:
             return len(loaded.model.encode(text))

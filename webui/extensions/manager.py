@@ -338,7 +338,7 @@ class _App:
 
     def tokenize(self, text: str) -> list[int]:
         models, _ = self._need()
-        with models.use() as loaded:
+        with models.borrow() as loaded:
             return list(loaded.model.encode(text))
 
     def generate(self, prompt, params=None):

@@ -71,6 +71,11 @@ class ModelManager:
         # Held while loading and while a generation runs, so a model is never
         # unloaded under a generation that is using it.
         self._lock = threading.RLock()
+        # Quick reads that do not drive the model (tokenizing) hold it through this
+        # count instead, so they never wait behind a running reply; an unload waits
+        # for them to end, so a tokenizer is never freed under one.
+        self._borrowed = threading.Condition()
+        self._borrowers = 0
         self._current: LoadedModel | None = None
 
     @property
@@ -149,8 +154,28 @@ class ModelManager:
         with self._lock:
             self._unload_locked()
 
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[LoadedModel]:
+        """The loaded model for a read that does not drive it, such as tokenizing: it
+        does not wait for the reply being generated; the model is not unloaded until
+        the read ends."""
+        with self._borrowed:
+            loaded = self._current
+            if loaded is None:
+                raise NoModelLoaded("no model is loaded: load one in the Model tab")
+            self._borrowers += 1
+        try:
+            yield loaded
+        finally:
+            with self._borrowed:
+                self._borrowers -= 1
+                self._borrowed.notify_all()
+
     def _unload_locked(self) -> None:
-        if self._current is not None:
-            self._current.model.unload()
-            self._current = None
+        with self._borrowed:
+            while self._borrowers:
+                self._borrowed.wait()
+            current, self._current = self._current, None
+        if current is not None:
+            current.model.unload()
             gc.collect()
