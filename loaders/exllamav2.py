@@ -12,16 +12,25 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from loaders.base import GenerationError, LoadError
 from loaders.context_limit import check_fits
 from loaders.fields import setting
 from loaders.formats import CheckpointFormat
-from loaders.hf_common import (check_safetensors, missing_library, model_format, one_line, read_chat_template,
-                               read_json, require_format, weight_files)
+from loaders.hf_common import (
+    check_safetensors,
+    missing_library,
+    model_format,
+    one_line,
+    read_chat_template,
+    read_json,
+    require_format,
+    weight_files,
+)
+from loaders.option_limits import MAX_CONTEXT_TOKENS
 from loaders.params import GenerationParams
 from loaders.registry import register
 from loaders.samplers import SamplerSupport
@@ -48,7 +57,7 @@ _CACHES = {"fp16": "ExLlamaV2Cache", "q8": "ExLlamaV2Cache_Q8", "q6": "ExLlamaV2
 
 @dataclass(frozen=True)
 class ExLlamaV2Options:
-    max_seq_len: int = setting(0, "Context length in tokens (0 = the model's own). The KV cache is sized for it.", minimum=0, ui_maximum=131072, step=256)
+    max_seq_len: int = setting(0, "Context length in tokens (0 = the model's own). The KV cache is sized for it.", minimum=0, maximum=MAX_CONTEXT_TOKENS, ui_maximum=131072, step=256)
     cache_mode: str = setting("fp16", "KV cache precision: q8/q6/q4 fit 2-4x longer contexts in the same VRAM.", choices=tuple(_CACHES))
 
 
@@ -105,7 +114,7 @@ class ExLlamaV2Loader:
     def can_load(self, path: Path) -> bool:
         return model_format(path) in self.formats
 
-    def load(self, path: Path, options: ExLlamaV2Options) -> "ExLlamaV2Model":
+    def load(self, path: Path, options: ExLlamaV2Options) -> ExLlamaV2Model:
         folder = require_format(path, self.name, self.formats)
         safetensors, _ = weight_files(folder)
         check_safetensors(safetensors)

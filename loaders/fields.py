@@ -11,8 +11,9 @@ import dataclasses
 import functools
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from loaders.errors import ErrorKind, UserError
 
@@ -35,6 +36,7 @@ class SettingSpec:
     choices: tuple[Any, ...] | None = None
     step: float | None = None
     ui_maximum: float | None = None  # a slider's end when the real bound is open
+    max_length: int | None = None  # the most characters a text setting may hold
     advanced: bool = False
     # The command line's view (the UI ignores these):
     flag: str = ""  # "--models-dir"; an alias where the name reads badly as a flag
@@ -56,6 +58,7 @@ def setting(
     choices: tuple[Any, ...] | None = None,
     step: float | None = None,
     ui_maximum: float | None = None,
+    max_length: int | None = None,
     advanced: bool = False,
     flag: str | None = None,
     env: str | None = None,
@@ -73,6 +76,7 @@ def setting(
         choices=choices,
         step=step,
         ui_maximum=ui_maximum,
+        max_length=max_length,
         advanced=advanced,
         flag=flag,
         env=env,
@@ -100,7 +104,7 @@ def _base_type(annotation: Any) -> type:
 
 # Cached: GenerationParams is validated on every request, and resolving the type
 # hints each time cost 1-4 ms per API call (measured on the API's request path).
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def describe(cls: type) -> tuple[SettingSpec, ...]:
     hints = typing.get_type_hints(cls)
     specs = []
@@ -121,6 +125,7 @@ def describe(cls: type) -> tuple[SettingSpec, ...]:
                 choices=m["choices"],
                 step=m["step"],
                 ui_maximum=m["ui_maximum"],
+                max_length=m.get("max_length"),
                 advanced=m["advanced"],
                 flag=m.get("flag") or "--" + f.name.replace("_", "-"),
                 env=m.get("env"),
@@ -196,6 +201,9 @@ def check(spec: SettingSpec, value: Any) -> None:
             raise SettingError(f"{spec.name} must be at least {spec.minimum:g} (got {value!r})")
     if spec.maximum is not None and value > spec.maximum:
         raise SettingError(f"{spec.name} must be at most {spec.maximum:g} (got {value!r})")
+    # Not the value itself: a text over its bound is too long to quote in one line.
+    if spec.max_length is not None and isinstance(value, str) and len(value) > spec.max_length:
+        raise SettingError(f"{spec.name} must be at most {spec.max_length:,} characters (got {len(value):,})")
 
 
 def validate(instance: Any) -> None:

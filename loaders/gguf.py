@@ -341,7 +341,8 @@ def _start(r: _Reader) -> int:
     magic = r.f.read(4)
     r.pos = len(magic)
     if magic != GGUF_MAGIC:
-        raise GGUFError(f"not a GGUF file (it starts with {magic!r}, not b'GGUF')")
+        # Not the bytes it starts with: this may be any file a request named.
+        raise GGUFError("not a GGUF file (it does not start with b'GGUF')")
     version = r.scalar("<I")
     if version not in (2, 3):
         raise GGUFError(f"unsupported GGUF version {version}")

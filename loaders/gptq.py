@@ -15,17 +15,29 @@ from pathlib import Path
 from loaders.base import LoadError
 from loaders.fields import setting
 from loaders.formats import CheckpointFormat
-from loaders.hf_common import (TRUST_REMOTE_CODE_HELP, check_remote_code, check_safetensors, context_length,
-                               missing_library, model_format, one_line, read_chat_template, read_config,
-                               require_format, resolve_device, weight_files)
+from loaders.hf_common import (
+    TRUST_REMOTE_CODE_HELP,
+    check_remote_code,
+    check_safetensors,
+    context_length,
+    missing_library,
+    model_format,
+    one_line,
+    read_chat_template,
+    read_config,
+    require_format,
+    resolve_device,
+    weight_files,
+)
 from loaders.hf_model import SAMPLERS, HFModel, set_cpu_threads
+from loaders.option_limits import MAX_THREADS
 from loaders.registry import register
 
 
 @dataclass(frozen=True)
 class GPTQOptions:
     device: str = setting("auto", "Where the model runs: auto picks a CUDA GPU if there is one, else the CPU.", choices=("auto", "cpu", "cuda"))
-    cpu_threads: int = setting(0, "CPU threads for PyTorch (0 = all CPUs but one, which the UI and browser need).", minimum=0, ui_maximum=256, step=1)
+    cpu_threads: int = setting(0, "CPU threads for PyTorch (0 = all CPUs but one, which the UI and browser need).", minimum=0, maximum=MAX_THREADS, ui_maximum=256, step=1)
     backend: str = setting("auto", "GPTQModel kernel: auto picks the fastest that fits the device and checkpoint; gptq_torch runs anywhere; marlin, exllama_v2 and triton need a CUDA GPU.", choices=("auto", "gptq_torch", "gptq_marlin", "gptq_exllama_v2", "gptq_triton"), advanced=True)
     trust_remote_code: bool = setting(False, TRUST_REMOTE_CODE_HELP)
 

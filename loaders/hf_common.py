@@ -20,6 +20,9 @@ from loaders.registry import opener_of
 
 # A safetensors header is JSON describing the tensors; real ones are at most a few MB.
 _MAX_HEADER = 100 << 20
+# config.json and tokenizer_config.json: real ones are KBs (a tokenizer_config with
+# thousands of added tokens, a few MB); a larger one is not a model's.
+_MAX_JSON_FILE = 16 << 20
 
 # Shared by every loader that can run a model's own code (the Model tab shows it).
 TRUST_REMOTE_CODE_HELP = (
@@ -46,12 +49,25 @@ def model_folder(path: str | Path) -> Path | None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """A model folder's JSON file as a dict; anything else is one LoadError line."""
+    where = f"{path.parent.name}/{path.name}"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise LoadError(f"{path.parent.name}/{path.name} cannot be read as JSON: {_first_line(e)}") from None
+        with open(path, "rb") as f:
+            raw = f.read(_MAX_JSON_FILE + 1)
+    except OSError as e:
+        raise LoadError(f"{where} cannot be read ({e.strerror or type(e).__name__})") from None
+    if len(raw) > _MAX_JSON_FILE:
+        raise LoadError(f"{where} is larger than {_MAX_JSON_FILE >> 20} MiB, which no model's is")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise LoadError(f"{where} cannot be read as JSON: it is not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise LoadError(f"{where} cannot be read as JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
+    except RecursionError:  # json's decoder recurses once per nested array or object
+        raise LoadError(f"{where} cannot be read as JSON: it nests too deeply") from None
     if not isinstance(data, dict):
-        raise LoadError(f"{path.parent.name}/{path.name} is not a JSON object")
+        raise LoadError(f"{where} is not a JSON object")
     return data
 
 
@@ -82,7 +98,7 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
         raw = f.read(length)
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise SafetensorsError(f"{path.name} has a corrupt safetensors header (not valid JSON)") from None
     if not isinstance(header, dict):
         raise SafetensorsError(f"{path.name} has a corrupt safetensors header (not a JSON object)")
@@ -165,8 +181,6 @@ def require_format(path: str | Path, loader: str, formats: tuple[CheckpointForma
     loader is for); otherwise a LoadError that says what it is and which loader to
     choose instead."""
     p = Path(path)
-    if not p.exists():
-        raise LoadError(f"no such file or folder: {p}")
     found = model_format(p)
     if found in formats:
         return model_folder(p)
@@ -174,8 +188,11 @@ def require_format(path: str | Path, loader: str, formats: tuple[CheckpointForma
         raise LoadError(wrong_format(p.name, found, formats[0]))
     folder = model_folder(p)
     if folder is None:
-        raise LoadError(f"{p.name} is not a Hugging Face model folder (no config.json beside the weights); "
-                        f"the {loader} loader opens a folder with config.json and .safetensors weights")
+        # The same line whether or not `p` exists: a load request may name any path,
+        # and the answer must not tell which exist.
+        raise LoadError(f"{p.name or p}: no such file or folder, or not a Hugging Face model folder "
+                        f"(no config.json beside the weights); the {loader} loader opens a folder with "
+                        f"config.json and .safetensors weights")
     read_config(folder)  # an unreadable config.json says so itself
     raise LoadError(f"{p.name} has config.json but no weight files (.safetensors)")
 

@@ -9,9 +9,9 @@ import codecs
 import dataclasses
 import os
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from loaders import cpu_repack
 from loaders.base import GenerationError, LoadError
@@ -20,15 +20,22 @@ from loaders.fields import setting
 from loaders.formats import CheckpointFormat
 from loaders.gguf import GGUFError, check_complete
 from loaders.hf_common import model_format, wrong_format
+from loaders.option_limits import MAX_CONTEXT_TOKENS, MAX_THREADS, usable_cpus
 from loaders.params import GenerationParams
 from loaders.registry import register
 from loaders.samplers import SamplerSupport
 
-def _usable_cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
+# llama-cpp-python allocates an n_batch x vocabulary float32 score array when it loads
+# (n_batch 2**30 asked numpy for 192 TiB with SmolLM2's 49,152 tokens); 16384 rows of
+# the largest vocabularies (256k) are 16 GiB of address space, and batches above a
+# few thousand tokens gain nothing on a CPU.
+MAX_BATCH = 16384
+# The deepest models have about 130 layers (Llama 3.1 405B: 126); llama.cpp offloads
+# every layer for any count above the model's own.
+MAX_GPU_LAYERS = 1024
+# 1 TiB: as much RAM or disk as anyone gives a cache; a RAM cache is also checked
+# against this machine's memory when the model loads.
+MAX_PROMPT_CACHE_MB = 1 << 20
 
 
 # Why all CPUs but one for generation: measured on 2 cores with a browser streaming
@@ -36,21 +43,21 @@ def _usable_cpus() -> int:
 # while the browser and server hold a core). Prompt processing runs before any
 # streaming starts, so it takes every CPU.
 def _default_threads() -> int:
-    return max(1, _usable_cpus() - 1)
+    return max(1, usable_cpus() - 1)
 
 
 @dataclass(frozen=True)
 class LlamaCppOptions:
-    n_ctx: int = setting(4096, "Context length in tokens (0 = the model's own).", minimum=0, ui_maximum=131072, step=256)
-    n_threads: int = setting(0, "CPU threads for generation (0 = all CPUs but one, which the UI and browser need).", minimum=0, ui_maximum=256, step=1)
-    n_threads_batch: int = setting(0, "CPU threads for prompt processing (0 = all CPUs).", minimum=0, ui_maximum=256, step=1)
-    n_batch: int = setting(512, "Prompt tokens evaluated per batch.", minimum=1, ui_maximum=8192, step=1)
-    n_gpu_layers: int = setting(0, "Layers to offload to the GPU (-1 = all; needs a GPU build).", minimum=-1, ui_maximum=256, step=1)
+    n_ctx: int = setting(4096, "Context length in tokens (0 = the model's own).", minimum=0, maximum=MAX_CONTEXT_TOKENS, ui_maximum=131072, step=256)
+    n_threads: int = setting(0, "CPU threads for generation (0 = all CPUs but one, which the UI and browser need).", minimum=0, maximum=MAX_THREADS, ui_maximum=256, step=1)
+    n_threads_batch: int = setting(0, "CPU threads for prompt processing (0 = all CPUs).", minimum=0, maximum=MAX_THREADS, ui_maximum=256, step=1)
+    n_batch: int = setting(512, "Prompt tokens evaluated per batch.", minimum=1, maximum=MAX_BATCH, ui_maximum=8192, step=1)
+    n_gpu_layers: int = setting(0, "Layers to offload to the GPU (-1 = all; needs a GPU build).", minimum=-1, maximum=MAX_GPU_LAYERS, ui_maximum=256, step=1)
     flash_attn: bool = setting(False, "Flash attention (faster, less memory for long contexts where supported).")
     use_mmap: bool = setting(True, "Memory-map the file (fast loads; pages are shared with the OS cache).")
     use_mlock: bool = setting(False, "Lock the model in RAM so the OS never swaps it out.")
     prompt_cache: str = setting("off", "Keep KV states of earlier prompts so switching between chats skips re-reading them.", choices=("off", "ram", "disk"))
-    prompt_cache_mb: int = setting(1024, "Size of the prompt cache in MiB.", minimum=1, ui_maximum=65536, step=64)
+    prompt_cache_mb: int = setting(1024, "Size of the prompt cache in MiB.", minimum=1, maximum=MAX_PROMPT_CACHE_MB, ui_maximum=65536, step=64)
     cpu_repack: str = setting("auto", "Repacked CPU weight layouts (AMX/AVX kernels): auto tests once that they work on this CPU.", choices=("auto", "on", "off"), advanced=True)
 
 
@@ -124,26 +131,18 @@ class LlamaCppLoader:
     def can_load(self, path: Path) -> bool:
         return model_format(path) in self.formats
 
-    def load(self, path: Path, options: LlamaCppOptions) -> "LlamaCppModel":
-        path = Path(path)
-        if not path.exists():
-            raise LoadError(f"no such file: {path}")
-        if path.is_dir():
-            ggufs = sorted(path.glob("*.gguf"))
-            if not ggufs:
-                other = model_format(path)
-                if other is not None:  # a Hugging Face folder: say which loader opens it
-                    raise LoadError(wrong_format(path.name, other, CheckpointFormat.GGUF))
-                raise LoadError(f"{path.name} is a folder with no .gguf file in it")
-            if len(ggufs) > 1:
-                raise LoadError(f"{path.name} holds {len(ggufs)} .gguf files; choose one of them")
-            path = ggufs[0]
+    def load(self, path: Path, options: LlamaCppOptions) -> LlamaCppModel:
+        path = _gguf_file(Path(path))
         try:
             header = check_complete(path)
         except GGUFError as e:
             raise LoadError(f"{path.name}: {e}") from None
-        n_ctx = options.n_ctx or header.context_length or 4096
+        except OSError as e:
+            raise LoadError(f"{path.name} cannot be read ({e.strerror or type(e).__name__})") from None
+        # A header may claim any context; past MAX_CONTEXT_TOKENS none fits anyway.
+        n_ctx = options.n_ctx or min(header.context_length or 4096, MAX_CONTEXT_TOKENS)
         _check_memory(path, header, n_ctx, options)
+        _check_prompt_cache(options)
         try:
             import llama_cpp
         except ImportError:
@@ -156,7 +155,7 @@ class LlamaCppLoader:
                     model_path=str(path),
                     n_ctx=n_ctx,
                     n_threads=threads,
-                    n_threads_batch=options.n_threads_batch or _usable_cpus(),
+                    n_threads_batch=options.n_threads_batch or usable_cpus(),
                     n_batch=options.n_batch,
                     n_ubatch=options.n_batch,
                     n_gpu_layers=options.n_gpu_layers,
@@ -173,6 +172,47 @@ class LlamaCppLoader:
             cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hearth" / "prompt-cache"
             llm.set_cache(llama_cpp.LlamaDiskCache(cache_dir=str(cache_dir), capacity_bytes=options.prompt_cache_mb << 20))
         return LlamaCppModel(llm, header.chat_template, n_ctx)
+
+
+def _gguf_file(path: Path) -> Path:
+    """The GGUF file at `path`: the file itself, or the one .gguf in a folder.
+
+    Anything else gets one line, the same whether or not the path exists and
+    whatever it holds: a load request may name any path on this machine, and the
+    answer must not tell which exist or what their first bytes are."""
+    not_gguf = LoadError(f"{path.name or path}: no such file, or not a GGUF file")
+    if path.is_dir():
+        ggufs = sorted(p for p in path.glob("*.gguf") if p.is_file())
+        if len(ggufs) > 1:
+            raise LoadError(f"{path.name} holds {len(ggufs)} .gguf files; choose one of them")
+        if ggufs:
+            return ggufs[0]
+        other = model_format(path)
+        if other is not None:  # a Hugging Face model folder: say which loader opens it
+            raise LoadError(wrong_format(path.name, other, CheckpointFormat.GGUF))
+        raise not_gguf
+    # Not a regular file (missing, a pipe, a device): never opened, since reading a
+    # pipe would block. model_format reads only the first 4 bytes (b"GGUF").
+    found = model_format(path) if path.is_file() else None
+    if found is CheckpointFormat.GGUF:
+        return path
+    if found is not None:  # a weight file in a Hugging Face model folder
+        raise LoadError(wrong_format(path.name, found, CheckpointFormat.GGUF))
+    raise not_gguf
+
+
+def _check_prompt_cache(options: LlamaCppOptions) -> None:
+    """A RAM cache fills up to its size over many chats: refuse one larger than RAM."""
+    if options.prompt_cache != "ram":
+        return
+    try:
+        import psutil
+    except ImportError:
+        return
+    total = psutil.virtual_memory().total
+    if options.prompt_cache_mb << 20 > total:
+        raise LoadError(f"prompt_cache_mb={options.prompt_cache_mb} is more than this machine's "
+                        f"{total >> 20} MiB of RAM; choose a smaller RAM cache, or the disk cache")
 
 
 def _check_memory(path: Path, header, n_ctx: int, options: LlamaCppOptions) -> None:

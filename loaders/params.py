@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from loaders.fields import SettingError, build, describe, setting, validate
+from loaders.grammar_check import MAX_GRAMMAR_CHARS, check_grammar
 
 
 @dataclass(frozen=True)
@@ -37,16 +38,19 @@ class GenerationParams:
     mirostat_eta: float = setting(0.1, "Mirostat learning rate.", minimum=0.0, ui_maximum=1.0, step=0.01)
     seed: int = setting(-1, "Random seed; -1 picks a new one each time.", minimum=-1, maximum=2**32 - 1, step=1)
     ignore_eos: bool = setting(False, "Keep generating past the end-of-sequence token.", advanced=True)
-    grammar: str = setting("", "GBNF grammar that the output must follow (empty = none).", advanced=True)
+    grammar: str = setting("", "GBNF grammar that the output must follow (empty = none).",
+                           max_length=MAX_GRAMMAR_CHARS, advanced=True)
     stop: tuple[str, ...] = setting((), "Stop strings: the reply ends before the first one that appears.")
 
     def __post_init__(self) -> None:
         validate(self)
         if any(not s for s in self.stop):
             raise SettingError("stop strings must not be empty")
+        if self.grammar:  # every backend that takes a grammar hands it to native code
+            check_grammar(self.grammar)
 
     @classmethod
-    def from_mapping(cls, values=None, **overrides) -> "GenerationParams":
+    def from_mapping(cls, values=None, **overrides) -> GenerationParams:
         return build(cls, values, **overrides)
 
 

@@ -7,7 +7,8 @@ itself, so this backend drives the engine's /v1/completions with a text prompt a
 streams it back one chunk (one token, for these engines) at a time. Samplers the
 engine does not understand are not sent, and `supported_params` says so.
 
-`httpx` is imported inside the functions that need it.
+`httpx` is imported inside the functions that need it; remote_http.py holds what is
+checked about the engine's URL and replies.
 """
 from __future__ import annotations
 
@@ -15,18 +16,38 @@ import json
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from loaders.base import GenerationError, LoadError
 from loaders.context_limit import check_fits
 from loaders.fields import setting
+from loaders.option_limits import MAX_CONTEXT_TOKENS
 from loaders.params import GenerationParams
 from loaders.registry import is_url, register
+from loaders.remote_http import (
+    bounded_lines,
+    endpoint,
+    engine_base,
+    engine_reason,
+    post_for_generation,
+    printable,
+    read_reply,
+    request_json,
+    same_engine,
+    unreachable,
+)
 from loaders.samplers import SamplerSupport
 
 API_KEY_ENV = "HEARTH_REMOTE_API_KEY"
+# The engine that key belongs to. A load request names any URL, so the key from the
+# environment goes only to this engine, never to whatever URL a request gives.
+API_KEY_URL_ENV = "HEARTH_REMOTE_API_KEY_URL"
 FALLBACK_CONTEXT = 4096
+# A day: the longest an engine may take for its next token before Hearth gives up.
+MAX_TIMEOUT = 86400.0
+_MAX_MODEL_ID = 512
 
 # The name each kind of engine takes a field by in /v1/completions; None: it has none.
 _ENGINES = ("openai", "llama.cpp", "llama-cpp-python", "vllm")
@@ -70,42 +91,27 @@ DIALECTS = {engine: SamplerSupport(
 @dataclass(frozen=True)
 class RemoteOptions:
     remote_model: str = setting("", "Model to ask the engine for (empty = the first one it lists).")
-    remote_api_key: str = setting("", f"API key of the engine (empty = none, or the {API_KEY_ENV} environment variable).")
+    remote_api_key: str = setting("", f"API key of the engine (empty = none; {API_KEY_ENV} is sent only to the "
+                                  f"engine at {API_KEY_URL_ENV}).", env=API_KEY_ENV)
     remote_dialect: str = setting("auto", "Which sampler fields the engine understands beyond OpenAI's (auto = ask it).",
                                   choices=("auto", *DIALECTS))
-    remote_context_length: int = setting(0, "The remote model's context in tokens (0 = ask the engine).", minimum=0, ui_maximum=131072, step=256)
-    remote_timeout: float = setting(600.0, "Seconds to wait for the engine's next token before giving up.", minimum=1.0, ui_maximum=3600.0, step=1.0, advanced=True)
+    remote_context_length: int = setting(0, "The remote model's context in tokens (0 = ask the engine).", minimum=0, maximum=MAX_CONTEXT_TOKENS, ui_maximum=131072, step=256)
+    remote_timeout: float = setting(600.0, "Seconds to wait for the engine's next token before giving up.", minimum=1.0, maximum=MAX_TIMEOUT, ui_maximum=3600.0, step=1.0, advanced=True)
 
 
-def _base_url(url: str) -> str:
-    """"http://host:8000/v1/" and "http://host:8000" both mean the engine at its root."""
-    url = url.strip().rstrip("/")
-    return url[: -len("/v1")] if url.endswith("/v1") else url
-
-
-def _error_message(response) -> str:
-    """The engine's own one-line reason, whatever shape its error body has."""
+def api_key_for(base: str, options: RemoteOptions) -> str:
+    """The key to send to the engine at `base`: the one given with the load, else the
+    environment's, if that names this engine as the one it belongs to."""
+    if options.remote_api_key:
+        return options.remote_api_key
+    key = os.environ.get(API_KEY_ENV, "")
+    owner = os.environ.get(API_KEY_URL_ENV, "")
+    if not key or not owner:
+        return ""
     try:
-        body = response.json()
-    except ValueError:
-        text = response.text.strip().splitlines()
-        return text[0][:200] if text else response.reason_phrase
-    err = body.get("error", body) if isinstance(body, dict) else body
-    if isinstance(err, dict):
-        err = err.get("message") or err.get("detail") or err
-    return " ".join(str(err).split())[:200]
-
-
-def _unreachable(url: str, e: Exception) -> str:
-    import httpx
-
-    if isinstance(e, httpx.ConnectError):
-        reason = "connection refused" if "refused" in str(e).lower() else (str(e) or "cannot connect")
-    elif isinstance(e, httpx.TimeoutException):
-        reason = "timed out"
-    else:
-        reason = str(e) or type(e).__name__
-    return f"cannot reach the engine at {url}: {' '.join(reason.split())}"
+        return key if same_engine(engine_base(owner), base) else ""
+    except LoadError:  # a malformed HEARTH_REMOTE_API_KEY_URL names no engine
+        return ""
 
 
 @register
@@ -119,107 +125,123 @@ class RemoteLoader:
     def can_load(self, path) -> bool:
         return is_url(path) and str(path).lower().startswith(("http://", "https://"))
 
-    def load(self, path, options: RemoteOptions) -> "RemoteModel":
+    def load(self, path, options: RemoteOptions) -> RemoteModel:
         if not self.can_load(path):
-            raise LoadError(f"the remote loader needs the engine's URL, like http://127.0.0.1:8080 (got {path})")
+            raise LoadError("the remote loader needs the engine's URL, like http://127.0.0.1:8080")
         import httpx
 
-        base = _base_url(str(path))
-        key = options.remote_api_key or os.environ.get(API_KEY_ENV, "")
+        base = engine_base(str(path))
+        key = api_key_for(base, options)
         client = httpx.Client(
             headers={"Authorization": f"Bearer {key}"} if key else {},
             timeout=httpx.Timeout(options.remote_timeout, connect=5.0),
         )
         try:
-            return _connect(client, base, options)
+            return _connect(client, base, options, sent_key=bool(key))
         except BaseException:
             client.close()
             raise
 
 
-def _connect(client, base: str, options: RemoteOptions) -> "RemoteModel":
+def _listed_models(data: Any) -> list[dict] | None:
+    """The entries of a /v1/models reply that have a usable id; None if it is no list."""
+    items = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return None
+    return [m for m in items
+            if isinstance(m, dict) and isinstance(m.get("id"), str) and 0 < len(m["id"]) <= _MAX_MODEL_ID]
+
+
+def _context_number(value: Any) -> int | None:
+    """A context length an engine reports, if it is a plausible one."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_CONTEXT_TOKENS:
+        return value
+    return None
+
+
+def _connect(client, base: str, options: RemoteOptions, sent_key: bool = False) -> RemoteModel:
     import httpx
 
     try:
-        response = client.get(f"{base}/v1/models", timeout=10.0)
+        status, data, raw = request_json(client, "GET", endpoint(base, "/v1/models"), timeout=10.0)
     except httpx.HTTPError as e:
-        raise LoadError(_unreachable(base, e)) from None
-    if response.status_code in (401, 403):
-        raise LoadError(f"the engine at {base} refused the API key (HTTP {response.status_code}): "
-                        "set remote_api_key")
-    if response.status_code != 200:
-        raise LoadError(f"the engine at {base} answered HTTP {response.status_code} to /v1/models: "
-                        f"{_error_message(response)}")
-    try:
-        listed = [m for m in response.json()["data"] if isinstance(m, dict) and "id" in m]
-    except (ValueError, KeyError, TypeError):
-        raise LoadError(f"{base} is not an OpenAI-compatible engine (/v1/models gave no model list)") from None
+        raise LoadError(unreachable(base, e)) from None
+    if status in (401, 403):
+        how = ("set remote_api_key" if sent_key or not os.environ.get(API_KEY_ENV) else
+               f"set remote_api_key, or {API_KEY_URL_ENV} to this engine's URL to send it {API_KEY_ENV}")
+        raise LoadError(f"the engine at {base} refused the API key (HTTP {status}): {how}")
+    if status != 200:
+        raise LoadError(f"the engine at {base} answered HTTP {status} to /v1/models{engine_reason(raw)}")
+    listed = _listed_models(data)
+    if listed is None:
+        raise LoadError(f"{base} is not an OpenAI-compatible engine (/v1/models gave no model list)")
     if options.remote_model:
         chosen = next((m for m in listed if m["id"] == options.remote_model), None)
         if chosen is None:
-            offered = ", ".join(m["id"] for m in listed) or "none"
-            raise LoadError(f"the engine at {base} has no model {options.remote_model!r} (it offers: {offered})")
+            offered = ", ".join(printable(m["id"], 200) for m in listed[:4]) or "none"
+            more = f" and {len(listed) - 4} more" if len(listed) > 4 else ""
+            raise LoadError(f"the engine at {base} has no model {printable(options.remote_model, 80)!r} "
+                            f"(it offers: {offered}{more})")
     elif listed:
         chosen = listed[0]
     else:
         raise LoadError(f"the engine at {base} lists no models")
     probe = _Probe(client, base)
     dialect = options.remote_dialect if options.remote_dialect != "auto" else probe.dialect()
-    context = (options.remote_context_length or chosen.get("max_model_len") or probe.context_length()
-               or FALLBACK_CONTEXT)
+    context = (options.remote_context_length or _context_number(chosen.get("max_model_len"))
+               or probe.context_length() or FALLBACK_CONTEXT)
     return RemoteModel(client, base, chosen["id"], DIALECTS[dialect], int(context),
                        probe.chat_template(), probe.tokenizer())
 
 
 class _Probe:
-    """Feature detection: engines differ in what they expose beside /v1."""
+    """Feature detection: engines differ in what they expose beside /v1. Every answer
+    is optional, so a reply that is missing, too long or of the wrong shape counts
+    as "not offered"."""
 
     def __init__(self, client, base: str):
         self.client, self.base = client, base
         self._props: dict | None = None
 
-    def _get_json(self, path: str) -> Any:
+    def _json(self, method: str, path: str, **kwargs) -> Any:
         import httpx
 
         try:
-            r = self.client.get(self.base + path, timeout=10.0)
-            return r.json() if r.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
+            status, data, _ = request_json(self.client, method, endpoint(self.base, path), timeout=10.0, **kwargs)
+        except httpx.HTTPError:
             return None
+        return data if status == 200 else None
 
     def props(self) -> dict:
         if self._props is None:  # llama.cpp's own server
-            props = self._get_json("/props")
+            props = self._json("GET", "/props")
             self._props = props if isinstance(props, dict) else {}
         return self._props
 
     def dialect(self) -> str:
-        if "default_generation_settings" in self.props():
+        if isinstance(self.props().get("default_generation_settings"), dict):
             return "llama.cpp"
         if self.tokenizer() == "/extras/tokenize":
             return "llama-cpp-python"
-        if isinstance(self._get_json("/version"), dict):
+        if isinstance(self._json("GET", "/version"), dict):
             return "vllm"
         return "openai"
 
     def context_length(self) -> int | None:
-        settings = self.props().get("default_generation_settings") or {}
-        return settings.get("n_ctx") or self.props().get("n_ctx")
+        settings = self.props().get("default_generation_settings")
+        from_settings = _context_number(settings.get("n_ctx")) if isinstance(settings, dict) else None
+        return from_settings or _context_number(self.props().get("n_ctx"))
 
     def chat_template(self) -> str | None:
-        return self.props().get("chat_template") or None
+        template = self.props().get("chat_template")
+        return template if isinstance(template, str) and template else None
 
     def tokenizer(self) -> str | None:
         """The engine's tokenize endpoint: llama-cpp-python's, or llama.cpp's and vLLM's."""
-        import httpx
-
         for path in ("/extras/tokenize", "/tokenize"):
-            try:
-                r = self.client.post(self.base + path, json=_tokenize_body("Hi"), timeout=10.0)
-                if r.status_code == 200 and isinstance(r.json().get("tokens"), list):
-                    return path
-            except (httpx.HTTPError, ValueError, AttributeError):
-                continue
+            reply = self._json("POST", path, json=_tokenize_body("Hi"))
+            if isinstance(reply, dict) and isinstance(reply.get("tokens"), list):
+                return path
         return None
 
 
@@ -251,7 +273,10 @@ class RemoteModel:
     # --- tokens ------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
         if self._tokenize_path:
-            ids = self._post_json(self._tokenize_path, _tokenize_body(text, self.model_id))["tokens"]
+            ids = post_for_generation(self._client, self.base, self._tokenize_path,
+                                      _tokenize_body(text, self.model_id)).get("tokens")
+            if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+                raise GenerationError(f"the engine's reply to {self._tokenize_path} has no list of token ids")
         else:
             # No tokenize endpoint (plain OpenAI): about 4 bytes a token, placeholder ids.
             ids = list(range((len(text.encode("utf-8")) + 3) // 4))
@@ -269,19 +294,11 @@ class RemoteModel:
         if self._tokenize_path is None:
             raise GenerationError("this engine cannot turn token ids back into text")
         path = "/extras/detokenize" if self._tokenize_path == "/extras/tokenize" else "/detokenize"
-        body = self._post_json(path, {"tokens": list(ids), "model": self.model_id})
-        return body.get("text") or body.get("content") or body.get("prompt") or ""
-
-    def _post_json(self, path: str, body: dict) -> dict:
-        import httpx
-
-        try:
-            r = self._client.post(self.base + path, json=body)
-        except httpx.HTTPError as e:
-            raise GenerationError(_unreachable(self.base, e)) from None
-        if r.status_code != 200:
-            raise GenerationError(f"the engine answered HTTP {r.status_code}: {_error_message(r)}")
-        return r.json()
+        body = post_for_generation(self._client, self.base, path, {"tokens": list(ids), "model": self.model_id})
+        text = body.get("text") or body.get("content") or body.get("prompt") or ""
+        if not isinstance(text, str):
+            raise GenerationError(f"the engine's reply to {path} has no text")
+        return text
 
     # --- generation --------------------------------------------------------------
     def request_body(self, prompt: str, params: GenerationParams, max_tokens: int) -> dict:
@@ -310,14 +327,13 @@ class RemoteModel:
         self.last_prompt_eval_tokens = len(prompt_ids)  # the engine does not say what it reused
         body = self.request_body(prompt, params, min(params.max_new_tokens, room))
         try:
-            with self._client.stream("POST", f"{self.base}/v1/completions", json=body) as response:
+            with self._client.stream("POST", endpoint(self.base, "/v1/completions"), json=body) as response:
                 if response.status_code != 200:
-                    response.read()
-                    raise GenerationError(f"the engine answered HTTP {response.status_code}: "
-                                          f"{_error_message(response)}")
+                    raise GenerationError(f"the engine answered HTTP {response.status_code} to /v1/completions"
+                                          f"{engine_reason(read_reply(response))}")
                 # Leaving this block closes the connection, which is how an engine
                 # learns that a reply was cancelled.
-                for text in _sse_texts(response.iter_lines()):
+                for text in _sse_texts(bounded_lines(response)):
                     yield text
                     if cancel.is_set():
                         return
@@ -326,7 +342,7 @@ class RemoteModel:
                 return
             if isinstance(e, (httpx.RemoteProtocolError, httpx.ReadError)):
                 raise GenerationError(f"the engine at {self.base} dropped the connection mid-reply") from None
-            raise GenerationError(_unreachable(self.base, e)) from None
+            raise GenerationError(unreachable(self.base, e)) from None
 
     def unload(self) -> None:
         self._client.close()
@@ -343,19 +359,22 @@ def _sse_texts(lines: Iterator[str]) -> Iterator[str]:
             return
         try:
             chunk = json.loads(data)
-        except ValueError:
-            raise GenerationError(f"the engine sent a chunk that is not JSON: {data[:80]}") from None
+        except (ValueError, RecursionError):
+            raise GenerationError("the engine sent a chunk that is not JSON") from None
         if not isinstance(chunk, dict):
             continue
         if "error" in chunk:
-            err = chunk["error"]
-            message = err.get("message", err) if isinstance(err, dict) else err
-            raise GenerationError(f"the engine failed: {' '.join(str(message).split())[:200]}")
-        choices = chunk.get("choices") or []
-        if not choices:
+            reason = engine_reason(data.encode("utf-8"))
+            raise GenerationError(f"the engine failed{reason or ' (no reason given)'}")
+        choices = chunk.get("choices")
+        if not isinstance(choices, list) or not choices:
             continue  # a usage-only chunk
         choice = choices[0]
+        if not isinstance(choice, dict):
+            continue
         text = choice.get("text") or ""
+        if not isinstance(text, str):
+            raise GenerationError("the engine sent a chunk whose text is not a string")
         # The closing chunk carries finish_reason and usually no text: not a token.
         if text or choice.get("finish_reason") is None:
             yield text

@@ -14,10 +14,22 @@ from pathlib import Path
 from loaders.base import LoadError
 from loaders.fields import setting
 from loaders.formats import CheckpointFormat
-from loaders.hf_common import (TRUST_REMOTE_CODE_HELP, check_remote_code, check_safetensors, context_length,
-                               missing_library, model_format, one_line, read_chat_template, read_config,
-                               require_format, resolve_device, weight_files)
+from loaders.hf_common import (
+    TRUST_REMOTE_CODE_HELP,
+    check_remote_code,
+    check_safetensors,
+    context_length,
+    missing_library,
+    model_format,
+    one_line,
+    read_chat_template,
+    read_config,
+    require_format,
+    resolve_device,
+    weight_files,
+)
 from loaders.hf_model import SAMPLERS, HFModel, set_cpu_threads
+from loaders.option_limits import MAX_THREADS
 from loaders.registry import register
 
 ALLOW_PICKLE_HELP = (
@@ -31,7 +43,7 @@ _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 class TransformersOptions:
     dtype: str = setting("auto", "Weight precision: auto keeps the checkpoint's own; bfloat16 and float16 halve the memory of float32.", choices=("auto", "float32", "float16", "bfloat16"))
     device: str = setting("auto", "Where the model runs: auto picks a CUDA GPU if there is one, else the CPU.", choices=("auto", "cpu", "cuda"))
-    cpu_threads: int = setting(0, "CPU threads for PyTorch (0 = all CPUs but one, which the UI and browser need).", minimum=0, ui_maximum=256, step=1)
+    cpu_threads: int = setting(0, "CPU threads for PyTorch (0 = all CPUs but one, which the UI and browser need).", minimum=0, maximum=MAX_THREADS, ui_maximum=256, step=1)
     attn_implementation: str = setting("auto", "Attention kernel: auto lets Transformers choose (sdpa); eager is the plain reference; flash_attention_2 needs the flash-attn package and a GPU.", choices=("auto", "sdpa", "eager", "flash_attention_2"), advanced=True)
     trust_remote_code: bool = setting(False, TRUST_REMOTE_CODE_HELP)
     allow_pickle: bool = setting(False, ALLOW_PICKLE_HELP, advanced=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import loaders
 from loaders.fields import describe, setting
 from loaders.remote import API_KEY_ENV as REMOTE_API_KEY_ENV
+from loaders.remote import API_KEY_URL_ENV as REMOTE_API_KEY_URL_ENV
 from webui.chat.settings import SETTINGS_GROUP as CHAT_GROUP
 
 DEFAULT_PORT = 7860
@@ -96,6 +97,10 @@ def _environment() -> tuple[EnvironmentVariable, ...]:
         # The remote loader reads this one itself when it connects (loaders import nothing from webui).
         found.append(EnvironmentVariable(REMOTE_API_KEY_ENV, "--remote-api-key",
                                          "API key of a remote engine (the remote loader)"))
+    # Also read by the remote loader itself: the one engine that key is sent to. Not a
+    # load option, since a load request must not choose where the key goes.
+    found.append(EnvironmentVariable(REMOTE_API_KEY_URL_ENV, "--remote-api-key",
+                                     f"the engine URL that {REMOTE_API_KEY_ENV} belongs to; no other engine is sent it"))
     return tuple(found)
 
 

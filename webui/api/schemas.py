@@ -38,6 +38,8 @@ def setting_field(spec: SettingSpec, *, unset_is_default: bool = True) -> tuple[
         bounds["gt" if spec.exclusive_minimum else "ge"] = spec.minimum
     if spec.maximum is not None:
         bounds["le"] = spec.maximum
+    if spec.max_length is not None:
+        bounds["max_length"] = spec.max_length
     if spec.type is float:
         bounds["allow_inf_nan"] = False
     default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
