@@ -19,6 +19,11 @@ NOT_USER_ERRORS = {
     "webui.api.errors.APIError",  # the API face's rendering of an answer, made from a UserError
     "webui.extensions.manager._Skipped",  # a faulty hook, skipped inside the extension manager
     "webui.extensions.runner.HookTimeout",  # a hung hook, reported as the extension's fault
+    # The render pool's signals about its own child process; each becomes a ChatTemplateError.
+    "webui.chat.render_pool._Stopped",
+    "webui.chat.render_pool._TimedOut",
+    "webui.chat.render_pool._Gone",
+    "webui.chat.render_pool._GoneBefore",
 }
 WEB_FRAMEWORKS = {"gradio", "fastapi", "starlette", "uvicorn"}
 NOT_IMPORTABLE = {"webui.__main__"}  # runs the app

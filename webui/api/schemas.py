@@ -28,7 +28,7 @@ def setting_field(spec: SettingSpec, *, unset_is_default: bool = True) -> tuple[
     unset_is_default: the field is optional and None means "the declared default" (a
     request's samplers); otherwise the field shows the declared default itself."""
     if spec.name == "stop":  # OpenAI allows one string or a list
-        annotation: Any = Union[str, list[str]]
+        annotation: Any = Union[str, list[str]]  # noqa: UP007  (built at run time, see below)
     elif spec.choices is not None:
         annotation = Literal[spec.choices]  # type: ignore[valid-type]
     else:
@@ -44,7 +44,10 @@ def setting_field(spec: SettingSpec, *, unset_is_default: bool = True) -> tuple[
         bounds["allow_inf_nan"] = False
     default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
     if unset_is_default:
-        return Optional[annotation], Field(None, description=f"{spec.help} Default: {default!r}.", **bounds)
+        # Optional[], not `| None`: the annotation is built at run time and may be a typing
+        # form (a Literal of a tuple) that has no `|`.
+        field = Field(None, description=f"{spec.help} Default: {default!r}.", **bounds)
+        return Optional[annotation], field  # noqa: UP045
     return annotation, Field(default, description=spec.help, **bounds)
 
 
@@ -68,13 +71,13 @@ class StreamOptions(_Strict):
 
 
 class _OpenAICommon(_Strict):
-    model: Optional[str] = Field(None, description="Ignored: Hearth answers with the loaded model "
+    model: str | None = Field(None, description="Ignored: Hearth answers with the loaded model "
                                  "(load another with /v1/internal/model/load).")
     stream: bool = Field(False, description="Send the reply as server-sent events, a chunk at a time.")
-    stream_options: Optional[StreamOptions] = None
-    n: Optional[int] = Field(1, ge=1, le=1, description="Replies per request: only 1 is supported.")
-    user: Optional[str] = Field(None, description="Accepted and ignored.")
-    logit_bias: Optional[dict[str, float]] = Field(None, description="Not supported: must be empty.")
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(1, ge=1, le=1, description="Replies per request: only 1 is supported.")
+    user: str | None = Field(None, description="Accepted and ignored.")
+    logit_bias: dict[str, float] | None = Field(None, description="Not supported: must be empty.")
 
     @field_validator("logit_bias")
     @classmethod
@@ -90,9 +93,9 @@ _CompletionBase = create_model("_CompletionBase", __base__=_OpenAICommon, **SAMP
 class CompletionRequest(_CompletionBase):
     prompt: str = Field(..., min_length=1, description="The text to continue.")
     echo: bool = Field(False, description="Put the prompt before the reply.")
-    suffix: Optional[str] = Field(None, description="Not supported: must be empty.")
-    logprobs: Optional[int] = Field(None, description="Not supported: must be empty.")
-    best_of: Optional[int] = Field(1, ge=1, le=1, description="Only 1 is supported.")
+    suffix: str | None = Field(None, description="Not supported: must be empty.")
+    logprobs: int | None = Field(None, description="Not supported: must be empty.")
+    best_of: int | None = Field(1, ge=1, le=1, description="Only 1 is supported.")
 
     _unsupported = field_validator("suffix", "logprobs")(_refuse_if_set)
 
@@ -104,8 +107,8 @@ class TextPart(_Strict):
 
 class ChatMessage(_Strict):
     role: Literal["system", "developer", "user", "assistant"]
-    content: Union[str, list[TextPart], None] = ""
-    name: Optional[str] = None
+    content: str | list[TextPart] | None = ""
+    name: str | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -115,9 +118,9 @@ class ChatMessage(_Strict):
 
 class ChatCompletionRequest(_CompletionBase):
     messages: list[ChatMessage] = Field(..., min_length=1)
-    max_completion_tokens: Optional[int] = Field(None, ge=1, description="OpenAI's newer name for max_tokens.")
-    logprobs: Optional[bool] = Field(None, description="Not supported: must be false or empty.")
-    top_logprobs: Optional[int] = Field(None, description="Not supported: must be empty.")
+    max_completion_tokens: int | None = Field(None, ge=1, description="OpenAI's newer name for max_tokens.")
+    logprobs: bool | None = Field(None, description="Not supported: must be false or empty.")
+    top_logprobs: int | None = Field(None, description="Not supported: must be empty.")
 
     _unsupported = field_validator("logprobs", "top_logprobs")(_refuse_if_set)
 
@@ -146,7 +149,7 @@ class CompletionChoice(BaseModel):
     index: int = 0
     text: str
     logprobs: None = None
-    finish_reason: Optional[Literal["stop", "length"]]
+    finish_reason: Literal["stop", "length"] | None
 
 
 class Completion(BaseModel):
@@ -155,7 +158,7 @@ class Completion(BaseModel):
     created: int
     model: str
     choices: list[CompletionChoice]
-    usage: Optional[Usage] = None
+    usage: Usage | None = None
 
 
 class AssistantMessage(BaseModel):
@@ -207,10 +210,11 @@ LOADER_OPTIONS: dict[str, type[BaseModel]] = {name: loader_options_model(name) f
 class LoadModelRequest(_Strict):
     model_name: str = Field("", description="A name from /v1/internal/model/list, a path, or a remote "
                             "engine's URL; empty = the built-in model.")
-    loader: Optional[str] = Field(None, description="Backend (default: detected from the file or URL).")
+    loader: str | None = Field(None, description="Backend (default: detected from the file or URL).")
     # Documented as each loader's options; passed on as the object it is (the loader
     # is known only from `loader` or the file), and checked by build() when loading.
-    args: SkipValidation[Optional[Union[tuple(LOADER_OPTIONS.values())]]] = Field(  # type: ignore[valid-type]
+    # Union[] over a tuple built at run time: `|` cannot spell that.
+    args: SkipValidation[Optional[Union[tuple(LOADER_OPTIONS.values())]]] = Field(  # type: ignore[valid-type]  # noqa: UP007, UP045
         None, description="The loader's options, e.g. {\"n_ctx\": 4096}: the fields of one of the loaders' "
         "option objects.")
 
@@ -223,18 +227,18 @@ class LoadModelRequest(_Strict):
 
 
 class ModelInfo(BaseModel):
-    model_name: Optional[str] = Field(description="The loaded model, or null when none is.")
-    loader: Optional[str] = None
-    path: Optional[str] = None
+    model_name: str | None = Field(description="The loaded model, or null when none is.")
+    loader: str | None = None
+    path: str | None = None
     options: dict[str, Any] = Field(default_factory=dict, description="Load options; keys are hidden.")
-    context_length: Optional[int] = None
+    context_length: int | None = None
     supported_params: list[str] = Field(default_factory=list)
     queue_length: int = 0
 
 
 class ModelChoiceCard(BaseModel):
     name: str
-    loader: Optional[str]
+    loader: str | None
 
 
 class ModelChoiceList(BaseModel):
@@ -245,8 +249,8 @@ class ModelChoiceList(BaseModel):
 class ErrorDetail(BaseModel):
     message: str
     type: str
-    param: Optional[str] = None
-    code: Optional[str] = None
+    param: str | None = None
+    code: str | None = None
 
 
 class ErrorResponse(BaseModel):

@@ -43,7 +43,10 @@ def component_for(spec: SettingSpec, value: Any = None, prefix: str = "setting")
         return gr.Textbox(value=format_stop_strings(value), **common)
     if spec.type is str:
         return gr.Textbox(value=value, lines=2 if spec.advanced else 1, **common)
-    top = spec.maximum if spec.maximum is not None else spec.ui_maximum
+    # A slider ends at the hard bound or at where a slider stops being usable (n_ctx
+    # may go to 2**24, a slider that long cannot pick 4096), whichever comes first.
+    ends = [end for end in (spec.maximum, spec.ui_maximum) if end is not None]
+    top = min(ends) if ends else None
     if spec.minimum is not None and top is not None:
         return gr.Slider(minimum=spec.minimum, maximum=top, value=value, step=spec.step, **common)
     return gr.Number(value=value, precision=0 if spec.type is int else None, **common)
