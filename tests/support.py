@@ -1,6 +1,8 @@
 """Shared helpers for tests: free ports, and a real Hearth server in a subprocess."""
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import socket
 import subprocess
@@ -8,9 +10,12 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -66,3 +71,11 @@ def running_server(*args: str, env: dict | None = None, timeout: float = 60.0,
             proc.kill()
         log.close()
         scratch.cleanup()
+
+
+def run_on_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run(coroutine) in a thread of its own. The browser tests run first in a
+    full run, and the session's Playwright browser keeps an event loop running in the
+    main thread, where asyncio.run() refuses to start another."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

@@ -3,7 +3,6 @@ killed mid-stream, against a real Hearth server with the real SmolLM2 model."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 import signal
 import subprocess
@@ -16,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support import ROOT, running_server
+from tests.support import ROOT, run_on_own_loop, running_server
 
 PROMPTS = ["Name a fruit.", "What colour is the sky?", "Say hello.", "Count to three."]
 GREEDY = dict(temperature=0, seed=1, max_tokens=16)
@@ -48,10 +47,7 @@ def test_twenty_concurrent_streaming_clients_all_get_their_own_reply(server):
                                       http_client=openai.DefaultAsyncHttpxClient(limits=limits)) as client:
             return await asyncio.gather(*(stream(client, PROMPTS[i % len(PROMPTS)]) for i in range(20)))
 
-    # Its own thread and loop: the session's Playwright browser (the browser tests run
-    # first) keeps an event loop running in this thread, and asyncio.run() refuses that.
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        replies = pool.submit(asyncio.run, crowd()).result()
+    replies = run_on_own_loop(crowd())
     assert len(replies) == 20
     for i, reply in enumerate(replies):
         assert reply == expected[PROMPTS[i % len(PROMPTS)]], i

@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from loaders.params import GenerationParams
+from tests.unit.chat.test_template_bounds import DOUBLING, NESTED_RANGES
 from webui.characters.store import CharacterStore
 from webui.chat.conversation import ChatOptions, Conversation
 from webui.chat.histories import HistoryStore
@@ -28,11 +29,10 @@ SHORT = GenerationParams(temperature=0.0, seed=1, max_new_tokens=16)
 FEW_SECONDS = RENDER_LIMIT_S + 6  # the limit, a render process's start and a loaded machine
 MB = 1024 * 1024
 
-NESTED_RANGES = "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}"
+# The same hostile templates as the unit tests, but looping over every message: the
+# chat path sends the user's message after the character's greeting.
 NESTED_OVER_MESSAGE = ("{% for m in messages %}{% for a in m['content'] %}{% for b in m['content'] %}"
                        "{% endfor %}{% endfor %}{% endfor %}")
-DOUBLING = ("{% set ns = namespace(s='x') %}{% for i in range(30) %}{% set ns.s = ns.s ~ ns.s %}"
-            "{% endfor %}{{ ns.s | length }}")
 HOSTILE = [
     pytest.param(NESTED_RANGES, "took longer than 2 s to render", id="nested-range-loops"),
     pytest.param(NESTED_OVER_MESSAGE, "took longer than 2 s to render", id="nested-loops-over-a-message"),

@@ -19,7 +19,7 @@ import gradio as gr
 import httpx
 import pytest
 
-from tests.support import ROOT, free_port, running_server
+from tests.support import ROOT, free_port, run_on_own_loop, running_server
 from webui.app.flags import build_parser, check_network_safety, settings_from_args
 from webui.app.hosts import ServedHosts
 from webui.app.login import CLIENT_ADDRESS, LoginThrottle
@@ -355,7 +355,7 @@ def test_the_throttle_counts_per_address_and_per_user():
         clock[0] += LoginThrottle.FORGET_AFTER + 1
         assert throttle.failures(("user", "bob")) == 0  # forgotten after a quiet while
 
-    asyncio.run(scenario())
+    run_on_own_loop(scenario())
     assert not throttle._locks  # no lock outlives its attempts
 
 

@@ -16,15 +16,6 @@ CTX = 512
 RESERVE = 64
 
 
-@pytest.fixture(scope="module")
-def tokenizer(default_model):
-    import llama_cpp
-
-    llm = llama_cpp.Llama(model_path=str(default_model), vocab_only=True, verbose=False)
-    yield lambda text: llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
-    llm.close()
-
-
 @pytest.fixture
 def counter(tokenizer):
     return TokenCounter(tokenizer)

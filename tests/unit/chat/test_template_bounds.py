@@ -54,15 +54,6 @@ def smollm2_template(default_model) -> str:
     return check_complete(default_model).chat_template
 
 
-@pytest.fixture(scope="module")
-def tokenizer(default_model):
-    import llama_cpp
-
-    llm = llama_cpp.Llama(model_path=str(default_model), vocab_only=True, verbose=False)
-    yield lambda text: llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
-    llm.close()
-
-
 @pytest.fixture
 def pool_calls(monkeypatch):
     """How many batches reach a render process (the real pool still renders them)."""
