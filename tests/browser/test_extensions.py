@@ -19,9 +19,10 @@ STATUS_HAS = "s => document.querySelector('#chat-status').innerText.includes(s)"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """Its own server: a fresh user data folder (extension switches are remembered
-    there) and the test-only broken extensions beside the shipped ones."""
+    there) and the test-only broken extensions beside the shipped ones. Greedy
+    (the deterministic preset): the tests read what the model answers."""
     user_data = tmp_path_factory.mktemp("user_data")
-    with running_server("--n-ctx", "2048", "--extensions-dir", str(FIXTURES),
+    with running_server("--n-ctx", "2048", "--extensions-dir", str(FIXTURES), "--preset", "deterministic",
                         env={"HEARTH_USER_DATA": str(user_data)}) as url:
         yield url, user_data
 
@@ -33,6 +34,11 @@ def ext_page(browser, server):
     page.set_default_timeout(60_000)
     page.goto(server[0])
     page.wait_for_selector("#chat-input textarea")
+    # The page applies the remembered preset once it has loaded: wait until the
+    # Parameters tab shows it, so every reply below is greedy.
+    page.get_by_role("tab", name="Parameters").click()
+    page.wait_for_function("() => document.querySelector('#preset-choice input')?.value === 'deterministic'")
+    page.get_by_role("tab", name="Chat").click()
     yield page
     context.close()
 
