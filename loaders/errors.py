@@ -38,3 +38,12 @@ class UserError(Exception):
     @property
     def message(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+def describe_exception(error: BaseException, limit: int = 200) -> str:
+    """An unexpected exception as one short line, "TypeName: message", for the user
+    error that wraps it (the traceback goes to the log)."""
+    text = " ".join(str(error).split())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -93,10 +93,6 @@ def _environment() -> tuple[EnvironmentVariable, ...]:
     found = [EnvironmentVariable(s.env, s.flag, s.help) for s in describe(ServerSettings) if s.env]
     for name in loaders.names():
         found += [EnvironmentVariable(s.env, s.flag, s.help) for s in describe(loaders.get(name).Options) if s.env]
-    if all(v.name != REMOTE_API_KEY_ENV for v in found):
-        # The remote loader reads this one itself when it connects (loaders import nothing from webui).
-        found.append(EnvironmentVariable(REMOTE_API_KEY_ENV, "--remote-api-key",
-                                         "API key of a remote engine (the remote loader)"))
     # Also read by the remote loader itself: the one engine that key is sent to. Not a
     # load option, since a load request must not choose where the key goes.
     found.append(EnvironmentVariable(REMOTE_API_KEY_URL_ENV, "--remote-api-key",

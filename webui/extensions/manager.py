@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from loaders.errors import describe_exception
 from loaders.params import GenerationParams
 from webui.errors import ErrorKind, UserError
 from webui.extensions.api import HOOKS, ExtensionContext, Message, ModelInfo, Prompt
@@ -90,7 +91,7 @@ class ExtensionManager:
         except HookTimeout as e:
             ext.error = f"importing script.py {e}"
         except Exception as e:
-            ext.error = f"importing script.py failed: {_one_line(e)}"
+            ext.error = f"importing script.py failed: {describe_exception(e)}"
             log.error("extension %s: %s", name, ext.error, exc_info=e)
         else:
             problem = check_module(ext, module)
@@ -218,7 +219,7 @@ class ExtensionManager:
             self._fault(ext, f"{hook} {e}")
             raise _Skipped from None
         except Exception as e:
-            self._fault(ext, f"{hook} raised {_one_line(e)}", e)
+            self._fault(ext, f"{hook} raised {describe_exception(e)}", e)
             raise _Skipped from None
         spec = HOOKS[hook]
         if not spec.check(value):
@@ -297,7 +298,7 @@ class ExtensionManager:
         try:
             ext.hooks["ui_tab"](ctx)
         except Exception as e:
-            self._fault(ext, f"ui_tab raised {_one_line(e)}", e)
+            self._fault(ext, f"ui_tab raised {describe_exception(e)}", e)
             return False
         finally:
             ctx.tab = None
@@ -314,7 +315,7 @@ class ExtensionManager:
         off like any other fault."""
         ext = self._extensions.get(name)
         if ext is not None:
-            message = str(error) if mounting else f"an API route raised {_one_line(error)}"
+            message = str(error) if mounting else f"an API route raised {describe_exception(error)}"
             self._fault(ext, message, None if mounting else error)
 
 
@@ -358,10 +359,3 @@ class _App:
 def _copy(prompt: Prompt) -> Prompt:
     return Prompt(prompt.kind, [dict(m) for m in prompt.messages], prompt.system_prompt, prompt.text,
                   list(prompt.quotes), dict(prompt.notes))
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    if len(text) > 200:
-        text = text[:197] + "..."
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -7,7 +7,6 @@ labelled "ORG_REPO/FILE.gguf" or "ORG_REPO[/SUBFOLDER]".
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -15,9 +14,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from loaders.base import LoadError
 from loaders.formats import CheckpointFormat, classify
 from loaders.gguf import GGUFError, read_file_header
-from loaders.hf_common import folder_format
+from loaders.hf_common import folder_format, read_json
 from webui.errors import UserError
 from webui.modelfiles.downloads import read_record, write_record
 from webui.modelfiles.fit import (
@@ -101,18 +101,13 @@ def _label(fmt: CheckpointFormat | None) -> str:
     return fmt.label if fmt is not None else "other"
 
 
-def _read_json(path: Path) -> dict:
+def _read_config(path: Path) -> dict:
+    """A folder's config.json, read as the loaders read it (bounded in size and
+    nesting), or {} when it cannot be: the list shows what it can."""
     try:
-        if path.stat().st_size > _MAX_JSON_BYTES:
-            return {}
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError, RecursionError):  # RecursionError: arrays nested 100k deep
+        return read_json(path)
+    except LoadError:
         return {}
-
-
-# config.json and the download record; real ones are a few KiB.
-_MAX_JSON_BYTES = 16 << 20
 
 
 def _size(path: Path) -> int:
@@ -127,7 +122,7 @@ def scan(models_dir: Path) -> list[LocalModel]:
     for label, path in model_entries(models_dir):
         top = label.split("/", 1)[0]
         if top not in records:
-            records[top] = _read_json(Path(models_dir) / top / RECORD_FILE)
+            records[top] = read_record(Path(models_dir) / top)
         repo_id = records[top].get("repo_id")
         repo_id = repo_id if isinstance(repo_id, str) else None
         # One unreadable model is listed with its problem; it never hides the others.
@@ -168,7 +163,7 @@ def shape_of(path: Path) -> ModelShape | None:
     if path.is_file() and path.suffix.lower() == ".gguf":
         return _gguf_info(str(path), path.stat().st_mtime_ns)[0]
     if path.is_dir():
-        config = _read_json(path / "config.json")
+        config = _read_config(path / "config.json")
         if config:
             weights = sum(p.stat().st_size for p in path.glob("*.safetensors"))
             try:

@@ -18,6 +18,7 @@ from typing import Any
 
 from loaders.base import GenerationError
 from loaders.context_limit import check_fits
+from loaders.errors import describe_exception
 from loaders.params import GenerationParams
 from webui.errors import ErrorKind, UserError
 from webui.runtime.model_manager import ModelManager
@@ -183,7 +184,7 @@ class GenerationEngine:
                 job.emit(Failed(e))
             except Exception as e:  # a backend bug must not kill the queue
                 log.exception("generation failed")
-                internal = UserError(f"generation failed: {type(e).__name__}: {e}", kind=ErrorKind.INTERNAL)
+                internal = UserError(f"generation failed: {describe_exception(e)}", kind=ErrorKind.INTERNAL)
                 internal.__cause__ = e  # whoever re-raises it (result()) shows the real traceback
                 job.emit(Failed(internal))
             else:

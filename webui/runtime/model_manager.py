@@ -14,6 +14,7 @@ from typing import Any
 
 import loaders
 from loaders.base import LoadError, Model
+from loaders.errors import describe_exception
 from loaders.fields import SettingError, build, to_dict
 from webui.errors import ErrorKind
 from webui.runtime.default_model import DEFAULT_MODEL_NAME, default_model_path
@@ -62,8 +63,7 @@ def load_failure(error: Exception, path: Path | str) -> LoadError:
     if isinstance(error, MemoryError):
         return LoadError(f"not enough memory to load {name}")
     log.error("loading %s failed", name, exc_info=error)
-    detail = " ".join(str(error).split())[:200]
-    return LoadError(f"could not load {name}: {type(error).__name__}" + (f": {detail}" if detail else ""))
+    return LoadError(f"could not load {name}: {describe_exception(error)}")
 
 
 class ModelManager:

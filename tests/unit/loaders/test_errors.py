@@ -29,3 +29,12 @@ def test_callers_that_catch_the_builtin_bases_still_do():
 def test_an_error_keeps_its_kind_across_pickling():
     error = pickle.loads(pickle.dumps(UserError("boom", kind=ErrorKind.INTERNAL)))
     assert (error.message, error.kind) == ("boom", ErrorKind.INTERNAL)
+
+
+def test_an_unexpected_exception_is_described_in_one_short_line():
+    from loaders.errors import describe_exception
+
+    assert describe_exception(TypeError("a\n  b")) == "TypeError: a b"
+    assert describe_exception(RecursionError()) == "RecursionError"
+    long = describe_exception(ValueError("x" * 500))
+    assert long.startswith("ValueError: xxx") and long.endswith("...") and len(long) == len("ValueError: ") + 200
