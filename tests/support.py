@@ -64,11 +64,7 @@ def running_server(*args: str, env: dict | None = None, timeout: float = 60.0,
                 time.sleep(0.2)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
         scratch.cleanup()
 
@@ -79,3 +75,12 @@ def run_on_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
     main thread, where asyncio.run() refuses to start another."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = 10) -> None:
+    """Ask a server to stop; kill it if it has not within grace_s seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()

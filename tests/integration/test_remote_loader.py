@@ -12,7 +12,7 @@ import pytest
 
 from loaders.base import GenerationError, LoadError
 from loaders.params import GenerationParams
-from tests.support import ARTIFACTS, ROOT, free_port
+from tests.support import ARTIFACTS, ROOT, free_port, stop_process
 from webui.hearth import Hearth
 from webui.runtime.generation import Delta, Finished
 
@@ -42,11 +42,7 @@ def start_llama_cpp_server(model_path, port: int, log_name: str) -> subprocess.P
 
 
 def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_process(proc)
     proc.log.close()
 
 

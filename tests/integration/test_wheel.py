@@ -16,7 +16,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from tests.support import ROOT, free_port
+from tests.support import ROOT, free_port, stop_process
 
 # Folders of the repository that are the developer's, never Hearth's.
 NOT_SHIPPED = ("tests/", "bench/", "models/", "user_data/", "test-artifacts/")
@@ -125,9 +125,5 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path):
             models = json.load(r)
         assert models["object"] == "list"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
         log.close()
