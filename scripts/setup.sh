@@ -60,6 +60,28 @@ ensure_llama_cpp() {
     touch "$VENV/.llama-cpp-$sig-$LLAMA_CPP_VERSION"
 }
 
+# The llama-cpp-python source distribution, unpacked once per version under
+# $CACHE/src: it vendors llama.cpp (vendor/llama.cpp), whose converters (LoRA to GGUF)
+# the tests use and whose CMake project builds llama-server and CUDA builds. Prints
+# the unpacked folder. Downloaded from PyPI by package name; never re-downloaded.
+ensure_llama_cpp_source() {
+    local src="$CACHE/src/llama_cpp_python-$LLAMA_CPP_VERSION"
+    if [ ! -f "$src/vendor/llama.cpp/CMakeLists.txt" ]; then
+        say "fetching the llama-cpp-python $LLAMA_CPP_VERSION sources (once; vendors llama.cpp)"
+        local tmp
+        tmp="$(mktemp -d "$CACHE/src.XXXXXX" 2>/dev/null || { mkdir -p "$CACHE"; mktemp -d "$CACHE/src.XXXXXX"; })"
+        "${VENV:-}/bin/pip" download --quiet --no-deps --no-binary :all: --no-build-isolation \
+            -d "$tmp" "llama-cpp-python==$LLAMA_CPP_VERSION" >&2 \
+            || pip3 download --quiet --no-deps --no-binary :all: -d "$tmp" "llama-cpp-python==$LLAMA_CPP_VERSION" >&2
+        tar -xzf "$tmp"/llama_cpp_python-"$LLAMA_CPP_VERSION".tar.gz -C "$tmp"
+        mkdir -p "$CACHE/src"
+        rm -rf "$src"
+        mv "$tmp/llama_cpp_python-$LLAMA_CPP_VERSION" "$src"
+        rm -rf "$tmp"
+    fi
+    echo "$src"
+}
+
 # $1: the pip extras to install, e.g. "" or "test"
 ensure_hearth() {
     local extras="$1" stamp
