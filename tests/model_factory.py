@@ -103,6 +103,37 @@ def gptq_dir() -> Path:
     return cache_root() / f"smollm2-135m-gptq-4bit-g64-{key}"
 
 
+# llama.cpp's file types (enum llama_ftype) that the tests requantize the built-in
+# Q4_1 file to: Q8_0 is a larger "target" with the same vocabulary (speculative
+# decoding pairs it with the Q4_1 file as its draft), Q2_K a smaller, worse one.
+LLAMA_FTYPES = {"q8_0": 7, "q2_k": 10, "f16": 1}
+
+
+def requantized_gguf(ftype: str) -> Path:
+    """The built-in model requantized to `ftype` (a key of LLAMA_FTYPES) with
+    llama.cpp's own quantize function, built once and cached (about 1 s for Q8_0).
+
+    Its weights carry the Q4_1 file's rounding, so it is not a better model, only a
+    different file of the same model: what the tests need for pairs and tables."""
+    import llama_cpp
+
+    gguf = _gguf_path()
+    key = _key(RECIPE, gguf.name, str(gguf.stat().st_size), ftype, _version("llama_cpp_python"))
+    target = cache_root() / f"smollm2-135m-{ftype}-{key}.gguf"
+    with _locked(f"quantize-{ftype}"):
+        if not target.is_file():
+            params = llama_cpp.llama_model_quantize_default_params()
+            params.ftype = LLAMA_FTYPES[ftype]
+            params.allow_requantize = True
+            params.nthread = 2
+            tmp = target.with_name(target.name + ".partial")
+            rc = llama_cpp.llama_model_quantize(str(gguf).encode(), str(tmp).encode(), params)
+            if rc != 0:
+                raise RuntimeError(f"llama_model_quantize to {ftype} failed ({rc})")
+            tmp.rename(target)
+    return target
+
+
 @contextmanager
 def _locked(name: str):
     cache_root().mkdir(parents=True, exist_ok=True)
