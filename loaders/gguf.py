@@ -59,6 +59,24 @@ GGML_TYPES: dict[int, tuple[str, int, int]] = {
     30: ("BF16", 1, 2), 34: ("TQ1_0", 256, 54), 35: ("TQ2_0", 256, 66), 39: ("MXFP4", 32, 17),
 }
 
+# llama.cpp's KV-cache types (the list its own `--cache-type-k` accepts, common/arg.cpp)
+# -> ggml type id; f16 first, the default. Bytes per value come from GGML_TYPES:
+# f16 2, q8_0 34/32, q4_0 18/32.
+KV_CACHE_TYPES: dict[str, int] = {
+    "f16": 1, "q8_0": 8, "q5_1": 7, "q5_0": 6, "q4_1": 3, "q4_0": 2, "iq4_nl": 20, "bf16": 30, "f32": 0,
+}
+
+
+def kv_bytes_per_value(kv_type: str) -> float:
+    """Bytes one K or V value takes in a KV cache of `kv_type` (a KV_CACHE_TYPES name)."""
+    _, block, size = GGML_TYPES[KV_CACHE_TYPES[kv_type]]
+    return size / block
+
+
+def kv_type_is_quantized(kv_type: str) -> bool:
+    return GGML_TYPES[KV_CACHE_TYPES[kv_type]][1] > 1
+
+
 # general.file_type -> the quantization name users know from file names
 FILE_TYPES = {
     0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
@@ -154,8 +172,9 @@ class GGUFHeader:
             end = max(end, t.offset + size)
         return self.data_offset + end
 
-    def kv_cache_bytes(self, n_ctx: int, bytes_per_value: float = 2.0) -> int | None:
-        """f16 K and V for every layer at n_ctx tokens, from the attention shape."""
+    def kv_values_per_token(self) -> tuple[int, int] | None:
+        """K values and V values one token takes in the KV cache, all layers together,
+        from the attention shape; None when the header does not say."""
         n_layer = self.n_layers
         n_embd = _positive_int(self.arch_value("embedding_length"))
         n_head = _positive_int(self.arch_value("attention.head_count"))
@@ -174,7 +193,15 @@ class GGUFHeader:
         v_len = _positive_int(self.arch_value("attention.value_length", n_embd // n_head))
         if k_len is None or v_len is None:
             return None
-        return int(n_ctx * kv_heads_total * (k_len + v_len) * bytes_per_value)
+        return kv_heads_total * k_len, kv_heads_total * v_len
+
+    def kv_cache_bytes(self, n_ctx: int, type_k: str = "f16", type_v: str = "f16") -> int | None:
+        """K and V for every layer at n_ctx tokens, in the given KV_CACHE_TYPES."""
+        values = self.kv_values_per_token()
+        if values is None:
+            return None
+        k, v = values
+        return int(n_ctx * (k * kv_bytes_per_value(type_k) + v * kv_bytes_per_value(type_v)))
 
 
 def _positive_int(value: Any) -> int | None:

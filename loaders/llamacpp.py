@@ -16,9 +16,9 @@ from pathlib import Path
 from loaders import cpu_repack
 from loaders.base import GenerationError, LoadError
 from loaders.context_limit import check_fits
-from loaders.fields import setting
+from loaders.fields import SettingError, setting
 from loaders.formats import CheckpointFormat
-from loaders.gguf import GGUFError, check_complete
+from loaders.gguf import KV_CACHE_TYPES, GGUFError, check_complete, kv_type_is_quantized
 from loaders.hf_common import model_format, wrong_format
 from loaders.option_limits import MAX_CONTEXT_TOKENS, MAX_THREADS, usable_cpus
 from loaders.params import GenerationParams
@@ -36,6 +36,14 @@ MAX_GPU_LAYERS = 1024
 # 1 TiB: as much RAM or disk as anyone gives a cache; a RAM cache is also checked
 # against this machine's memory when the model loads.
 MAX_PROMPT_CACHE_MB = 1 << 20
+# Trained RoPE bases run from 10,000 (Llama 2) to 1e6-1e7 (Qwen, Gemma, long-context
+# fine-tunes); 1e10 leaves room and refuses typos by orders of magnitude.
+MAX_ROPE_FREQ_BASE = 1e10
+# llama.cpp's rope_scaling_type values (enum llama_rope_scaling_type); "model" is -1:
+# what the GGUF header says.
+ROPE_SCALING_TYPES = {"model": -1, "none": 0, "linear": 1, "yarn": 2}
+KV_GROUP = "KV cache"
+ROPE_GROUP = "RoPE scaling (past the trained context)"
 
 
 # Why all CPUs but one for generation: measured on 2 cores with a browser streaming
@@ -59,6 +67,27 @@ class LlamaCppOptions:
     prompt_cache: str = setting("off", "Keep KV states of earlier prompts so switching between chats skips re-reading them.", choices=("off", "ram", "disk"))
     prompt_cache_mb: int = setting(1024, "Size of the prompt cache in MiB.", minimum=1, maximum=MAX_PROMPT_CACHE_MB, ui_maximum=65536, step=64)
     cpu_repack: str = setting("auto", "Repacked CPU weight layouts (AMX/AVX kernels): auto tests once that they work on this CPU.", choices=("auto", "on", "off"), advanced=True)
+    type_k: str = setting("f16", "KV cache type for keys: q8_0 halves the KV memory of f16 with little quality loss; q4_0 quarters it and costs more quality.", choices=tuple(KV_CACHE_TYPES), group=KV_GROUP)
+    type_v: str = setting("f16", "KV cache type for values: a quantized V cache (q8_0, q4_0, ...) needs flash_attn on.", choices=tuple(KV_CACHE_TYPES), group=KV_GROUP)
+    rope_scaling: str = setting("model", "RoPE scaling to run past the trained context: model = as the GGUF says; linear needs a model fine-tuned for it; yarn works on most models but quality still drops as the context grows.", choices=tuple(ROPE_SCALING_TYPES), advanced=True, group=ROPE_GROUP)
+    rope_freq_scale: float = setting(0.0, "RoPE frequency scale (0 = the model's own): trained context / n_ctx, e.g. 0.5 for twice the trained context. Needs rope_scaling linear or yarn.", minimum=0.0, maximum=1.0, step=0.05, advanced=True, group=ROPE_GROUP)
+    rope_freq_base: float = setting(0.0, "RoPE base frequency (0 = the model's own). Raising it (NTK-aware scaling) stretches the context without fine-tuning, at a quality cost.", minimum=0.0, maximum=MAX_ROPE_FREQ_BASE, advanced=True, group=ROPE_GROUP)
+    yarn_orig_ctx: int = setting(0, "YaRN: the context the model was trained at (0 = from the GGUF).", minimum=0, maximum=MAX_CONTEXT_TOKENS, ui_maximum=131072, step=256, advanced=True, group=ROPE_GROUP)
+    yarn_ext_factor: float = setting(-1.0, "YaRN extrapolation mix (negative = 1 with yarn, else 0; 0 turns YaRN's interpolation ramp off).", minimum=-1.0, maximum=1.0, step=0.05, advanced=True, group=ROPE_GROUP)
+
+    def __post_init__(self) -> None:
+        # Combinations llama.cpp refuses or silently ignores, refused here in one line
+        # before the loaded model is unloaded (single values are checked by setting()).
+        if self.type_v in KV_CACHE_TYPES and kv_type_is_quantized(self.type_v) and not self.flash_attn:
+            raise SettingError(f"type_v={self.type_v} needs flash_attn on (llama.cpp keeps a quantized V cache "
+                               "only with flash attention); turn flash_attn on or use type_v=f16")
+        if self.rope_scaling == "none" and self.rope_freq_scale not in (0.0, 1.0):
+            raise SettingError(f"rope_freq_scale={self.rope_freq_scale:g} does nothing with rope_scaling=none; "
+                               "choose rope_scaling linear or yarn")
+        if self.rope_scaling in ("none", "linear"):
+            for name, unset in (("yarn_orig_ctx", 0), ("yarn_ext_factor", -1.0)):
+                if getattr(self, name) != unset:
+                    raise SettingError(f"{name} applies only with rope_scaling=yarn (got rope_scaling={self.rope_scaling})")
 
 
 # Hearth builds llama.cpp's sampler chain itself (sampler_chain below), so this backend
@@ -162,10 +191,13 @@ class LlamaCppLoader:
                     flash_attn=options.flash_attn,
                     use_mmap=options.use_mmap,
                     use_mlock=options.use_mlock,
+                    type_k=KV_CACHE_TYPES[options.type_k],
+                    type_v=KV_CACHE_TYPES[options.type_v],
+                    **_rope_arguments(options),
                     verbose=False,
                 )
         except (ValueError, RuntimeError) as e:
-            raise LoadError(f"llama.cpp could not load {path.name}: {e}") from None
+            raise _load_error(path, options, e) from None
         if options.prompt_cache == "ram":
             llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=options.prompt_cache_mb << 20))
         elif options.prompt_cache == "disk":
@@ -201,6 +233,24 @@ def _gguf_file(path: Path) -> Path:
     raise not_gguf
 
 
+def _rope_arguments(options: LlamaCppOptions) -> dict:
+    """llama_cpp.Llama's RoPE arguments; 0 and negative values mean "the model's own"
+    there too. YaRN's beta and attention factors keep llama-cpp-python's defaults:
+    with YaRN on, llama.cpp recomputes the attention factor itself."""
+    return dict(rope_scaling_type=ROPE_SCALING_TYPES[options.rope_scaling],
+                rope_freq_base=options.rope_freq_base, rope_freq_scale=options.rope_freq_scale,
+                yarn_orig_ctx=options.yarn_orig_ctx, yarn_ext_factor=options.yarn_ext_factor)
+
+
+def _load_error(path: Path, options: LlamaCppOptions, error: Exception) -> LoadError:
+    """llama.cpp says only "Failed to create llama_context" (the reason goes to its log);
+    with a non-default KV type that is nearly always the type, so name it."""
+    if "llama_context" in str(error) and (options.type_k, options.type_v) != ("f16", "f16"):
+        return LoadError(f"llama.cpp cannot use type_k={options.type_k}, type_v={options.type_v} with "
+                         f"{path.name} in this build; try f16 or q8_0")
+    return LoadError(f"llama.cpp could not load {path.name}: {error}")
+
+
 def _check_prompt_cache(options: LlamaCppOptions) -> None:
     """A RAM cache fills up to its size over many chats: refuse one larger than RAM."""
     if options.prompt_cache != "ram":
@@ -217,7 +267,7 @@ def _check_prompt_cache(options: LlamaCppOptions) -> None:
 
 def _check_memory(path: Path, header, n_ctx: int, options: LlamaCppOptions) -> None:
     """Refuse, before llama.cpp allocates, a context whose KV cache cannot fit."""
-    kv = header.kv_cache_bytes(n_ctx)
+    kv = header.kv_cache_bytes(n_ctx, options.type_k, options.type_v)
     if kv is None:
         return
     try:

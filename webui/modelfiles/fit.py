@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from loaders.gguf import SkippedArray
+from loaders.gguf import KV_CACHE_TYPES, SkippedArray, kv_bytes_per_value
 from webui.errors import ErrorKind, UserError
 
 MiB = 1 << 20
@@ -63,12 +63,28 @@ class ModelShape:
     """What the estimate needs to know about a model, wherever it came from."""
     weights_bytes: int
     n_layers: int | None = None
-    kv_bytes_per_token: int | None = None  # K and V, f16, all layers
+    kv_values_per_token: tuple[int, int] | None = None  # K values, V values; all layers
     layer_bytes: tuple[int, ...] = ()      # per repeating layer; empty = spread evenly
     n_embd: int | None = None
     n_ff: int | None = None
     n_vocab: int | None = None
     context_length: int | None = None      # the model's own, for n_ctx = 0
+    # GGUF: llama.cpp's type_k/type_v size the KV cache. Transformers keeps it in the
+    # model's dtype, so an estimate for a config.json ignores the KV types (f16).
+    kv_types_apply: bool = False
+
+    @property
+    def kv_bytes_per_token(self) -> int | None:
+        """K and V at f16, all layers."""
+        return self.kv_bytes_per_token_as("f16", "f16")
+
+    def kv_bytes_per_token_as(self, type_k: str, type_v: str) -> int | None:
+        if self.kv_values_per_token is None:
+            return None
+        if not self.kv_types_apply:
+            type_k = type_v = "f16"
+        k, v = self.kv_values_per_token
+        return round(k * kv_bytes_per_value(type_k) + v * kv_bytes_per_value(type_v))
 
     @property
     def per_layer_weights(self) -> float:
@@ -96,7 +112,7 @@ def shape_from_gguf(header, file_size: int) -> ModelShape:
     kv_heads = header.arch_value("attention.head_count_kv")
     for n in kv_heads if isinstance(kv_heads, list) else [kv_heads]:
         _plausible(n, MAX_HEADS, "attention.head_count_kv")
-    kv = header.kv_cache_bytes(1) if n_layers else None
+    kv = header.kv_values_per_token() if n_layers else None
     layer_bytes: tuple[int, ...] = ()
     if header.tensors and n_layers:
         # Only layers that have tensors get an entry: as many as the file describes, never
@@ -113,7 +129,7 @@ def shape_from_gguf(header, file_size: int) -> ModelShape:
         tokens = header.get("tokenizer.ggml.tokens")
         vocab = (tokens.count if isinstance(tokens, SkippedArray)
                  else len(tokens) if isinstance(tokens, list) else None)
-    return ModelShape(weights_bytes=file_size, n_layers=n_layers, kv_bytes_per_token=kv,
+    return ModelShape(weights_bytes=file_size, n_layers=n_layers, kv_values_per_token=kv, kv_types_apply=True,
                       layer_bytes=layer_bytes, n_embd=n_embd,
                       n_ff=_plausible(header.arch_value("feed_forward_length"), MAX_WIDTH, "feed_forward_length"),
                       n_vocab=_plausible(vocab, MAX_VOCAB, "vocab_size"),
@@ -142,8 +158,8 @@ def shape_from_config(config: Mapping[str, Any], weights_bytes: int) -> ModelSha
     heads = first(MAX_HEADS, "num_attention_heads", "n_head")
     kv_heads = first(MAX_HEADS, "num_key_value_heads") or heads
     head_dim = first(MAX_HEAD_DIM, "head_dim") or (hidden // heads if hidden and heads else None)
-    kv = 2 * 2 * n_layers * kv_heads * head_dim if (n_layers and kv_heads and head_dim) else None
-    return ModelShape(weights_bytes=weights_bytes, n_layers=n_layers, kv_bytes_per_token=kv,
+    kv = (n_layers * kv_heads * head_dim,) * 2 if (n_layers and kv_heads and head_dim) else None
+    return ModelShape(weights_bytes=weights_bytes, n_layers=n_layers, kv_values_per_token=kv,
                       n_embd=hidden, n_ff=first(MAX_WIDTH, "intermediate_size"),
                       n_vocab=first(MAX_VOCAB, "vocab_size"),
                       context_length=first(MAX_CONTEXT, "max_position_embeddings"))
@@ -177,10 +193,14 @@ def _overhead(shape: ModelShape) -> int:
     return RUNTIME_BASE + BATCH_TOKENS * width * 4
 
 
-def estimate(shape: ModelShape, n_ctx: int) -> Estimate:
-    """At n_ctx tokens of context; 0 means the model's own (as llama.cpp reads it)."""
+def estimate(shape: ModelShape, n_ctx: int, type_k: str = "f16", type_v: str = "f16") -> Estimate:
+    """At n_ctx tokens of context (0 means the model's own, as llama.cpp reads it), with
+    llama.cpp's KV-cache types (KV_CACHE_TYPES names) where the model is a GGUF."""
+    for name, kv_type in (("type_k", type_k), ("type_v", type_v)):
+        if kv_type not in KV_CACHE_TYPES:
+            raise UserError(f"{name} must be one of {', '.join(KV_CACHE_TYPES)} (got {kv_type!r})", kind=ErrorKind.INVALID)
     n_ctx = n_ctx or shape.context_length or 4096
-    kv = (shape.kv_bytes_per_token or 0) * max(n_ctx, 0)
+    kv = (shape.kv_bytes_per_token_as(type_k, type_v) or 0) * max(n_ctx, 0)
     return Estimate(shape.weights_bytes, kv, _overhead(shape), n_ctx, shape)
 
 

@@ -173,9 +173,9 @@ def shape_of(path: Path) -> ModelShape | None:
     return None
 
 
-def estimate_for(path: Path, n_ctx: int) -> Estimate | None:
+def estimate_for(path: Path, n_ctx: int, type_k: str = "f16", type_v: str = "f16") -> Estimate | None:
     shape = shape_of(path)
-    return estimate(shape, n_ctx) if shape else None
+    return estimate(shape, n_ctx, type_k, type_v) if shape else None
 
 
 def delete(models_dir: Path, label: str, loaded_path: Path | None = None) -> str:
@@ -229,12 +229,13 @@ def _forget(top: Path, removed: list[Path]) -> None:
         write_record(top, record)
 
 
-def fit_proposal(path, n_ctx: int, machine=None) -> tuple[str, int | None]:
+def fit_proposal(path, n_ctx: int, machine=None, type_k: str = "f16",
+                 type_v: str = "f16") -> tuple[str, int | None]:
     """The Model tab's will-it-fit line for a model, and the n_gpu_layers to propose
     (None where there is no GPU: the user's value stays)."""
     if not isinstance(path, Path) or not path.exists():
         return "", None
-    est = estimate_for(path, n_ctx)
+    est = estimate_for(path, n_ctx, type_k, type_v)
     if est is None:
         return "", None
     machine = machine or detect_machine()

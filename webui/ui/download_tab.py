@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from loaders.gguf import KV_CACHE_TYPES
 from webui.hearth import Hearth
 from webui.modelfiles import fit
 from webui.modelfiles.downloads import DownloadJob
@@ -44,6 +45,7 @@ class DownloadTab:
     refresh: gr.Button
     local_status: gr.Markdown
     tab: gr.Tab
+    kv_type: gr.Dropdown | None = None  # llama.cpp's type_k and type_v for the GGUF estimates
 
 
 def layout(tab: gr.Tab) -> DownloadTab:
@@ -57,6 +59,8 @@ def layout(tab: gr.Tab) -> DownloadTab:
                            placeholder="hf_… (or set HF_TOKEN)")
         n_ctx = gr.Number(label="Context for estimates", value=4096, precision=0, minimum=0, scale=1,
                           elem_id="download-ctx")
+        kv_type = gr.Dropdown(label="KV cache for estimates", choices=list(KV_CACHE_TYPES), value="f16", scale=1,
+                              elem_id="download-kv-type", info="llama.cpp's type_k and type_v (GGUF models)")
     list_files = gr.Button("List files", variant="primary", elem_id="download-list")
     status = gr.Markdown(elem_id="download-status")
     groups = gr.Dataframe(headers=GROUP_HEADERS, interactive=False, wrap=True, label="Models in this repo",
@@ -77,7 +81,8 @@ def layout(tab: gr.Tab) -> DownloadTab:
             refresh = gr.Button("🔄 Refresh", scale=1, elem_id="local-refresh")
         local_status = gr.Markdown(elem_id="local-status")
     return DownloadTab(repo, revision, token, n_ctx, list_files, status, groups, files, choose, download,
-                       stop, progress, listing, local, local_choice, delete_btn, refresh, local_status, tab)
+                       stop, progress, listing, local, local_choice, delete_btn, refresh, local_status, tab,
+                       kv_type=kv_type)
 
 
 def _verdict_cells(est: fit.Estimate | None, machine: fit.Machine) -> list[str]:
@@ -86,13 +91,14 @@ def _verdict_cells(est: fit.Estimate | None, machine: fit.Machine) -> list[str]:
     return [fit.human_bytes(est.total_bytes), fit.verdict(est, machine).text]
 
 
-def listing_rows(listing: RepoListing, n_ctx: int, machine: fit.Machine) -> tuple[list, list]:
+def listing_rows(listing: RepoListing, n_ctx: int, machine: fit.Machine,
+                 kv_type: str = "f16") -> tuple[list, list]:
     groups, files = [], []
     for g in listing.groups:
         quant = g.quant_from_name or ""
         if g.quant_from_header and g.quant_from_header != g.quant_from_name:
             quant = f"{quant} (header: {g.quant_from_header})".strip()
-        est = fit.estimate(g.shape, n_ctx) if g.shape else None
+        est = fit.estimate(g.shape, n_ctx, kv_type, kv_type) if g.shape else None
         cells = _verdict_cells(est, machine) if g.kind != "other" else ["", ""]
         kind = g.kind + (f" · {g.note}" if g.note else "")
         groups.append([g.label, kind, quant, fit.human_bytes(g.size), *cells])
@@ -100,11 +106,11 @@ def listing_rows(listing: RepoListing, n_ctx: int, machine: fit.Machine) -> tupl
     return groups, files
 
 
-def local_rows(models_dir, n_ctx: int) -> tuple[list, list[str]]:
+def local_rows(models_dir, n_ctx: int, kv_type: str = "f16") -> tuple[list, list[str]]:
     machine = fit.detect_machine()
     rows, labels = [], []
     for m in scan(models_dir):
-        est = estimate_for(m.path, n_ctx) if m.format != "other" and not m.problem else None
+        est = estimate_for(m.path, n_ctx, kv_type, kv_type) if m.format != "other" and not m.problem else None
         kind = f"{m.format} ⚠️ {m.problem}" if m.problem else m.format
         rows.append([m.label, kind, m.quantization or "", fit.human_bytes(m.size_bytes),
                      *_verdict_cells(est, machine)])
@@ -129,12 +135,15 @@ def wire(hearth: Hearth, tab: DownloadTab, model_dropdown: gr.Dropdown) -> None:
         except (TypeError, ValueError):
             return 4096
 
-    def list_files(repo, revision, token, n_ctx):
+    def kv(value) -> str:
+        return value if value in KV_CACHE_TYPES else "f16"
+
+    def list_files(repo, revision, token, n_ctx, kv_type):
         try:
             listing = list_repo(repo, revision, token)
         except HubError as e:
             return (notice(e), [], [], gr.update(choices=[], value=[]), None)
-        groups, files = listing_rows(listing, ctx(n_ctx), fit.detect_machine())
+        groups, files = listing_rows(listing, ctx(n_ctx), fit.detect_machine(), kv(kv_type))
         choices = [(f"{g.label} · {fit.human_bytes(g.size)}", g.label) for g in listing.groups]
         note = f" · {len(listing.refused)} file(s) refused: names that would leave models/" if listing.refused else ""
         gated = " · gated: a token is needed to download" if listing.gated else ""
@@ -142,7 +151,7 @@ def wire(hearth: Hearth, tab: DownloadTab, model_dropdown: gr.Dropdown) -> None:
                 f"{fit.human_bytes(sum(f.size for f in listing.files))}{gated}{note}")
         return text, groups, files, gr.update(choices=choices, value=[]), listing
 
-    def start(chosen, listing, token, n_ctx):
+    def start(chosen, listing, token, n_ctx, kv_type):
         job = jobs["current"]
         if job is None or not job.running:
             if listing is None:
@@ -161,7 +170,7 @@ def wire(hearth: Hearth, tab: DownloadTab, model_dropdown: gr.Dropdown) -> None:
         while job.running:
             yield f"Downloading {job.repo_id}…", progress_html(job), gr.skip(), gr.skip(), gr.skip()
             time.sleep(POLL_SECONDS)
-        rows, labels = local_rows(hearth.models_dir, ctx(n_ctx))
+        rows, labels = local_rows(hearth.models_dir, ctx(n_ctx), kv(kv_type))
         choices = gr.update(choices=[c.label for c in hearth.model_choices()])
         if job.error:
             yield notice(job.error), progress_html(job), choices, rows, gr.update(choices=labels)
@@ -178,11 +187,11 @@ def wire(hearth: Hearth, tab: DownloadTab, model_dropdown: gr.Dropdown) -> None:
             return "Stopping… the download resumes from here next time."
         return "No download is running."
 
-    def refresh_local(n_ctx):
-        rows, labels = local_rows(hearth.models_dir, ctx(n_ctx))
+    def refresh_local(n_ctx, kv_type):
+        rows, labels = local_rows(hearth.models_dir, ctx(n_ctx), kv(kv_type))
         return rows, gr.update(choices=labels, value=None)
 
-    def delete_local(label, n_ctx):
+    def delete_local(label, n_ctx, kv_type):
         if not label:
             message = "Choose a model to delete."
         else:
@@ -191,20 +200,20 @@ def wire(hearth: Hearth, tab: DownloadTab, model_dropdown: gr.Dropdown) -> None:
                 message = "🗑️ " + delete(hearth.models_dir, label, loaded.path if loaded else None)
             except (HubError, OSError) as e:
                 message = notice(e)
-        rows, labels = local_rows(hearth.models_dir, ctx(n_ctx))
+        rows, labels = local_rows(hearth.models_dir, ctx(n_ctx), kv(kv_type))
         return (message, rows, gr.update(choices=labels, value=None),
                 gr.update(choices=[c.label for c in hearth.model_choices()]))
 
-    tab.list_files.click(list_files, [tab.repo, tab.revision, tab.token, tab.n_ctx],
+    tab.list_files.click(list_files, [tab.repo, tab.revision, tab.token, tab.n_ctx, tab.kv_type],
                          [tab.status, tab.groups, tab.files, tab.choose, tab.listing], concurrency_limit=4)
-    tab.repo.submit(list_files, [tab.repo, tab.revision, tab.token, tab.n_ctx],
+    tab.repo.submit(list_files, [tab.repo, tab.revision, tab.token, tab.n_ctx, tab.kv_type],
                     [tab.status, tab.groups, tab.files, tab.choose, tab.listing], concurrency_limit=4)
-    tab.download.click(start, [tab.choose, tab.listing, tab.token, tab.n_ctx],
+    tab.download.click(start, [tab.choose, tab.listing, tab.token, tab.n_ctx, tab.kv_type],
                        [tab.status, tab.progress, model_dropdown, tab.local, tab.local_choice],
                        concurrency_limit=4)
     tab.stop.click(stop, None, [tab.status], queue=False)
-    tab.refresh.click(refresh_local, [tab.n_ctx], [tab.local, tab.local_choice], queue=False)
-    tab.tab.select(refresh_local, [tab.n_ctx], [tab.local, tab.local_choice], queue=False)
-    tab.delete.click(delete_local, [tab.local_choice, tab.n_ctx],
+    tab.refresh.click(refresh_local, [tab.n_ctx, tab.kv_type], [tab.local, tab.local_choice], queue=False)
+    tab.tab.select(refresh_local, [tab.n_ctx, tab.kv_type], [tab.local, tab.local_choice], queue=False)
+    tab.delete.click(delete_local, [tab.local_choice, tab.n_ctx, tab.kv_type],
                      [tab.local_status, tab.local, tab.local_choice, model_dropdown],
-                     js="(label, n) => [label && confirm('Delete ' + label + ' from disk?') ? label : null, n]")
+                     js="(label, n, kv) => [label && confirm('Delete ' + label + ' from disk?') ? label : null, n, kv]")

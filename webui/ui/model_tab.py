@@ -114,15 +114,17 @@ def _wire_fit(hearth: Hearth, tab: ModelTab) -> None:
     """Show the chosen model's memory estimate; propose n_gpu_layers from it on a GPU."""
     llama = tab.options.get("llama.cpp", {})
     n_ctx, gpu_layers = llama.get("n_ctx"), llama.get("n_gpu_layers")
-    if tab.fit is None or n_ctx is None or gpu_layers is None:
+    type_k, type_v = llama.get("type_k"), llama.get("type_v")
+    if tab.fit is None or n_ctx is None or gpu_layers is None or type_k is None or type_v is None:
         return
 
-    def show_fit(label: str, ctx):
-        text, layers = fit_proposal(hearth.resolve_model(label) if label else None, int(ctx or 0))
+    def show_fit(label: str, ctx, k: str, v: str):
+        text, layers = fit_proposal(hearth.resolve_model(label) if label else None, int(ctx or 0),
+                                    type_k=k or "f16", type_v=v or "f16")
         return text, gr.update(value=layers) if layers is not None else gr.skip()
 
-    for event in (tab.model.change, n_ctx.change, tab.tab.select):
-        event(show_fit, [tab.model, n_ctx], [tab.fit, gpu_layers], queue=False)
+    for event in (tab.model.change, n_ctx.change, type_k.change, type_v.change, tab.tab.select):
+        event(show_fit, [tab.model, n_ctx, type_k, type_v], [tab.fit, gpu_layers], queue=False)
 
 
 def _supported(hearth: Hearth):
