@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import ClassVar, Protocol, runtime_checkable
 
 from loaders.errors import ErrorKind, UserError
+from loaders.load_progress import LoadProgress, no_progress
 from loaders.params import GenerationParams
 
 
@@ -58,4 +59,8 @@ class Loader(Protocol):
 
     def can_load(self, path: Path) -> bool: ...
 
-    def load(self, path: Path, options) -> Model: ...
+    def load(self, path: Path, options, progress: LoadProgress = no_progress) -> Model:
+        """Load the model at `path`. While loading, call `progress(fraction, phase)`
+        whenever the backend can tell how far it has got (loaders/load_progress.py);
+        a backend that cannot tell may never call it."""
+        ...

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -126,14 +127,16 @@ _PARAMS_LOCK = threading.Lock()
 
 
 @contextmanager
-def extra_buffer_types(enabled: bool) -> Iterator[None]:
-    """Models made inside this block get llama.cpp's use_extra_bufts = `enabled`.
+def model_params(**fields: Any) -> Iterator[None]:
+    """Models made inside this block get these llama_model_params fields set, such as
+    use_extra_bufts or progress_callback.
 
-    llama_cpp.Llama takes no such argument (its **kwargs swallow it silently, which
+    llama_cpp.Llama takes no such arguments (its **kwargs swallow them silently, which
     once made the AMX workaround a no-op): it fills the model parameters from
     llama_model_default_params() and loads the model in its constructor. So the
     default is changed for the length of the constructor, under a lock, because the
-    function is module-wide."""
+    function is module-wide. A ctypes value in `fields` (a callback) stays referenced
+    here until the block ends."""
     import llama_cpp.llama_cpp as native
 
     with _PARAMS_LOCK:
@@ -141,7 +144,8 @@ def extra_buffer_types(enabled: bool) -> Iterator[None]:
 
         def params():
             out = default()
-            out.use_extra_bufts = enabled
+            for name, value in fields.items():
+                setattr(out, name, value)
             return out
 
         native.llama_model_default_params = params
@@ -149,3 +153,4 @@ def extra_buffer_types(enabled: bool) -> Iterator[None]:
             yield
         finally:
             native.llama_model_default_params = default
+

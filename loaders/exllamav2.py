@@ -30,6 +30,7 @@ from loaders.hf_common import (
     require_format,
     weight_files,
 )
+from loaders.load_progress import LoadProgress, no_progress
 from loaders.option_limits import MAX_CONTEXT_TOKENS
 from loaders.params import GenerationParams
 from loaders.registry import register
@@ -114,7 +115,7 @@ class ExLlamaV2Loader:
     def can_load(self, path: Path) -> bool:
         return model_format(path) in self.formats
 
-    def load(self, path: Path, options: ExLlamaV2Options) -> ExLlamaV2Model:
+    def load(self, path: Path, options: ExLlamaV2Options, progress: LoadProgress = no_progress) -> ExLlamaV2Model:
         folder = require_format(path, self.name, self.formats)
         safetensors, _ = weight_files(folder)
         check_safetensors(safetensors)
@@ -136,7 +137,7 @@ class ExLlamaV2Loader:
                 config.max_seq_len = options.max_seq_len
             model = exllamav2.ExLlamaV2(config)
             cache = getattr(exllamav2, _CACHES[options.cache_mode])(model, max_seq_len=config.max_seq_len, lazy=True)
-            model.load_autosplit(cache)
+            model.load_autosplit(cache, callback=lambda done, total: progress(done / max(total, 1), "loading layers"))
             tokenizer = exllamav2.ExLlamaV2Tokenizer(config)
             generator = ExLlamaV2DynamicGenerator(model=model, cache=cache, tokenizer=tokenizer)
         except MemoryError:

@@ -30,6 +30,7 @@ from loaders.hf_common import (
     weight_files,
 )
 from loaders.hf_model import SAMPLERS, HFModel, set_cpu_threads
+from loaders.load_progress import LoadProgress, no_progress
 from loaders.option_limits import MAX_THREADS
 from loaders.registry import register
 
@@ -60,7 +61,8 @@ class GPTQLoader:
     def can_load(self, path: Path) -> bool:
         return model_format(path) in self.formats
 
-    def load(self, path: Path, options: GPTQOptions) -> HFModel:
+    def load(self, path: Path, options: GPTQOptions, progress: LoadProgress = no_progress) -> HFModel:
+        # GPTQModel shows no progress it can be asked for: the caller reports start and end.
         folder = require_format(path, self.name, self.formats)
         config = read_config(folder)
         safetensors, _ = weight_files(folder)

@@ -20,6 +20,7 @@ from loaders.fields import SettingError, setting
 from loaders.formats import CheckpointFormat
 from loaders.gguf import KV_CACHE_TYPES, GGUFError, check_complete, kv_type_is_quantized
 from loaders.hf_common import model_format, wrong_format
+from loaders.load_progress import LoadProgress, llama_callback, no_progress
 from loaders.option_limits import MAX_CONTEXT_TOKENS, MAX_THREADS, usable_cpus
 from loaders.params import GenerationParams
 from loaders.registry import register
@@ -160,7 +161,7 @@ class LlamaCppLoader:
     def can_load(self, path: Path) -> bool:
         return model_format(path) in self.formats
 
-    def load(self, path: Path, options: LlamaCppOptions) -> LlamaCppModel:
+    def load(self, path: Path, options: LlamaCppOptions, progress: LoadProgress = no_progress) -> LlamaCppModel:
         path = _gguf_file(Path(path))
         try:
             header = check_complete(path)
@@ -179,7 +180,8 @@ class LlamaCppLoader:
         repack = cpu_repack.decide(options.cpu_repack, path, header.quantization)
         threads = options.n_threads or _default_threads()
         try:
-            with cpu_repack.extra_buffer_types(repack):
+            on_progress = llama_callback(progress)  # referenced until the constructor returns
+            with cpu_repack.model_params(use_extra_bufts=repack, progress_callback=on_progress):
                 llm = llama_cpp.Llama(
                     model_path=str(path),
                     n_ctx=n_ctx,

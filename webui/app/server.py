@@ -17,6 +17,7 @@ from webui.app.connections import bounded_h11_protocol  # noqa: E402
 from webui.app.flags import loader_options_from_args  # noqa: E402
 from webui.app.guards import RequestGuard  # noqa: E402
 from webui.app.hosts import ServedHosts  # noqa: E402
+from webui.app.load_bar import load_bar  # noqa: E402
 from webui.app.login import LoginThrottle, UILoginGate, parse_auth  # noqa: E402
 from webui.config import ServerSettings  # noqa: E402
 from webui.hearth import Hearth  # noqa: E402
@@ -84,7 +85,8 @@ def load_initial_model(hearth: Hearth, settings: ServerSettings, args: argparse.
             loader = hearth.models.resolve_loader(path, settings.loader)
         else:
             loader = settings.loader or "llama.cpp"
-        loaded = hearth.load_model(settings.model, loader, loader_options_from_args(args, loader))
+        with load_bar() as bar:  # progress and time left on stderr
+            loaded = hearth.load_model(settings.model, loader, loader_options_from_args(args, loader), progress=bar)
     except LoadError as e:
         # Serve anyway: the user can pick another model in the Model tab.
         print(f"hearth: {e}", file=sys.stderr)

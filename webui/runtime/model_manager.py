@@ -18,6 +18,7 @@ from loaders.errors import describe_exception
 from loaders.fields import SettingError, build, to_dict
 from webui.errors import ErrorKind
 from webui.runtime.default_model import DEFAULT_MODEL_NAME, default_model_path
+from webui.runtime.load_progress import LoadListener, LoadReport, LoadTracker
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,17 @@ class ModelManager:
         self._borrowed = threading.Condition()
         self._borrowers = 0
         self._current: LoadedModel | None = None
+        self._loading: LoadTracker | None = None
 
     @property
     def current(self) -> LoadedModel | None:
         return self._current
+
+    @property
+    def loading(self) -> LoadReport | None:
+        """How far the load under way has got; None when none is."""
+        tracker = self._loading
+        return tracker.latest if tracker is not None else None
 
     @contextlib.contextmanager
     def use(self) -> Iterator[LoadedModel]:
@@ -104,7 +112,10 @@ class ModelManager:
         return detected
 
     def load(self, path: str | Path, loader_name: str | None = None,
-             options: Mapping[str, Any] | Any | None = None) -> LoadedModel:
+             options: Mapping[str, Any] | Any | None = None,
+             progress: LoadListener | None = None) -> LoadedModel:
+        """Load a model in place of the current one; `progress` hears how far the load
+        (and, if it fails, the reload of the previous model) has got."""
         # A URL (a remote engine) stays a string: Path() would fold its "//".
         path = path if loaders.is_url(path) else Path(path).expanduser()
         try:
@@ -123,13 +134,13 @@ class ModelManager:
             previous = self._current
             self._unload_locked()
             try:
-                loaded = self._load_locked(path, name, opts)
+                loaded = self._load_locked(path, name, opts, progress)
             except Exception as e:
                 # Whatever failed (a crafted file can raise RecursionError or TypeError
                 # deep inside a library), the app keeps the model it had.
                 error = load_failure(e, path)
                 if previous is not None:
-                    self._restore(previous)
+                    self._restore(previous, progress)
                     if self._current is not None:
                         raise LoadError(f"{error} (kept {previous.name} loaded)") from None
                 raise error from None
@@ -137,15 +148,23 @@ class ModelManager:
             log.info("loaded %s with %s in %.1fs", loaded.name, name, loaded.load_seconds)
             return loaded
 
-    def _load_locked(self, path: Path, loader_name: str, options: Any) -> LoadedModel:
+    def _load_locked(self, path: Path, loader_name: str, options: Any,
+                     progress: LoadListener | None = None) -> LoadedModel:
         start = time.perf_counter()
-        model = loaders.get(loader_name).load(path, options)
+        tracker = LoadTracker(model_display_name(path), progress)
+        self._loading = tracker
+        try:
+            tracker.start()
+            model = loaders.get(loader_name).load(path, options, tracker)
+            tracker.finish()
+        finally:
+            self._loading = None
         return LoadedModel(model_display_name(path), path, loader_name, options, model,
                            time.perf_counter() - start)
 
-    def _restore(self, previous: LoadedModel) -> None:
+    def _restore(self, previous: LoadedModel, progress: LoadListener | None = None) -> None:
         try:
-            self._current = self._load_locked(previous.path, previous.loader, previous.options)
+            self._current = self._load_locked(previous.path, previous.loader, previous.options, progress)
         except Exception as e:  # the file vanished meanwhile: nothing else we can do
             log.error("could not reload %s: %s", previous.name, load_failure(e, previous.path))
             self._current = None

@@ -12,6 +12,7 @@ from loaders.fields import describe
 from webui.errors import UserError
 from webui.hearth import Hearth
 from webui.modelfiles.local import fit_proposal
+from webui.runtime.load_progress import LoadReport
 from webui.ui.forms import components_for, values_to
 from webui.ui.notices import notice
 from webui.ui.parameters_tab import supported_updates
@@ -83,11 +84,17 @@ def wire(hearth: Hearth, tab: ModelTab, params: dict[str, Any]) -> None:
     def show_group(name: str):
         return [gr.update(visible=n == name) for n in loader_names]
 
-    def load(label: str, loader_name: str, *values):
+    # Gradio finds its progress bar by a positional parameter's default, so it comes
+    # before the option values; it is drawn over the status line while the model loads.
+    def load(label: str, loader_name: str, progress=gr.Progress(), *values):
         chosen = {opt: v for (name, opt, _), v in zip(flat, values, strict=True) if name == loader_name}
+
+        def show(report: LoadReport) -> None:
+            progress(report.fraction, desc=report.summary())
+
         try:
             options = values_to(loaders.get(loader_name).Options, list(chosen), list(chosen.values()))
-            hearth.load_model(label, loader_name, options)
+            hearth.load_model(label, loader_name, options, progress=show)
         except UserError as e:
             gr.Warning(str(e))
             return [f"{notice(e)}\n\n{status_text(hearth)}", *supported_updates(params, _supported(hearth))]
@@ -103,7 +110,7 @@ def wire(hearth: Hearth, tab: ModelTab, params: dict[str, Any]) -> None:
     tab.model.change(propose_loader, [tab.model], [tab.loader], queue=False)
     tab.loader.change(show_group, [tab.loader], list(tab.groups.values()), queue=False)
     tab.load.click(load, [tab.model, tab.loader, *[c for _, _, c in flat]],
-                   [tab.status, *param_outputs], concurrency_limit=1)
+                   [tab.status, *param_outputs], concurrency_limit=1, show_progress_on=[tab.status])
     tab.unload.click(unload, None, [tab.status], concurrency_limit=1)
     tab.refresh.click(refresh, None, [tab.model], queue=False)
     tab.tab.select(lambda: status_text(hearth), None, [tab.status], queue=False)

@@ -65,7 +65,7 @@ class FailingLoader:
     def can_load(self, path) -> bool:
         return False
 
-    def load(self, path, options) -> FailingModel:
+    def load(self, path, options, progress=None) -> FailingModel:
         return self.model
 
 
