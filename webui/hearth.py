@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from webui.chat.settings import SettingsStore
 from webui.chat.turns import submit_chat_turn
 from webui.config import default_user_data
 from webui.extensions import ExtensionManager
+from webui.modelfiles.advisor import Advisor, AdvisorRun, AdvisorSettings, Progress
 from webui.modelfiles.local import model_entries
 from webui.runtime.default_model import DEFAULT_MODEL_NAME, default_model_path
 from webui.runtime.generation import GenerationEngine, GenerationJob
@@ -51,6 +52,8 @@ class Hearth:
         # Extensions: none is imported or switched on until the server
         # calls extensions.start(); until then every hook call passes straight through.
         self.extensions = ExtensionManager(self.models, self.engine, user_root=self.user_data.root)
+        # The quant advisor measures GGUF files in the generation queue (its turn, like a reply's).
+        self.advisor = Advisor(self.engine)
 
     # --- models -----------------------------------------------------------------
     def model_choices(self) -> list[ModelChoice]:
@@ -91,6 +94,18 @@ class Hearth:
 
     def unload_model(self) -> None:
         self.models.unload()
+
+    def gguf_choices(self) -> list[ModelChoice]:
+        """The models llama.cpp opens (GGUF files): what the quant advisor measures."""
+        return [c for c in self.model_choices() if c.loader == "llama.cpp" and c.path.is_file()]
+
+    def advise(self, names: Sequence[str], reference: str | None = None, settings: AdvisorSettings | None = None,
+               text: str | None = None, on_progress: Callable[[Progress], None] | None = None) -> AdvisorRun:
+        """Queue a quant advisor run over models named as load_model takes them (one-line
+        errors for bad choices at once); the run's rows fill in as it measures."""
+        files = [(name, Path(self.resolve_model(name))) for name in names]
+        ref = (reference, Path(self.resolve_model(reference))) if reference else None
+        return self.advisor.start(files, ref, settings, text, on_progress)
 
     # --- generation ---------------------------------------------------------------
     def complete(self, prompt: str, params: GenerationParams) -> GenerationJob:

@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,10 +143,24 @@ class GenerationJob:
                 return "".join(parts), event.stats
 
 
+@dataclass
+class ExclusiveTask:
+    """Work that drives models itself (the quant advisor loads and measures GGUF
+    files): it waits its turn in the same queue as replies, so it never runs beside
+    one, and replies submitted after it wait for it. The worker calls `run(cancel)`
+    even when the task was stopped while queued, so it can record that; the task
+    reports its own results and errors."""
+    run: Callable[[threading.Event], None]
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self) -> None:
+        self.cancel.set()
+
+
 class GenerationEngine:
     def __init__(self, manager: ModelManager):
         self.manager = manager
-        self._jobs: queue.Queue[GenerationJob | None] = queue.Queue()
+        self._jobs: queue.Queue[GenerationJob | ExclusiveTask | None] = queue.Queue()
         # The latest finished replies, oldest first (the stats extension plots them).
         self.recent_stats: deque[GenerationStats] = deque(maxlen=RECENT_STATS)
         self._worker = threading.Thread(target=self._run, name="hearth-generation", daemon=True)
@@ -156,6 +170,12 @@ class GenerationEngine:
         job = GenerationJob(prompt, params)
         self._jobs.put(job)
         return job
+
+    def submit_task(self, run: Callable[[threading.Event], None],
+                    cancel: threading.Event | None = None) -> ExclusiveTask:
+        task = ExclusiveTask(run, cancel or threading.Event())
+        self._jobs.put(task)
+        return task
 
     @property
     def last_stats(self) -> GenerationStats | None:
@@ -174,6 +194,12 @@ class GenerationEngine:
             job = self._jobs.get()
             if job is None:
                 return
+            if isinstance(job, ExclusiveTask):
+                try:
+                    job.run(job.cancel)
+                except Exception:  # the task's own bug must not kill the queue
+                    log.exception("a queued task failed")
+                continue
             if job.cancel.is_set():
                 job.emit(Finished(GenerationStats(finish_reason="cancelled")))
                 continue

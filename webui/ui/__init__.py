@@ -6,7 +6,16 @@ import gradio as gr
 
 from webui.config import ServerSettings
 from webui.hearth import Hearth
-from webui.ui import character_tab, chat_tab, download_tab, extensions_tab, model_tab, notebook_tab, parameters_tab
+from webui.ui import (
+    advisor_tab,
+    character_tab,
+    chat_tab,
+    download_tab,
+    extensions_tab,
+    model_tab,
+    notebook_tab,
+    parameters_tab,
+)
 from webui.ui.session import BrowserSession
 
 CSS = """
@@ -53,6 +62,8 @@ def build_ui(hearth: Hearth, max_text_chars: int = ServerSettings.max_prompt_cha
             model = model_tab.layout(hearth, model_tab_block)
         with gr.Tab("Download", id="download") as download_tab_block:
             download = download_tab.layout(download_tab_block)
+        with gr.Tab("Quant advisor", id="advisor") as advisor_tab_block:
+            advisor = advisor_tab.layout(hearth, advisor_tab_block)
         # Extensions: their own tabs, then the tab that lists and switches them.
         ext_tabs = extensions_tab.add_extension_tabs(hearth)
         with gr.Tab("Extensions", id="extensions"):
@@ -63,6 +74,7 @@ def build_ui(hearth: Hearth, max_text_chars: int = ServerSettings.max_prompt_cha
         parameters_tab.wire(hearth, presets, params, demo)
         model_tab.wire(hearth, model, params)
         download_tab.wire(hearth, download, model.model)
+        advisor_tab.wire(hearth, advisor)
         extensions_tab.wire(hearth, extensions, ext_tabs, demo)
         hearth.extensions.add_fault_listener(extensions_tab.warn_browser)
     limit_text_inputs(demo, max_text_chars)
