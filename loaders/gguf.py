@@ -430,3 +430,82 @@ def read_metadata_prefix(data: bytes) -> GGUFHeader:
     except GGUFTruncated:
         pass  # the prefix ends here; what was read is whole
     return GGUFHeader(version=version, metadata=metadata)
+
+
+# tokenizer.ggml.token_type values (llama.cpp's llama_token_type) of the tokens a chat
+# format is written in: <|im_start|>, <|eot_id|>, <start_of_turn>, [INST] (Mistral v3).
+_CONTROL_TOKEN, _USER_DEFINED_TOKEN = 3, 4
+# The largest vocabularies published hold 262,144 tokens (Gemma 3); four times that
+# bounds what a crafted header can make us decode.
+MAX_VOCAB = 1 << 20
+
+
+def read_special_tokens(path: str | os.PathLike) -> frozenset[str]:
+    """The texts of the tokenizer's control and user-defined tokens, read from the
+    header's tokenizer.ggml.tokens and tokenizer.ggml.token_type (every token's text
+    when a file has no token types). What picks a chat format for a file without a
+    chat template: a marker such as <|im_start|> only works if it is one token.
+
+    Reads the header once more, decoding only those two arrays: 60 ms for SmolLM2's
+    49,152 tokens (3.2 MB of header)."""
+    with open(path, "rb") as f:
+        r = _Reader(f)
+        _start(r)
+        _, n_kv = r.counts(tensors=False)
+        arrays: dict[str, list] = {}
+        for _ in range(n_kv):
+            key = r.string(MAX_KEY_BYTES, "a key")
+            type_id = r.scalar("<I")
+            wanted = key in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type")
+            if not (wanted and type_id == _ARRAY):
+                r.skip_value(type_id, 0)
+                continue
+            item_type, count = r.array_head(0)
+            if count > MAX_VOCAB or item_type not in (_STRING, *_SCALARS):
+                r.skip_items(item_type, count, 1)
+                continue
+            arrays[key] = _read_items(r, item_type, count)
+            if len(arrays) == 2:
+                break
+    tokens = [t for t in arrays.get("tokenizer.ggml.tokens", []) if isinstance(t, str)]
+    types = arrays.get("tokenizer.ggml.token_type")
+    if types is None or len(types) != len(tokens):
+        return frozenset(tokens)
+    return frozenset(t for t, kind in zip(tokens, types, strict=True)
+                     if kind in (_CONTROL_TOKEN, _USER_DEFINED_TOKEN))
+
+
+def _read_items(r: _Reader, item_type: int, count: int) -> list:
+    if item_type == _STRING:
+        return _read_strings(r, count)
+    fmt = _SCALARS[item_type]
+    size = struct.calcsize(fmt)
+    return list(struct.unpack(f"<{count}{fmt[1]}", r.read(size * count)))
+
+
+def _read_strings(r: _Reader, count: int) -> list[str]:
+    """`count` strings, parsed from blocks of up to _SKIP_CHUNK bytes: a read per string
+    took twice as long (115 against 55 ms for SmolLM2's vocabulary)."""
+    out: list[str] = []
+    buf, at = b"", 0
+
+    def have(n: int) -> None:  # at least n bytes after `at`, or GGUFTruncated
+        nonlocal buf, at
+        if len(buf) - at < n:
+            missing = n - (len(buf) - at)
+            buf, at = buf[at:] + r.read(max(missing, min(_SKIP_CHUNK, r.left() or 0))), 0
+
+    for _ in range(count):
+        have(8)
+        n = struct.unpack_from("<Q", buf, at)[0]
+        if n > MAX_STRING_BYTES:
+            raise GGUFError(f"the GGUF header is corrupt (a string claims {n:,} bytes, at most "
+                            f"{MAX_STRING_BYTES:,} are allowed)")
+        at += 8
+        have(n)
+        out.append(buf[at:at + n].decode("utf-8", errors="replace"))
+        at += n
+    unread = len(buf) - at  # read ahead past the array: step back to its end
+    r.f.seek(-unread, os.SEEK_CUR)
+    r.pos -= unread
+    return out

@@ -134,6 +134,10 @@ class HFModel:
         self._model = model
         self._tokenizer = tokenizer
         self.chat_template = chat_template
+        # What picks a chat template for a folder that ships none: config.json's
+        # model_type and the tokenizer's added tokens (<|im_start|>, <|eot_id|> ...).
+        self.architecture = getattr(model.config, "model_type", None)
+        self.special_tokens = frozenset(tokenizer.get_added_vocab())
         self.context_length = context_length
         self.supported_params = SAMPLERS.supported_params
         self.last_prompt_eval_tokens = 0

@@ -18,7 +18,7 @@ from loaders.base import GenerationError, LoadError
 from loaders.context_limit import check_fits
 from loaders.fields import SettingError, setting
 from loaders.formats import CheckpointFormat
-from loaders.gguf import KV_CACHE_TYPES, GGUFError, check_complete, kv_type_is_quantized
+from loaders.gguf import KV_CACHE_TYPES, GGUFError, check_complete, kv_type_is_quantized, read_special_tokens
 from loaders.hf_common import model_format, wrong_format
 from loaders.load_progress import LoadProgress, llama_callback, no_progress
 from loaders.option_limits import MAX_CONTEXT_TOKENS, MAX_THREADS, usable_cpus
@@ -205,7 +205,10 @@ class LlamaCppLoader:
         elif options.prompt_cache == "disk":
             cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hearth" / "prompt-cache"
             llm.set_cache(llama_cpp.LlamaDiskCache(cache_dir=str(cache_dir), capacity_bytes=options.prompt_cache_mb << 20))
-        return LlamaCppModel(llm, header.chat_template, n_ctx)
+        model = LlamaCppModel(llm, header.chat_template, n_ctx)
+        # What picks a chat template for a file that ships none (webui/chat/template_fallback.py).
+        model.architecture, model.special_tokens = header.architecture, read_special_tokens(path)
+        return model
 
 
 def _gguf_file(path: Path) -> Path:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import importlib.metadata
+import json
 import os
 import shutil
 import subprocess
@@ -131,6 +132,80 @@ def requantized_gguf(ftype: str) -> Path:
             if rc != 0:
                 raise RuntimeError(f"llama_model_quantize to {ftype} failed ({rc})")
             tmp.rename(target)
+    return target
+
+
+# Token texts the "no ChatML" copy of the built-in model gets instead of ChatML's markers,
+# so that its vocabulary has no <|im_start|>/<|im_end|> token while every id stays.
+RENAMED_CHATML = {"<|im_start|>": "<|turn_open|>", "<|im_end|>": "<|turn_close|>"}
+
+
+def gguf_without_template(chatml_tokens: bool = True) -> Path:
+    """The built-in model with no tokenizer.chat_template (a file that ships no chat
+    template), copied with the gguf package's reader and writer, cached. With
+    chatml_tokens=False its <|im_start|> and <|im_end|> tokens are renamed
+    (RENAMED_CHATML): a real model whose tokenizer has no ChatML markers."""
+    import gguf as gguflib
+
+    source = _gguf_path()
+    variant = "chatml" if chatml_tokens else "no-chatml"
+    key = _key(RECIPE, source.name, str(source.stat().st_size), variant, _version("gguf"))
+    target = cache_root() / f"smollm2-135m-no-template-{variant}-{key}.gguf"
+    with _locked(f"no-template-{variant}"):
+        if target.is_file():
+            return target
+        reader = gguflib.GGUFReader(source)
+        tmp = target.with_name(target.name + ".partial")
+        writer = gguflib.GGUFWriter(tmp, arch=reader.get_field("general.architecture").contents())
+        alignment = reader.get_field("general.alignment")
+        if alignment is not None:
+            writer.data_alignment = alignment.contents()
+        for field in reader.fields.values():
+            # GGUF.* are the reader's own; the writer writes the architecture itself.
+            if field.name.startswith("GGUF.") or field.name in ("general.architecture", "tokenizer.chat_template"):
+                continue
+            value = field.contents()
+            if field.name == "tokenizer.ggml.tokens" and not chatml_tokens:
+                value = [RENAMED_CHATML.get(t, t) for t in value]
+            sub_type = field.types[-1] if field.types[0] == gguflib.GGUFValueType.ARRAY else None
+            writer.add_key_value(field.name, value, field.types[0], sub_type=sub_type)
+        for tensor in reader.tensors:
+            writer.add_tensor_info(tensor.name, tensor.data.shape, tensor.data.dtype, tensor.data.nbytes,
+                                   tensor.tensor_type)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for tensor in reader.tensors:
+            writer.write_tensor_data(tensor.data)
+        writer.close()
+        tmp.rename(target)
+    return target
+
+
+def hf_folder_without_template() -> Path:
+    """The fp32 folder without its chat template (no chat_template.jinja, none in
+    tokenizer_config.json), cached; its 517 MB of weights are a symlink to the fp32
+    folder's, not a copy."""
+    source = ensure_fp32()
+    target = cache_root() / f"{source.name}-no-template"
+    with _locked("hf-no-template"):
+        if target.is_dir():
+            return target
+        tmp = target.with_name(target.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for item in source.iterdir():
+            if item.name == "chat_template.jinja":
+                continue
+            if item.suffix == ".safetensors":
+                (tmp / item.name).symlink_to(item)
+            elif item.name == "tokenizer_config.json":
+                config = json.loads(item.read_text(encoding="utf-8"))
+                config.pop("chat_template", None)
+                (tmp / item.name).write_text(json.dumps(config, indent=2), encoding="utf-8")
+            else:
+                shutil.copy2(item, tmp / item.name)
+        tmp.rename(target)
     return target
 
 

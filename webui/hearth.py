@@ -15,6 +15,7 @@ from webui.chat.conversation import ChatOptions, Conversation
 from webui.chat.histories import HistoryStore
 from webui.chat.prompts import ChatRequest, Message, chat_prompt
 from webui.chat.settings import SettingsStore
+from webui.chat.template_fallback import TemplateChoice, model_facts, template_of
 from webui.chat.turns import submit_chat_turn
 from webui.config import default_user_data
 from webui.extensions import ExtensionManager
@@ -95,6 +96,13 @@ class Hearth:
     def unload_model(self) -> None:
         self.models.unload()
 
+    def chat_template(self) -> TemplateChoice | None:
+        """The template the loaded model chats with when a chat asks for its own (the
+        model's, or the one picked for a model that ships none), and why; None when no
+        model is loaded."""
+        loaded = self.models.current
+        return template_of(loaded) if loaded is not None else None
+
     def gguf_choices(self) -> list[ModelChoice]:
         """The models llama.cpp opens (GGUF files): what the quant advisor measures."""
         return [c for c in self.model_choices() if c.loader == "llama.cpp" and c.path.is_file()]
@@ -128,8 +136,11 @@ class Hearth:
         if loaded is None:
             raise NoModelLoaded("no model is loaded: load one in the Model tab")
         draft = self.extensions.chat_prompt(messages, system_prompt)  # the extensions' modify_prompt hooks
-        job = self.engine.submit(chat_prompt(loaded.model.chat_template, draft.messages, draft.system_prompt),
-                                 params)
+        prompt = chat_prompt(loaded.model.chat_template, draft.messages, draft.system_prompt,
+                             model_facts(loaded.model, loaded.name))
+        # The template's markers end the reply: a model not trained on them runs on.
+        extra = tuple(s for s in template_of(loaded).template.stop if s not in params.stop)
+        job = self.engine.submit(prompt, dataclasses.replace(params, stop=params.stop + extra) if extra else params)
         job.extension_prompt = draft
         return job
 

@@ -33,10 +33,13 @@ def model_info(hearth) -> ModelInfo:
     queue = hearth.engine.queue_length
     if loaded is None:
         return ModelInfo(model_name=None, queue_length=queue)
+    template = hearth.chat_template()
     return ModelInfo(model_name=loaded.name, loader=loaded.loader, path=str(loaded.path),
                      options=_redacted(to_dict(loaded.options)),
                      context_length=loaded.model.context_length,
-                     supported_params=sorted(loaded.model.supported_params), queue_length=queue)
+                     supported_params=sorted(loaded.model.supported_params),
+                     chat_template=template.name if template else None,
+                     chat_template_reason=template.reason if template else None, queue_length=queue)
 
 
 router = APIRouter()

@@ -233,6 +233,9 @@ class ModelInfo(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict, description="Load options; keys are hidden.")
     context_length: int | None = None
     supported_params: list[str] = Field(default_factory=list)
+    chat_template: str | None = Field(None, description="The template chats use when they ask for the model's own: "
+                                      "\"Model's own\", or the built-in picked for a model that ships none.")
+    chat_template_reason: str | None = Field(None, description="Why that template.")
     queue_length: int = 0
 
 

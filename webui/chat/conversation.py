@@ -17,6 +17,7 @@ from webui.characters.character import Character, CharacterError
 from webui.characters.store import CharacterStore
 from webui.chat.histories import ChatHistory, ChatSummary, HistoryError, HistoryStore
 from webui.chat.prompts import ChatRequest
+from webui.chat.template_fallback import strip_markers
 from webui.chat.templates import MODEL_TEMPLATE, resolve_template
 from webui.runtime.generation import GenerationJob
 
@@ -127,9 +128,7 @@ class Conversation:
 
     # --- replies ----------------------------------------------------------------------
     def _request(self, options: ChatOptions, continue_last: bool = False) -> ChatRequest:
-        template = None
-        if options.template != MODEL_TEMPLATE:
-            template = resolve_template(options.template, None, options.custom_template)
+        template = resolve_template(options.template, options.custom_template)
         return ChatRequest(self.history.messages, mode=options.mode, character=self.character,
                            user_name=options.user_name or "You", system_prompt=options.system_prompt,
                            template=template, continue_last=continue_last)
@@ -204,7 +203,10 @@ class Conversation:
             self.reply = None
             msgs = self.history.messages
             if msgs and msgs[-1]["role"] == "assistant":
-                msgs[-1]["content"] = msgs[-1]["content"].rstrip()
+                # The stop strings keep the template's markers out; a marker begun when
+                # the token limit cut the reply is taken off here.
+                built = getattr(reply.job.prompt, "built", None)
+                msgs[-1]["content"] = strip_markers(msgs[-1]["content"], built.stop if built else ()).rstrip()
                 if not msgs[-1]["content"] and not reply.base:
                     msgs.pop()
                 elif not failed and msgs[-1]["content"]:

@@ -30,12 +30,12 @@ from typing import Any
 from loaders.context_limit import overflow
 from webui.characters.character import Character
 from webui.chat.context import ContextOverflow, TokenCounter, fit_history
+from webui.chat.template_fallback import NO_FACTS, ModelFacts, choose_template
 from webui.chat.templates import (
     InstructionTemplate,
     RenderCutOff,
     TemplateRenderer,
     render_chat_prompt,
-    template_or_fallback,
 )
 
 Message = dict[str, Any]  # {"role": "system" | "user" | "assistant", "content": str}
@@ -44,13 +44,15 @@ DEFAULT_OVERHEAD = 8  # tokens a template adds around a message, when probing fa
 
 
 def chat_prompt(chat_template: str | None, messages: Sequence[Message],
-                system_prompt: str | None = "") -> str:
-    """The model's own template (from its GGUF metadata or tokenizer_config.json);
-    ChatML when the model ships none. No truncation: the API's raw chat."""
+                system_prompt: str | None = "", facts: ModelFacts = NO_FACTS) -> str:
+    """The model's own template (from its GGUF metadata or tokenizer_config.json), or
+    the one template_fallback.py picks from `facts` when it ships none. No truncation:
+    the API's raw chat."""
     convo = [{"role": m["role"], "content": m["content"]} for m in messages]
     if system_prompt and system_prompt.strip():
         convo.insert(0, {"role": "system", "content": system_prompt})
-    return render_chat_prompt(template_or_fallback(chat_template).source, convo, add_generation_prompt=True)
+    return render_chat_prompt(choose_template(chat_template, facts).template.source, convo,
+                              add_generation_prompt=True)
 
 
 @dataclass
@@ -93,16 +95,17 @@ class ChatPrompt:
 
 def build_chat_prompt(request: ChatRequest, counter: TokenCounter, model_template: str | None,
                       context_length: int, reserve: int,
-                      renderer: TemplateRenderer | None = None) -> ChatPrompt:
+                      renderer: TemplateRenderer | None = None, facts: ModelFacts = NO_FACTS) -> ChatPrompt:
     """Render the request into token ids that leave `reserve` tokens for the reply.
     `renderer` holds the turn's renders done ahead and its time limit (a fresh one
-    with the whole limit if none).
+    with the whole limit if none); `facts` pick the template of a model that ships none.
 
     Raises ContextOverflow when even the newest message cannot fit, and
     ChatTemplateError when the template fails or runs past its limits."""
     budget = context_length - reserve
     renderer = renderer if renderer is not None else TemplateRenderer()
-    shape = (_Transcript if request.mode == "chat" else _Templated)(request, counter, model_template, renderer)
+    shape = (_Transcript if request.mode == "chat" else _Templated)(request, counter, model_template, renderer,
+                                                                    facts)
     messages = request.messages
     fixed = counter.count(shape.render(len(messages), fixed_only=True))
     window = fit_history(len(messages), shape.cost, budget - fixed, shape.can_start_at)
@@ -121,7 +124,7 @@ def build_chat_prompt(request: ChatRequest, counter: TokenCounter, model_templat
 
 
 def prerender_chat_prompt(request: ChatRequest, model_template: str | None,
-                          renderer: TemplateRenderer) -> None:
+                          renderer: TemplateRenderer, facts: ModelFacts = NO_FACTS) -> None:
     """Render ahead, into `renderer`, what build_chat_prompt asks for when the whole
     history fits: the template's probes, the fixed part and the whole history, in one
     round trip to a render process. Raises nothing: a template's error, or its
@@ -129,7 +132,7 @@ def prerender_chat_prompt(request: ChatRequest, model_template: str | None,
     worker, without rendering again."""
     if request.mode == "chat":
         return  # a plain transcript: no template
-    shape = _Templated(request, None, model_template, renderer)
+    shape = _Templated(request, None, model_template, renderer, facts)
     n = len(request.messages)
     renderer.prepare([*_probe_calls(shape.template.source), shape.call(n, fixed_only=True), shape.call(0)])
 
@@ -144,11 +147,11 @@ class _Templated:
     """instruct and chat-instruct: messages through the instruction template."""
 
     def __init__(self, request: ChatRequest, counter: TokenCounter | None, model_template: str | None,
-                 renderer: TemplateRenderer):
+                 renderer: TemplateRenderer, facts: ModelFacts):
         self.request = request
         self.counter = counter
         self.renderer = renderer
-        self.template = request.template or template_or_fallback(model_template)
+        self.template = request.template or choose_template(model_template, facts).template
         r = request
         if r.mode == "instruct":
             system = r.system_prompt.strip()
@@ -227,7 +230,7 @@ class _Transcript:
     template = None
 
     def __init__(self, request: ChatRequest, counter: TokenCounter, model_template: str | None,
-                 renderer: TemplateRenderer):
+                 renderer: TemplateRenderer, facts: ModelFacts):
         self.request = request
         self.counter = counter
         r, c = request, request.character

@@ -85,6 +85,24 @@ GEMMA = (
 )
 
 
+# Phi-3 / 3.5 (Microsoft), as its published template writes each role.
+PHI3 = (
+    "{% for message in messages %}{% if message['role'] in ['system', 'user', 'assistant'] %}"
+    "{{ '<|' + message['role'] + '|>\\n' + message['content'] + '<|end|>\\n' }}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
+)
+
+# A plain transcript for a model that knows no chat format (a base model): the system
+# text, then "User:" and "Assistant:" lines, which the model continues. Its stop
+# strings keep a base model from writing the user's next line itself.
+PLAIN = (
+    "{% for message in messages %}{% if message['role'] == 'system' %}{{ message['content'] + '\\n\\n' }}"
+    "{% elif message['role'] == 'user' %}{{ 'User: ' + message['content'] + '\\n' }}"
+    "{% else %}{{ 'Assistant: ' + message['content'] + '\\n' }}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
 @dataclass(frozen=True)
 class InstructionTemplate:
     name: str
@@ -102,6 +120,8 @@ BUILTIN_TEMPLATES: dict[str, InstructionTemplate] = {t.name: t for t in (
     InstructionTemplate("Llama-3", LLAMA3, ("<|eot_id|>", "<|start_header_id|>")),
     InstructionTemplate("Mistral", MISTRAL, ("</s>", "[INST]")),
     InstructionTemplate("Gemma", GEMMA, ("<end_of_turn>", "<start_of_turn>")),
+    InstructionTemplate("Phi-3", PHI3, ("<|end|>", "<|user|>")),
+    InstructionTemplate("Plain", PLAIN, ("\nUser:", "\nAssistant:")),
 )}
 
 
@@ -109,25 +129,25 @@ def template_choices() -> list[str]:
     return [MODEL_TEMPLATE, *BUILTIN_TEMPLATES, CUSTOM_TEMPLATE]
 
 
-def resolve_template(choice: str | None, model_template: str | None,
-                     custom_source: str = "") -> InstructionTemplate:
-    """The template a chat uses: a built-in by name, the user's own text, or the
-    model's own (ChatML when the model ships none)."""
+def resolve_template(choice: str | None, custom_source: str = "") -> InstructionTemplate | None:
+    """The template a chat chose: a built-in by name or the user's own text; None for
+    the model's own (template_fallback.py says which that is for the loaded model)."""
     if choice in BUILTIN_TEMPLATES:
         return BUILTIN_TEMPLATES[choice]
     if choice == CUSTOM_TEMPLATE:
         if not custom_source.strip():
             raise ChatTemplateError("the custom instruction template is empty")
         return InstructionTemplate(CUSTOM_TEMPLATE, custom_source)
-    return template_or_fallback(model_template)
+    return None
 
 
-def template_or_fallback(model_template: str | None) -> InstructionTemplate:
-    """The model's own template; ChatML, with its stop strings, when the model ships
-    none (a model not trained on ChatML may run on into the next turn)."""
-    if model_template:
-        return InstructionTemplate(MODEL_TEMPLATE, model_template)
-    return BUILTIN_TEMPLATES["ChatML"]
+def own_template(source: str) -> InstructionTemplate:
+    """A model's own template. Its stop strings are the built-ins' markers that its text
+    writes literally (<|im_end|>, <|eot_id|>, [INST] ...): the model ends a turn with its
+    end-of-turn token, and a model that does not must not run on into the next turn."""
+    stops = dict.fromkeys(s for t in BUILTIN_TEMPLATES.values() if t.name != "Plain"
+                          for s in t.stop if s in source)
+    return InstructionTemplate(MODEL_TEMPLATE, source, tuple(stops))
 
 
 _BUILTIN_SOURCES = frozenset(t.source for t in BUILTIN_TEMPLATES.values())
@@ -246,4 +266,4 @@ def _answer(source: str, messages: Sequence[Message], add_generation_prompt: boo
 
 __all__ = ["BUILTIN_TEMPLATES", "CUSTOM_TEMPLATE", "MAX_OUTPUT_CHARS", "MAX_REPEAT_CHARS", "MODEL_TEMPLATE",
            "RENDER_LIMIT_S", "ChatTemplateError", "InstructionTemplate", "RenderCutOff", "TemplateRenderer",
-           "is_builtin", "render_chat_prompt", "resolve_template", "template_choices", "template_or_fallback"]
+           "is_builtin", "own_template", "render_chat_prompt", "resolve_template", "template_choices"]

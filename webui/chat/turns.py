@@ -34,6 +34,7 @@ from typing import overload
 from loaders.params import GenerationParams
 from webui.chat.context import TokenCounters, reply_reserve
 from webui.chat.prompts import ChatPrompt, ChatRequest, build_chat_prompt, prerender_chat_prompt
+from webui.chat.template_fallback import model_facts, template_of
 from webui.chat.templates import TemplateRenderer
 from webui.runtime.generation import GenerationEngine, GenerationJob
 from webui.runtime.model_manager import LoadedModel, ModelManager, NoModelLoaded
@@ -60,7 +61,8 @@ class DeferredChatPrompt(Sequence[int]):
         if loaded is None:
             return  # the worker says so, in one line
         self._rendered_for = loaded
-        prerender_chat_prompt(self.request, loaded.model.chat_template, self._renderer)
+        prerender_chat_prompt(self.request, loaded.model.chat_template, self._renderer,
+                              model_facts(loaded.model, loaded.name))
 
     def _ids(self) -> list[int]:
         if self.built is None:
@@ -77,7 +79,8 @@ class DeferredChatPrompt(Sequence[int]):
             # carries the error object, and each face shows its kind.
             try:
                 self.built = build_chat_prompt(self.request, counter, model.chat_template,
-                                               model.context_length, reserve, self._renderer)
+                                               model.context_length, reserve, self._renderer,
+                                               model_facts(model, loaded.name))
             finally:
                 self._renderer.forget()
         return self.built.ids
@@ -102,9 +105,11 @@ class DeferredChatPrompt(Sequence[int]):
 
 def submit_chat_turn(engine: GenerationEngine, token_counters: TokenCounters, request: ChatRequest,
                      params: GenerationParams) -> GenerationJob:
-    # With the model's own template (request.template None) the model's end-of-turn
-    # token ends the reply; a built-in template also names its end marker.
-    extra = tuple(s for s in request.stop_strings(request.template) if s not in params.stop)
+    # The markers of the template in use end the reply, besides the model's own
+    # end-of-turn token: a model that was not trained on them runs on into the next turn.
+    loaded = engine.manager.current
+    template = request.template or (template_of(loaded).template if loaded is not None else None)
+    extra = tuple(s for s in request.stop_strings(template) if s not in params.stop)
     if extra:
         params = dataclasses.replace(params, stop=params.stop + extra)
     prompt = DeferredChatPrompt(engine.manager, token_counters, request, params.max_new_tokens)

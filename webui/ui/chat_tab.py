@@ -22,7 +22,6 @@ from webui.chat.templates import (
     CUSTOM_TEMPLATE,
     MODEL_TEMPLATE,
     template_choices,
-    template_or_fallback,
 )
 from webui.errors import UserError
 from webui.hearth import Hearth
@@ -161,11 +160,12 @@ def template_source(hearth: Hearth, choice: str, custom: str) -> str:
         return custom
     if choice in BUILTIN_TEMPLATES:
         return BUILTIN_TEMPLATES[choice].source
-    loaded = hearth.models.current
-    template = template_or_fallback(loaded.model.chat_template if loaded is not None else None)
-    if template.name == MODEL_TEMPLATE:
-        return template.source
-    return "{# The loaded model has no template of its own (or none is loaded): ChatML is used. #}\n" + template.source
+    in_use = hearth.chat_template()
+    if in_use is None:
+        return "{# No model is loaded: its own template shows here once one is. #}"
+    if in_use.name == MODEL_TEMPLATE:
+        return in_use.template.source
+    return f"{{# {in_use.name} is used: {in_use.reason}. #}}\n" + in_use.template.source
 
 
 def choose_template(hearth: Hearth, state: ChatState, choice: str, shown_text: str) -> str:

@@ -2,6 +2,7 @@
 options (generated from the loader's Options dataclass); load and unload."""
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,10 @@ def status_text(hearth: Hearth) -> str:
         return "No model loaded."
     text = (f"**Loaded:** {loaded.name} · {loaded.loader} · context {loaded.model.context_length} "
             f"tokens · loaded in {loaded.load_seconds:.1f}s")
+    template = hearth.chat_template()
+    if template is not None:
+        # Escaped: Markdown would take a marker such as <start_of_turn> for an HTML tag.
+        text += f"\n\n**Chat template:** {template.name}: {html.escape(template.reason)}"
     stats = hearth.engine.last_stats
     if stats is not None:
         text += f"\n\n**Last reply:** {stats.summary()}"

@@ -10,6 +10,7 @@ import pytest
 from webui.characters.character import Character
 from webui.chat.context import ContextOverflow, TokenCounter, TokenCounters, fit_history, reply_reserve
 from webui.chat.prompts import ChatRequest, build_chat_prompt
+from webui.chat.template_fallback import ModelFacts
 from webui.chat.templates import BUILTIN_TEMPLATES
 
 CTX = 512
@@ -141,7 +142,9 @@ def test_a_prompt_that_leaves_no_room_for_the_reply_is_told_like_any_overflow(co
 
 
 def test_without_a_model_template_instruct_uses_chatml_and_its_stop_strings(counter):
-    prompt = build_chat_prompt(ChatRequest([{"role": "user", "content": "Hi"}]), counter, None, CTX, RESERVE)
+    chatml_vocabulary = ModelFacts("llama", frozenset({"<|im_start|>", "<|im_end|>"}))
+    prompt = build_chat_prompt(ChatRequest([{"role": "user", "content": "Hi"}]), counter, None, CTX, RESERVE,
+                               facts=chatml_vocabulary)
     assert prompt.text == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
     assert prompt.stop == BUILTIN_TEMPLATES["ChatML"].stop
 
@@ -170,7 +173,7 @@ def test_instruct_with_the_models_own_template(counter):
     msgs = [{"role": "user", "content": "Hi"}]
     prompt = build_chat_prompt(ChatRequest(msgs, system_prompt="Be kind."), counter, own, CTX, RESERVE)
     assert prompt.text == "[system]Be kind.[user]Hi[assistant]"
-    assert prompt.stop == ()  # the model's own end-of-turn token ends the reply
+    assert prompt.stop == ()  # no marker Hearth knows: the model's own end-of-turn token ends the reply
 
 
 @pytest.mark.parametrize("mode", ["instruct", "chat"])

@@ -6,6 +6,7 @@ import pytest
 
 from loaders.gguf import check_complete
 from webui.chat.prompts import chat_prompt
+from webui.chat.template_fallback import ModelFacts, choose_template
 from webui.chat.templates import (
     BUILTIN_TEMPLATES,
     CUSTOM_TEMPLATE,
@@ -14,7 +15,6 @@ from webui.chat.templates import (
     render_chat_prompt,
     resolve_template,
     template_choices,
-    template_or_fallback,
 )
 
 SYSTEM = {"role": "system", "content": "You are a helpful assistant"}
@@ -39,7 +39,7 @@ def render(name, messages, **kw):
 
 def test_the_choices_offer_the_models_own_every_builtin_and_custom():
     assert template_choices() == [MODEL_TEMPLATE, "ChatML", "Alpaca", "Llama-3", "Mistral", "Gemma",
-                                  CUSTOM_TEMPLATE]
+                                  "Phi-3", "Plain", CUSTOM_TEMPLATE]
 
 
 @pytest.mark.parametrize("messages", [[SYSTEM, *CONVO], [{"role": "system", "content": "Be brief."}, CONVO[0]]])
@@ -115,20 +115,19 @@ def test_every_builtin_takes_a_greeting_first_and_names_its_stop(name):
 
 def test_resolve_template():
     assert resolve_template("Gemma", "ignored").name == "Gemma"
-    assert resolve_template(MODEL_TEMPLATE, "{{ 'x' }}").source == "{{ 'x' }}"
-    assert resolve_template(MODEL_TEMPLATE, None).name == "ChatML"  # the model ships none
-    assert resolve_template(CUSTOM_TEMPLATE, None, "{{ 'y' }}").source == "{{ 'y' }}"
+    assert resolve_template(MODEL_TEMPLATE) is None  # the model's own: template_fallback.py says which
+    assert resolve_template(CUSTOM_TEMPLATE, "{{ 'y' }}").source == "{{ 'y' }}"
     with pytest.raises(ChatTemplateError, match="custom instruction template is empty"):
-        resolve_template(CUSTOM_TEMPLATE, None, "  ")
+        resolve_template(CUSTOM_TEMPLATE, "  ")
 
 
-def test_chatml_is_the_one_fallback_for_a_model_without_a_template():
-    assert template_or_fallback("{{ 'x' }}").name == MODEL_TEMPLATE
-    assert template_or_fallback("{{ 'x' }}").source == "{{ 'x' }}"
+def test_a_model_without_a_template_gets_chatml_when_its_vocabulary_has_chatml_tokens():
+    """The rest of the rule is tests/unit/chat/test_template_fallback.py."""
+    chatml_vocabulary = ModelFacts("llama", frozenset({"<|im_start|>", "<|im_end|>"}))
     for missing in (None, ""):
-        assert template_or_fallback(missing) is BUILTIN_TEMPLATES["ChatML"]  # stop strings included
+        assert choose_template(missing, chatml_vocabulary).template is BUILTIN_TEMPLATES["ChatML"]
     # The API's raw chat falls back the same way.
-    assert chat_prompt(None, CONVO) == render("ChatML", CONVO)
+    assert chat_prompt(None, CONVO, facts=chatml_vocabulary) == render("ChatML", CONVO)
 
 
 ESCAPES = [
