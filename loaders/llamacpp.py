@@ -25,6 +25,7 @@ from loaders.option_limits import MAX_CONTEXT_TOKENS, MAX_THREADS, usable_cpus
 from loaders.params import GenerationParams
 from loaders.registry import register
 from loaders.samplers import SamplerSupport
+from loaders.speculative import SpeculationCounts, check_choice, make_drafter, resolve_draft_path, speculative_tokens
 
 # llama-cpp-python allocates an n_batch x vocabulary float32 score array when it loads
 # (n_batch 2**30 asked numpy for 192 TiB with SmolLM2's 49,152 tokens); 16384 rows of
@@ -37,6 +38,9 @@ MAX_GPU_LAYERS = 1024
 # 1 TiB: as much RAM or disk as anyone gives a cache; a RAM cache is also checked
 # against this machine's memory when the model loads.
 MAX_PROMPT_CACHE_MB = 1 << 20
+# Drafts past ~16 tokens are rarely all kept; 256 is a bound, not advice.
+MAX_DRAFT = 256
+SPECULATION_GROUP = "speculative decoding"
 # Trained RoPE bases run from 10,000 (Llama 2) to 1e6-1e7 (Qwen, Gemma, long-context
 # fine-tunes); 1e10 leaves room and refuses typos by orders of magnitude.
 MAX_ROPE_FREQ_BASE = 1e10
@@ -68,6 +72,12 @@ class LlamaCppOptions:
     prompt_cache: str = setting("off", "Keep KV states of earlier prompts so switching between chats skips re-reading them.", choices=("off", "ram", "disk"))
     prompt_cache_mb: int = setting(1024, "Size of the prompt cache in MiB.", minimum=1, maximum=MAX_PROMPT_CACHE_MB, ui_maximum=65536, step=64)
     cpu_repack: str = setting("auto", "Repacked CPU weight layouts (AMX/AVX kernels): auto tests once that they work on this CPU.", choices=("auto", "on", "off"), advanced=True)
+    draft_model: str = setting("", "Speculative decoding: a smaller GGUF with the same vocabulary (a path, or a file name next to the model) drafts tokens this model checks in batches (empty = none).", max_length=4096, group=SPECULATION_GROUP)
+    draft_max: int = setting(8, "Most tokens the draft model proposes per step.", minimum=1, maximum=MAX_DRAFT, ui_maximum=32, step=1, advanced=True, group=SPECULATION_GROUP)
+    draft_n_ctx: int = setting(0, "The draft model's context length (0 = n_ctx); past it, drafting pauses.", minimum=0, maximum=MAX_CONTEXT_TOKENS, ui_maximum=131072, step=256, advanced=True, group=SPECULATION_GROUP)
+    draft_threads: int = setting(0, "CPU threads for the draft model (0 = as for this model).", minimum=0, maximum=MAX_THREADS, ui_maximum=256, step=1, advanced=True, group=SPECULATION_GROUP)
+    prompt_lookup_ngram: int = setting(0, "Prompt lookup (speculation without a draft model, for replies that repeat the prompt, such as edits): the longest n-gram matched to find a continuation (0 = off).", minimum=0, maximum=16, step=1, group=SPECULATION_GROUP)
+    prompt_lookup_max: int = setting(10, "Most tokens prompt lookup proposes per step.", minimum=1, maximum=MAX_DRAFT, ui_maximum=64, step=1, advanced=True, group=SPECULATION_GROUP)
     type_k: str = setting("f16", "KV cache type for keys: q8_0 halves the KV memory of f16 with little quality loss; q4_0 quarters it and costs more quality.", choices=tuple(KV_CACHE_TYPES), group=KV_GROUP)
     type_v: str = setting("f16", "KV cache type for values: a quantized V cache (q8_0, q4_0, ...) needs flash_attn on.", choices=tuple(KV_CACHE_TYPES), group=KV_GROUP)
     rope_scaling: str = setting("model", "RoPE scaling to run past the trained context: model = as the GGUF says; linear needs a model fine-tuned for it; yarn works on most models but quality still drops as the context grows.", choices=tuple(ROPE_SCALING_TYPES), advanced=True, group=ROPE_GROUP)
@@ -163,6 +173,11 @@ class LlamaCppLoader:
 
     def load(self, path: Path, options: LlamaCppOptions, progress: LoadProgress = no_progress) -> LlamaCppModel:
         path = _gguf_file(Path(path))
+        check_choice(options)
+        try:
+            draft_path = _gguf_file(resolve_draft_path(options.draft_model, path)) if options.draft_model else None
+        except LoadError as e:
+            raise LoadError(f"draft_model {e}") from None
         try:
             header = check_complete(path)
         except GGUFError as e:
@@ -205,7 +220,12 @@ class LlamaCppLoader:
         elif options.prompt_cache == "disk":
             cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hearth" / "prompt-cache"
             llm.set_cache(llama_cpp.LlamaDiskCache(cache_dir=str(cache_dir), capacity_bytes=options.prompt_cache_mb << 20))
-        model = LlamaCppModel(llm, header.chat_template, n_ctx)
+        try:
+            drafter = make_drafter(options, llm, draft_path, threads, options.n_threads_batch or usable_cpus())
+        except BaseException:
+            llm.close()
+            raise
+        model = LlamaCppModel(llm, header.chat_template, n_ctx, drafter)
         # What picks a chat template for a file that ships none (webui/chat/template_fallback.py).
         model.architecture, model.special_tokens = header.architecture, read_special_tokens(path)
         return model
@@ -295,8 +315,11 @@ def _check_memory(path: Path, header, n_ctx: int, options: LlamaCppOptions) -> N
 
 
 class LlamaCppModel:
-    def __init__(self, llm, chat_template: str | None, n_ctx: int):
+    def __init__(self, llm, chat_template: str | None, n_ctx: int, drafter=None):
         self._llm = llm
+        self._drafter = drafter
+        # Drafted and accepted tokens of the last reply (None without speculation).
+        self.last_speculation: SpeculationCounts | None = None
         self.context_length = n_ctx
         self.chat_template = chat_template
         self.supported_params = SAMPLERS.supported_params
@@ -350,7 +373,11 @@ class LlamaCppModel:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         limit = min(params.max_new_tokens, room)
         produced: list[int] = []
-        stream = llm.generate(prompt_ids, reset=True)
+        if self._drafter is None:
+            stream = llm.generate(prompt_ids, reset=True)
+        else:
+            self.last_speculation = SpeculationCounts(self._drafter.method)
+            stream = speculative_tokens(llm, prompt_ids, self._drafter, self.last_speculation, limit)
         try:
             for token in stream:
                 if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
@@ -402,6 +429,9 @@ class LlamaCppModel:
             llm.load_state(item)
 
     def unload(self) -> None:
+        if self._drafter is not None:
+            self._drafter.close()
+            self._drafter = None
         if self._llm is not None:
             self._llm.close()
             self._llm = None

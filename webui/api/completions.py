@@ -94,9 +94,14 @@ def finish_reason(stats: GenerationStats) -> str:
     return "length" if stats.finish_reason == "length" else "stop"
 
 
-def usage(stats: GenerationStats) -> dict[str, int]:
-    return {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
-            "total_tokens": stats.prompt_tokens + stats.completion_tokens}
+def usage(stats: GenerationStats) -> dict:
+    out = {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
+           "total_tokens": stats.prompt_tokens + stats.completion_tokens}
+    if stats.speculation:
+        out["completion_tokens_details"] = {
+            "accepted_prediction_tokens": stats.accepted_draft_tokens,
+            "rejected_prediction_tokens": stats.draft_tokens - stats.accepted_draft_tokens}
+    return out
 
 
 def ignored_params(hearth, body) -> list[str]:

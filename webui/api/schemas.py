@@ -139,10 +139,18 @@ def to_generation_params(request: BaseModel) -> GenerationParams:
 
 
 # --- responses -------------------------------------------------------------------
+class CompletionTokensDetails(BaseModel):
+    # OpenAI's names for predicted-output tokens; here, speculative decoding's drafts.
+    accepted_prediction_tokens: int
+    rejected_prediction_tokens: int
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    completion_tokens_details: CompletionTokensDetails | None = Field(
+        None, description="With speculative decoding on: drafted tokens the model kept and rejected.")
 
 
 class CompletionChoice(BaseModel):

@@ -39,6 +39,10 @@ class GenerationStats:
     queued_seconds: float = 0.0
     finish_reason: str = "stop"  # "stop" (end of text or a stop string), "length", "cancelled"
     context_length: int = 0  # the model's context when this ran (the stats extension plots its use)
+    # Speculative decoding ("" when off): tokens drafted, and those the model kept.
+    speculation: str = ""
+    draft_tokens: int = 0
+    accepted_draft_tokens: int = 0
 
     @property
     def prompt_tokens_per_second(self) -> float:
@@ -50,10 +54,18 @@ class GenerationStats:
         n = self.completion_tokens - 1
         return n / self.generation_seconds if n > 0 and self.generation_seconds > 0 else 0.0
 
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted_draft_tokens / self.draft_tokens if self.draft_tokens else 0.0
+
     def summary(self) -> str:
-        return (f"{self.completion_tokens} tokens, {self.generation_tokens_per_second:.1f} tok/s; "
+        text = (f"{self.completion_tokens} tokens, {self.generation_tokens_per_second:.1f} tok/s; "
                 f"prompt {self.prompt_tokens} tokens ({self.prompt_eval_tokens} evaluated, "
                 f"{self.prompt_tokens_per_second:.0f} tok/s)")
+        if self.speculation:
+            text += (f"; {self.speculation}: {self.accepted_draft_tokens} of {self.draft_tokens} drafted tokens "
+                     f"accepted ({self.acceptance_rate:.0%})")
+        return text
 
 
 @dataclass(frozen=True)
@@ -259,6 +271,11 @@ class GenerationEngine:
             tail = matcher.flush()
             if tail:
                 job.emit(Delta(tail))
+            speculation = getattr(model, "last_speculation", None)  # only llama.cpp has one
+            if speculation is not None:
+                stats.speculation = speculation.method
+                stats.draft_tokens = speculation.drafted
+                stats.accepted_draft_tokens = speculation.accepted
         end = time.perf_counter()
         if first_at is not None:
             stats.prompt_seconds = first_at - start
