@@ -20,6 +20,7 @@ from loaders.fields import SettingError, setting
 from loaders.formats import CheckpointFormat
 from loaders.gguf import KV_CACHE_TYPES, GGUFError, check_complete, kv_type_is_quantized, read_special_tokens
 from loaders.hf_common import model_format, wrong_format
+from loaders.kv_reuse import apply_shift, plan_shift
 from loaders.load_progress import LoadProgress, llama_callback, no_progress
 from loaders.option_limits import MAX_CONTEXT_TOKENS, MAX_THREADS, usable_cpus
 from loaders.params import GenerationParams
@@ -62,6 +63,7 @@ def _default_threads() -> int:
 @dataclass(frozen=True)
 class LlamaCppOptions:
     n_ctx: int = setting(4096, "Context length in tokens (0 = the model's own).", minimum=0, maximum=MAX_CONTEXT_TOKENS, ui_maximum=131072, step=256)
+    context_shift: bool = setting(True, "Context shift: when a chat outgrows the context, drop its oldest turns inside the KV cache and go on without re-reading the kept history. The kept keys are moved by RoPE rotation, so a reply may differ slightly from one with the whole prompt re-read (the same chat still gives the same reply). Off = re-read everything after the system prompt.")
     n_threads: int = setting(0, "CPU threads for generation (0 = all CPUs but one, which the UI and browser need).", minimum=0, maximum=MAX_THREADS, ui_maximum=256, step=1)
     n_threads_batch: int = setting(0, "CPU threads for prompt processing (0 = all CPUs).", minimum=0, maximum=MAX_THREADS, ui_maximum=256, step=1)
     n_batch: int = setting(512, "Prompt tokens evaluated per batch.", minimum=1, maximum=MAX_BATCH, ui_maximum=8192, step=1)
@@ -225,7 +227,7 @@ class LlamaCppLoader:
         except BaseException:
             llm.close()
             raise
-        model = LlamaCppModel(llm, header.chat_template, n_ctx, drafter)
+        model = LlamaCppModel(llm, header.chat_template, n_ctx, drafter, context_shift=options.context_shift)
         # What picks a chat template for a file that ships none (webui/chat/template_fallback.py).
         model.architecture, model.special_tokens = header.architecture, read_special_tokens(path)
         return model
@@ -315,8 +317,9 @@ def _check_memory(path: Path, header, n_ctx: int, options: LlamaCppOptions) -> N
 
 
 class LlamaCppModel:
-    def __init__(self, llm, chat_template: str | None, n_ctx: int, drafter=None):
+    def __init__(self, llm, chat_template: str | None, n_ctx: int, drafter=None, context_shift: bool = True):
         self._llm = llm
+        self.context_shift = context_shift
         self._drafter = drafter
         # Drafted and accepted tokens of the last reply (None without speculation).
         self.last_speculation: SpeculationCounts | None = None
@@ -396,7 +399,8 @@ class LlamaCppModel:
 
     def _prefill(self, ids: list[int]) -> int:
         """Evaluate all but the prompt's last token, reusing the KV cache's common
-        prefix; return how many prompt tokens are evaluated in all.
+        prefix and, with context shift on, the kept turns held further on in the cache
+        (kv_reuse.py); return how many prompt tokens are evaluated in all.
 
         Why the last token goes alone: llama.cpp's CPU kernels give slightly
         different floats for a token evaluated inside a batch than alone. If a fresh
@@ -409,6 +413,10 @@ class LlamaCppModel:
         cached = llm.input_ids[: llm.n_tokens].tolist()
         keep = llm.longest_token_prefix(cached, ids)
         keep = min(keep, len(ids) - 1)
+        if self.context_shift:
+            shift = plan_shift(llm.input_ids[: llm.n_tokens], ids[:-1])
+            if shift is not None and apply_shift(llm, shift):
+                keep = shift.reused
         if keep < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
             llm.reset()  # this architecture cannot drop a KV suffix: start over
             keep = 0
