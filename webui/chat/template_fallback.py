@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webui.chat.templates import BUILTIN_TEMPLATES, InstructionTemplate, own_template
+from webui.runtime.model_manager import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def model_facts(model: Any, name: str = "") -> ModelFacts:
                       frozenset(tokens) if tokens is not None else None, name)
 
 
-def template_of(loaded: Any) -> TemplateChoice:
+def template_of(loaded: LoadedModel) -> TemplateChoice:
     """The template a LoadedModel chats with when a chat asks for the model's own."""
     return choose_template(loaded.model.chat_template, model_facts(loaded.model, loaded.name))
 
