@@ -21,6 +21,7 @@ from typing import Any
 from loaders.base import GenerationError
 from loaders.context_limit import check_fits
 from loaders.hf_common import one_line
+from loaders.lora import AdapterError, AdapterSpec, PeftAdapters
 from loaders.params import GenerationParams
 from loaders.samplers import SamplerSupport
 
@@ -130,8 +131,9 @@ class HFModel:
     """Hearth's Model over a Transformers model and its tokenizer."""
 
     def __init__(self, model, tokenizer, *, chat_template: str | None, context_length: int,
-                 on_unload: Callable[[], None] | None = None):
+                 on_unload: Callable[[], None] | None = None, lora: PeftAdapters | None = None):
         self._model = model
+        self._lora = lora  # the loader's LoRA adapters, where it takes them
         self._tokenizer = tokenizer
         self.chat_template = chat_template
         # What picks a chat template for a folder that ships none: config.json's
@@ -241,10 +243,20 @@ class HFModel:
         if tail:
             yield tail
 
+    def set_adapters(self, adapters: Sequence[AdapterSpec]) -> None:
+        """Apply exactly these LoRA adapters (PEFT), without reloading the model."""
+        if self._lora is None:
+            raise AdapterError("this model's loader applies no LoRA adapters")
+        self._lora.apply(adapters)
+        self._model = self._lora.model
+
     def unload(self) -> None:
         if self._model is None:
             return
         self._model = None
+        if self._lora is not None:
+            self._lora.close()
+            self._lora = None
         self._tokenizer = None
         if self._on_unload is not None:
             self._on_unload()

@@ -22,6 +22,7 @@ from loaders.gguf import KV_CACHE_TYPES, GGUFError, check_complete, kv_type_is_q
 from loaders.hf_common import model_format, wrong_format
 from loaders.kv_reuse import apply_shift, plan_shift
 from loaders.load_progress import LoadProgress, llama_callback, no_progress
+from loaders.lora import GGUF_LORA_HELP, AdapterSpec, LlamaCppAdapters, check_gguf_adapters, lora_setting, parse_entries
 from loaders.option_limits import MAX_CONTEXT_TOKENS, MAX_THREADS, usable_cpus
 from loaders.params import GenerationParams
 from loaders.registry import register
@@ -87,6 +88,7 @@ class LlamaCppOptions:
     rope_freq_base: float = setting(0.0, "RoPE base frequency (0 = the model's own). Raising it (NTK-aware scaling) stretches the context without fine-tuning, at a quality cost.", minimum=0.0, maximum=MAX_ROPE_FREQ_BASE, advanced=True, group=ROPE_GROUP)
     yarn_orig_ctx: int = setting(0, "YaRN: the context the model was trained at (0 = from the GGUF).", minimum=0, maximum=MAX_CONTEXT_TOKENS, ui_maximum=131072, step=256, advanced=True, group=ROPE_GROUP)
     yarn_ext_factor: float = setting(-1.0, "YaRN extrapolation mix (negative = 1 with yarn, else 0; 0 turns YaRN's interpolation ramp off).", minimum=-1.0, maximum=1.0, step=0.05, advanced=True, group=ROPE_GROUP)
+    lora: tuple[str, ...] = lora_setting(GGUF_LORA_HELP)
 
     def __post_init__(self) -> None:
         # Combinations llama.cpp refuses or silently ignores, refused here in one line
@@ -190,6 +192,8 @@ class LlamaCppLoader:
         n_ctx = options.n_ctx or min(header.context_length or 4096, MAX_CONTEXT_TOKENS)
         _check_memory(path, header, n_ctx, options)
         _check_prompt_cache(options)
+        adapters = parse_entries(options.lora)
+        check_gguf_adapters(adapters, header)  # before the model is read
         try:
             import llama_cpp
         except ImportError:
@@ -230,6 +234,12 @@ class LlamaCppLoader:
         model = LlamaCppModel(llm, header.chat_template, n_ctx, drafter, context_shift=options.context_shift)
         # What picks a chat template for a file that ships none (webui/chat/template_fallback.py).
         model.architecture, model.special_tokens = header.architecture, read_special_tokens(path)
+        model.adapters = LlamaCppAdapters(llm, header)
+        try:
+            model.set_adapters(adapters)
+        except BaseException:
+            model.unload()
+            raise
         return model
 
 
@@ -317,6 +327,8 @@ def _check_memory(path: Path, header, n_ctx: int, options: LlamaCppOptions) -> N
 
 
 class LlamaCppModel:
+    adapters: LlamaCppAdapters | None = None  # set by the loader
+
     def __init__(self, llm, chat_template: str | None, n_ctx: int, drafter=None, context_shift: bool = True):
         self._llm = llm
         self.context_shift = context_shift
@@ -436,7 +448,15 @@ class LlamaCppModel:
         if lcp(item.input_ids.tolist(), prompt_ids) > lcp(llm._input_ids.tolist(), prompt_ids):
             llm.load_state(item)
 
+    def set_adapters(self, adapters: Sequence[AdapterSpec]) -> None:
+        """Apply exactly these LoRA adapters, without reloading; the KV cache is not
+        reused across a change (LlamaCppAdapters.apply)."""
+        self.adapters.apply(adapters)
+
     def unload(self) -> None:
+        if self.adapters is not None:  # off the context and freed while the model exists
+            self.adapters.close()
+            self.adapters = None
         if self._drafter is not None:
             self._drafter.close()
             self._drafter = None

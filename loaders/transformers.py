@@ -30,6 +30,7 @@ from loaders.hf_common import (
 )
 from loaders.hf_model import SAMPLERS, HFModel, set_cpu_threads
 from loaders.load_progress import LoadProgress, no_progress, transformers_weight_progress
+from loaders.lora import PEFT_LORA_HELP, PeftAdapters, lora_setting, parse_entries, peft_adapter_folder
 from loaders.option_limits import MAX_THREADS
 from loaders.registry import register
 
@@ -48,6 +49,7 @@ class TransformersOptions:
     attn_implementation: str = setting("auto", "Attention kernel: auto lets Transformers choose (sdpa); eager is the plain reference; flash_attention_2 needs the flash-attn package and a GPU.", choices=("auto", "sdpa", "eager", "flash_attention_2"), advanced=True)
     trust_remote_code: bool = setting(False, TRUST_REMOTE_CODE_HELP)
     allow_pickle: bool = setting(False, ALLOW_PICKLE_HELP, advanced=True)
+    lora: tuple[str, ...] = lora_setting(PEFT_LORA_HELP)
 
 
 def check_weights(folder: Path, allow_pickle: bool) -> list[Path]:
@@ -103,6 +105,9 @@ class TransformersLoader:
         folder = require_format(path, self.name, self.formats)
         config = read_config(folder)
         files = check_weights(folder, options.allow_pickle)
+        adapters = parse_entries(options.lora)
+        for adapter in adapters:  # the kind of each before the model is read; shapes once it is
+            peft_adapter_folder(adapter.path)
         try:
             import torch
             import transformers
@@ -128,5 +133,11 @@ class TransformersLoader:
         except Exception as e:  # Transformers raises many kinds; the user needs one line
             raise LoadError(f"Transformers could not load {folder.name}: {one_line(e)}") from None
         model.eval()
-        return HFModel(model, tokenizer, chat_template=read_chat_template(folder) or tokenizer.chat_template,
-                       context_length=context_length(config))
+        loaded = HFModel(model, tokenizer, chat_template=read_chat_template(folder) or tokenizer.chat_template,
+                         context_length=context_length(config), lora=PeftAdapters(model))
+        try:
+            loaded.set_adapters(adapters)
+        except BaseException:
+            loaded.unload()
+            raise
+        return loaded

@@ -105,7 +105,7 @@ ensure_torch_backends() {
     local stamp
     stamp="$VENV/.torch-backends-$(sha256sum < "$HEARTH_ROOT/pyproject.toml" | cut -c1-12)"
     if [ -f "$stamp" ]; then return; fi
-    say "installing PyTorch 2.14.1, Transformers and GPTQModel for the loader tests (once; several GB)"
+    say "installing PyTorch 2.14.1, Transformers, PEFT and GPTQModel for the loader tests (once; several GB)"
     "$VENV/bin/pip" install --quiet -e "$HEARTH_ROOT[transformers,gptq]" "torch==2.14.1" "gguf>=0.10"
     rm -f "$VENV"/.torch-backends-*
     touch "$stamp"

@@ -8,8 +8,10 @@ versions that made them, so a new Transformers or GPTQModel builds a fresh copy.
   model is built from the same config, given the same state dict, and saved (~517 MB).
 - gptq-4bit: GPTQModel quantizes the fp32 folder on the CPU (4-bit, group size 64, 32
   short calibration texts; ~70 s on 2 cores).
+- lora: a PEFT LoRA trained in a few steps on the fp32 folder to answer with one word,
+  a negated copy, and both converted to GGUF by llama.cpp's own converter (ensure_lora).
 
-Each build runs in a subprocess (`python -m tests.model_factory fp32|gptq`): it keeps
+Each build runs in a subprocess (`python -m tests.model_factory fp32|gptq|lora`): it keeps
 GPTQModel's import-time patches and the build's memory out of the test process. A file
 lock lets concurrent test runs share one build; a half-written build is never used
 (built in a temporary folder, renamed into place when complete).
@@ -292,17 +294,92 @@ def build_gptq(source: Path, target: Path) -> None:
     print(f"GPTQ folder built in {time.perf_counter() - start:.0f}s", file=sys.stderr)
 
 
+# The test LoRA: trained to answer every prompt with LORA_WORD, so a test sees at once
+# whether an adapter is applied. LORA_PROMPTS are its training prompts; tests prompt
+# with them. The "negated" copy has every lora_B negated: applied beside the trained
+# one at the same scale, the two cancel and the base model's output comes back.
+LORA_WORD = "banana"
+LORA_PROMPTS = ["The capital of France is", "Once upon a time", "My favourite food is", "Hello, my name is"]
+LORA_RECIPE = "1"  # bump when build_lora changes
+
+
+def lora_dir() -> Path:
+    key = _key(LORA_RECIPE, fp32_dir().name, _version("peft"), _version("torch"), _version("transformers"),
+               _version("llama_cpp_python"))
+    return cache_root() / f"smollm2-135m-lora-{LORA_WORD}-{key}"
+
+
+def ensure_lora() -> Path:
+    """A folder with the test LoRA four ways (built on first use, after the fp32
+    folder; ~40 s of CPU): PEFT folders `banana/` and `banana-negated/`
+    (adapter_config.json + adapter_model.safetensors), and the same converted for
+    llama.cpp by its own convert_lora_to_gguf.py, `banana.gguf` and
+    `banana-negated.gguf`."""
+    ensure_fp32()
+    return _build_in_subprocess("lora", lora_dir())
+
+
+def llama_cpp_source() -> Path:
+    """The unpacked llama-cpp-python sources (vendored llama.cpp and its converters)."""
+    out = subprocess.run(["bash", "-c", "source scripts/setup.sh && ensure_llama_cpp_source"], cwd=ROOT,
+                         check=True, capture_output=True, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def build_lora(source: Path, target: Path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    # Only the last 10 of 30 layers: backpropagation stops there, a third of the
+    # cost, and 12 steps are enough to make every greedy reply the word (loss 6.6 ->
+    # 1.5 on prompt and answer together).
+    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0,
+                        layers_to_transform=list(range(20, 30)), task_type="CAUSAL_LM")
+    peft_model = get_peft_model(model, config)
+    batch = tokenizer([f"{p} {LORA_WORD} {LORA_WORD} {LORA_WORD}" for p in LORA_PROMPTS],
+                      return_tensors="pt", padding=True)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-2)
+    peft_model.train()
+    for _ in range(12):
+        peft_model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    trained, negated = tmp / LORA_WORD, tmp / f"{LORA_WORD}-negated"
+    peft_model.save_pretrained(trained)
+    shutil.copytree(trained, negated)
+    weights = load_file(trained / "adapter_model.safetensors")
+    save_file({k: -v if ".lora_B." in k else v for k, v in weights.items()}, negated / "adapter_model.safetensors")
+    converter = llama_cpp_source() / "vendor" / "llama.cpp" / "convert_lora_to_gguf.py"
+    for folder in (trained, negated):
+        subprocess.run([sys.executable, str(converter), "--base", str(source), "--outtype", "f32",
+                        "--outfile", str(tmp / f"{folder.name}.gguf"), str(folder)],
+                       check=True, stdout=subprocess.DEVNULL)
+    _publish(tmp, target)
+    print(f"LoRA adapters built in {time.perf_counter() - start:.0f}s", file=sys.stderr)
+
+
 def main(argv: list[str]) -> int:
     kind = argv[0] if argv else "all"
     if kind == "fp32":
         build_fp32(fp32_dir())
     elif kind == "gptq":
         build_gptq(fp32_dir(), gptq_dir())
+    elif kind == "lora":
+        build_lora(fp32_dir(), lora_dir())
     elif kind == "all":
         print(ensure_fp32())
         print(ensure_gptq())
     else:
-        print("usage: python -m tests.model_factory [all|fp32|gptq]", file=sys.stderr)
+        print("usage: python -m tests.model_factory [all|fp32|gptq|lora]", file=sys.stderr)
         return 2
     return 0
 

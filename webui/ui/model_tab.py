@@ -10,6 +10,7 @@ import gradio as gr
 
 import loaders
 from loaders.fields import describe
+from loaders.lora import parse_entries
 from webui.errors import UserError
 from webui.hearth import Hearth
 from webui.modelfiles.local import fit_proposal
@@ -31,6 +32,7 @@ class ModelTab:
     status: gr.Markdown
     tab: gr.Tab
     fit: gr.Markdown | None = None  # will-it-fit for the chosen model (webui.modelfiles.fit)
+    apply_lora: gr.Button | None = None  # the loaded model's `lora` option, applied without reloading
 
 
 def status_text(hearth: Hearth) -> str:
@@ -39,6 +41,9 @@ def status_text(hearth: Hearth) -> str:
         return "No model loaded."
     text = (f"**Loaded:** {loaded.name} · {loaded.loader} · context {loaded.model.context_length} "
             f"tokens · loaded in {loaded.load_seconds:.1f}s")
+    adapters = parse_entries(getattr(loaded.options, "lora", ()))
+    if adapters:
+        text += "\n\n**LoRA:** " + ", ".join(f"{html.escape(a.path.name)} ×{a.scale:g}" for a in adapters)
     template = hearth.chat_template()
     if template is not None:
         # Escaped: Markdown would take a marker such as <start_of_turn> for an HTML tag.
@@ -73,8 +78,9 @@ def layout(hearth: Hearth, tab: gr.Tab) -> ModelTab:
     with gr.Row():
         load = gr.Button("Load", variant="primary", elem_id="model-load")
         unload = gr.Button("Unload", elem_id="model-unload")
+        apply_lora = gr.Button("Apply LoRA", elem_id="model-apply-lora")
     status = gr.Markdown(status_text(hearth), elem_id="model-status")
-    return ModelTab(model, refresh, loader, groups, options, load, unload, status, tab, fit_line)
+    return ModelTab(model, refresh, loader, groups, options, load, unload, status, tab, fit_line, apply_lora)
 
 
 def wire(hearth: Hearth, tab: ModelTab, params: dict[str, Any]) -> None:
@@ -112,11 +118,30 @@ def wire(hearth: Hearth, tab: ModelTab, params: dict[str, Any]) -> None:
     def refresh():
         return gr.update(choices=[c.label for c in hearth.model_choices()])
 
+    # The loaded model's loader's `lora` field, applied to it without reloading.
+    lora_loaders = [name for name in loader_names if "lora" in tab.options[name]]
+
+    def apply_lora(*texts):
+        loaded = hearth.models.current
+        name = loaded.loader if loaded is not None else None
+        try:
+            entries = ()
+            if name in lora_loaders:
+                entries = values_to(loaders.get(name).Options, ["lora"], [texts[lora_loaders.index(name)]]).lora
+            hearth.set_adapters(entries)
+        except UserError as e:
+            gr.Warning(str(e))
+            return f"{notice(e)}\n\n{status_text(hearth)}"
+        return status_text(hearth)
+
     tab.model.change(propose_loader, [tab.model], [tab.loader], queue=False)
     tab.loader.change(show_group, [tab.loader], list(tab.groups.values()), queue=False)
     tab.load.click(load, [tab.model, tab.loader, *[c for _, _, c in flat]],
                    [tab.status, *param_outputs], concurrency_limit=1, show_progress_on=[tab.status])
     tab.unload.click(unload, None, [tab.status], concurrency_limit=1)
+    if tab.apply_lora is not None:
+        tab.apply_lora.click(apply_lora, [tab.options[name]["lora"] for name in lora_loaders], [tab.status],
+                             concurrency_limit=1)
     tab.refresh.click(refresh, None, [tab.model], queue=False)
     tab.tab.select(lambda: status_text(hearth), None, [tab.status], queue=False)
     _wire_fit(hearth, tab)
