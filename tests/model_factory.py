@@ -378,6 +378,7 @@ def main(argv: list[str]) -> int:
     elif kind == "all":
         print(ensure_fp32())
         print(ensure_gptq())
+        print(ensure_lora())
     else:
         print("usage: python -m tests.model_factory [all|fp32|gptq|lora]", file=sys.stderr)
         return 2
