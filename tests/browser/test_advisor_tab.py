@@ -1,0 +1,31 @@
+"""The Quant advisor tab in a real Chromium: Run with nothing ticked is one line; with
+the built-in model ticked, the progress line names the file and step, and Stop ends
+the run (no file finished, so no row)."""
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+def wait_text(page, selector: str, needle: str, timeout: float = 60_000) -> None:
+    page.wait_for_function("([s, n]) => (document.querySelector(s)?.innerText || '').includes(n)",
+                           arg=[selector, needle], timeout=timeout)
+
+
+def test_run_refuses_nothing_then_shows_progress_and_stops(page):
+    page.get_by_role("tab", name="Quant advisor").click()
+    page.click("#advisor-run")
+    wait_text(page, "#advisor-status", "choose at least one GGUF file to measure")
+
+    page.locator("#advisor-files").get_by_label("(built-in)", exact=False).check()
+    page.get_by_text("Measuring").click()
+    ctx = page.locator("#advisor-n_ctx input[type=number]")
+    ctx.fill("64")  # short chunks: Stop is honoured between two of them
+    ctx.blur()
+    page.click("#advisor-run")
+    wait_text(page, "#advisor-progress", "(built-in): perplexity, chunk")
+    assert "of 26" in page.inner_text("#advisor-progress")  # ~1,700 tokens in chunks of 64
+    page.click("#advisor-stop")
+    wait_text(page, "#advisor-status", "Stopped: the rows measured so far are kept.")
+    assert "stopped" in page.inner_text("#advisor-progress")
