@@ -4,12 +4,15 @@ the same SmolLM2 weights (tests/model_factory.py), driven through Hearth's core 
 ModelManager and the GenerationEngine), the way the UI and the API drive them.
 
 ExLlamaV2 is not here: it needs a CUDA GPU, and this machine has none; its error path
-and format detection are in test_loader_errors.py.
+and format detection are in test_loader_errors.py. scripts/gpu_check.sh runs this same
+contract on a lent GPU, ExLlamaV2 included, through the HEARTH_CONTRACT_* variables
+below; unset, they change nothing.
 
 Tests run in file order for each loader, which is loaded once; the last test unloads it.
 """
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +38,23 @@ UNSUPPORTED_BY_TRANSFORMERS = frozenset({
 })
 
 
+# For scripts/gpu_check.sh. HEARTH_CONTRACT_DEVICE=cuda: Transformers on the GPU and
+# llama.cpp with every layer offloaded; HEARTH_CONTRACT_GGUF / _HF / _EXL2: the model the
+# llama.cpp / Transformers / ExLlamaV2 cases load; HEARTH_CONTRACT_CASES: which case ids
+# run (comma-separated; default the four that run on a CPU).
+ON_GPU = os.environ.get("HEARTH_CONTRACT_DEVICE") == "cuda"
+DEVICE = "cuda" if ON_GPU else "cpu"
+
+
+def _model(variable: str, default: Callable[[], Path]) -> Callable[[], Path]:
+    path = os.environ.get(variable)
+    return (lambda: Path(path)) if path else default
+
+
+def _no_exl2_model() -> Path:
+    raise pytest.UsageError("the exllamav2 case needs HEARTH_CONTRACT_EXL2 (an EXL2 folder)")
+
+
 @dataclass(frozen=True)
 class Case:
     loader: str
@@ -44,14 +64,23 @@ class Case:
     unsupported: frozenset[str] = frozenset()
 
 
-CASES = {
-    "llama.cpp": Case("llama.cpp", default_model_path, {"n_ctx": 2048}),
-    "transformers-fp32": Case("Transformers", model_factory.ensure_fp32, {"dtype": "float32", "device": "cpu"},
+GGUF = _model("HEARTH_CONTRACT_GGUF", default_model_path)
+HF = _model("HEARTH_CONTRACT_HF", model_factory.ensure_fp32)
+ALL_CASES = {
+    "llama.cpp": Case("llama.cpp", GGUF, {"n_ctx": 2048, **({"n_gpu_layers": -1} if ON_GPU else {})}),
+    "transformers-fp32": Case("Transformers", HF, {"dtype": "float32", "device": DEVICE},
                               unsupported=UNSUPPORTED_BY_TRANSFORMERS),
-    "transformers-bf16": Case("Transformers", model_factory.ensure_fp32, {"dtype": "bfloat16", "device": "cpu"},
+    "transformers-bf16": Case("Transformers", HF, {"dtype": "bfloat16", "device": DEVICE},
                               weight_bytes_factor=0.5, unsupported=UNSUPPORTED_BY_TRANSFORMERS),
     "gptq": Case("GPTQ", model_factory.ensure_gptq, {"device": "cpu"}, unsupported=UNSUPPORTED_BY_TRANSFORMERS),
+    # Only when named in HEARTH_CONTRACT_CASES:
+    "transformers-fp16": Case("Transformers", HF, {"dtype": "float16", "device": DEVICE},
+                              weight_bytes_factor=0.5, unsupported=UNSUPPORTED_BY_TRANSFORMERS),
+    "exllamav2": Case("ExLlamaV2", _model("HEARTH_CONTRACT_EXL2", _no_exl2_model), {"max_seq_len": 2048},
+                      unsupported=frozenset({"top_n_sigma", "grammar"})),
 }
+CASES = {name: ALL_CASES[name] for name in
+         os.environ.get("HEARTH_CONTRACT_CASES", "llama.cpp,transformers-fp32,transformers-bf16,gptq").split(",")}
 
 
 @dataclass
@@ -78,15 +107,28 @@ def _rss() -> int:
     return psutil.Process().memory_info().rss
 
 
+def _in_use() -> int:
+    """This process's RSS, plus the GPU's used memory on CUDA (llama.cpp keeps the token
+    embeddings in RAM and offloads the rest)."""
+    used = _rss()
+    if ON_GPU:
+        import torch
+
+        free, total = torch.cuda.mem_get_info()
+        used += total - free
+    return used
+
+
 @pytest.fixture(scope="module", params=list(CASES), ids=list(CASES))
 def loaded(request):
     case = CASES[request.param]
     path = case.model()  # builds the test model on first use (cached between runs)
-    if case.loader != "llama.cpp":
+    if case.loader != "llama.cpp" or ON_GPU:
         import torch  # noqa: F401  (so its own RSS is not counted as the model's)
+    _in_use()  # on CUDA, the first call makes the CUDA context: not the model's either
     manager = ModelManager()
     engine = GenerationEngine(manager)
-    before = _rss()
+    before = _in_use()
     manager.load(path, case.loader, case.options)
     yield Loaded(case, path, manager, engine, before)
     manager.unload()
@@ -194,11 +236,11 @@ def test_unload_frees_memory(loaded):
         f.stat().st_size for f in loaded.path.glob("*.safetensors"))
     expected = weights * loaded.case.weight_bytes_factor
     # Measured now, not at load: mmapped weights are paged in by the generations above.
-    in_use = _rss()
+    in_use = _in_use()
     assert in_use - loaded.rss_before > 0.5 * expected
     model = loaded.model
     loaded.manager.unload()
-    freed = in_use - _rss()
+    freed = in_use - _in_use()
     assert freed > 0.5 * expected, f"freed {freed >> 20} MiB of a {int(expected) >> 20} MiB model"
     assert loaded.manager.current is None
     # A second unload of the model object is harmless.
