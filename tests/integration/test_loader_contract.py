@@ -107,15 +107,20 @@ def _rss() -> int:
     return psutil.Process().memory_info().rss
 
 
-def _in_use() -> int:
-    """This process's RSS, plus the GPU's used memory on CUDA (llama.cpp keeps the token
-    embeddings in RAM and offloads the rest)."""
+def _in_use(loader: str) -> int:
+    """This process's RSS, plus on CUDA its GPU memory (llama.cpp keeps the token
+    embeddings in RAM and offloads the rest): PyTorch's pool for the backends that
+    allocate through it, the whole GPU's use for llama.cpp, which allocates outside it
+    (gpu_check.sh runs nothing else on the GPU meanwhile)."""
     used = _rss()
     if ON_GPU:
         import torch
 
-        free, total = torch.cuda.mem_get_info()
-        used += total - free
+        if loader == "llama.cpp":
+            free, total = torch.cuda.mem_get_info()
+            used += total - free
+        else:
+            used += torch.cuda.memory_reserved()
     return used
 
 
@@ -125,10 +130,10 @@ def loaded(request):
     path = case.model()  # builds the test model on first use (cached between runs)
     if case.loader != "llama.cpp" or ON_GPU:
         import torch  # noqa: F401  (so its own RSS is not counted as the model's)
-    _in_use()  # on CUDA, the first call makes the CUDA context: not the model's either
+    _in_use(case.loader)  # on CUDA, the first call makes the CUDA context: not the model's either
     manager = ModelManager()
     engine = GenerationEngine(manager)
-    before = _in_use()
+    before = _in_use(case.loader)
     manager.load(path, case.loader, case.options)
     yield Loaded(case, path, manager, engine, before)
     manager.unload()
@@ -236,11 +241,11 @@ def test_unload_frees_memory(loaded):
         f.stat().st_size for f in loaded.path.glob("*.safetensors"))
     expected = weights * loaded.case.weight_bytes_factor
     # Measured now, not at load: mmapped weights are paged in by the generations above.
-    in_use = _in_use()
+    in_use = _in_use(loaded.case.loader)
     assert in_use - loaded.rss_before > 0.5 * expected
     model = loaded.model
     loaded.manager.unload()
-    freed = in_use - _in_use()
+    freed = in_use - _in_use(loaded.case.loader)
     assert freed > 0.5 * expected, f"freed {freed >> 20} MiB of a {int(expected) >> 20} MiB model"
     assert loaded.manager.current is None
     # A second unload of the model object is harmless.
