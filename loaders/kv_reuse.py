@@ -21,11 +21,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-# The fewest reused tokens a shift is worth. Measured with SmolLM2-135M on 2 CPU
-# cores: the rotation of every cached key costs about what evaluating 15 to 30 tokens
-# does (more with a larger context, whose whole cache is rotated); below 32 tokens a
-# match is as likely to be a chance repeat (a common phrase) as a kept turn, and
-# keys computed beside other text are worth less than fresh ones.
+# The fewest reused tokens a shift is worth. Not for its cost: measured with
+# SmolLM2-135M on one thread, rotating every cached key costs what evaluating 1.5
+# tokens does at n_ctx 1024 and 3.4 at 4096. But below 32 tokens a match is as likely
+# a chance repeat (a common phrase) as a kept turn, and keys computed beside other
+# text are worth less than fresh ones.
 MIN_REUSED_RUN = 32
 # Places in the cache where the prompt's rest may start that are compared in full.
 # A chat has one per earlier message at most; a cache of one token repeated would
