@@ -282,6 +282,8 @@ def main(argv: list[str]) -> int:
             env["PATH"] = f"{home / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         if cublas:
             env["CPATH"] = os.pathsep.join(filter(None, [str(cublas / "include"), env.get("CPATH")]))
+            # The CUDA build of libggml-cuda links this cuBLAS; found at run time without PyTorch loading it first.
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(cublas / "lib"), env.get("LD_LIBRARY_PATH")]))
         print(f"[gpu-check] CUDA toolkit {home}; cuBLAS from {cublas or 'the toolkit'}", flush=True)
     if dry:
         steps.skip("build-llama.cpp", "dry run: the venv's llama-cpp-python (CPU)")

@@ -102,6 +102,8 @@ def hearth_side(backend: str, engine: GenerationEngine, model, prompt: str, toke
 
 def measure(backend: str, path: Path, device: str, tokens: int, rounds: int) -> dict:
     loader, options = load_options(backend, device)
+    if device == "cuda":
+        import torch  # noqa: F401  (as in the contract: its CUDA libraries are loaded before llama.cpp's)
     manager = ModelManager()
     engine = GenerationEngine(manager)
     start = time.perf_counter()
