@@ -16,9 +16,12 @@ from webui.chat.conversation import ChatOptions, Conversation
 from webui.chat.histories import HistoryStore
 from webui.chat.prompts import ChatRequest, Message, chat_prompt
 from webui.chat.settings import SettingsStore
+from webui.chat.structured import require_grammar, response_format_grammar
 from webui.chat.template_fallback import TemplateChoice, model_facts, template_of
+from webui.chat.tools import ToolRequest, plan_tools, template_source, tool_chat_prompt
 from webui.chat.turns import submit_chat_turn
 from webui.config import default_user_data
+from webui.errors import ErrorKind, UserError
 from webui.extensions import ExtensionManager
 from webui.modelfiles.advisor import Advisor, AdvisorRun, AdvisorSettings, Progress
 from webui.modelfiles.local import model_entries
@@ -153,7 +156,8 @@ class Hearth:
         return job
 
     def chat(self, messages: Sequence[Message], params: GenerationParams,
-             system_prompt: str = "") -> GenerationJob:
+             system_prompt: str = "", tools: ToolRequest | None = None,
+             response_format: Mapping[str, Any] | None = None) -> GenerationJob:
         # Not models.use(): that lock is held for a whole generation, and waiting on
         # it here would keep this request out of the FIFO queue until the running
         # reply ends (then requests race for the lock in no order). The template is
@@ -165,12 +169,28 @@ class Hearth:
         if loaded is None:
             raise NoModelLoaded("no model is loaded: load one in the Model tab")
         draft = self.extensions.chat_prompt(messages, system_prompt)  # the extensions' modify_prompt hooks
-        prompt = chat_prompt(loaded.model.chat_template, draft.messages, draft.system_prompt,
-                             model_facts(loaded.model, loaded.name))
+        facts = model_facts(loaded.model, loaded.name)
+        # Tools, tool calls or a response format: the grammar that forces them, and the
+        # template rendered with the tools (chat/tools.py); job.tool_plan reads the reply.
+        plan = plan_tools(tools, template_source(loaded.model.chat_template, facts)) if tools else None
+        format_grammar = response_format_grammar(response_format)
+        grammar = plan.grammar if plan and plan.grammar else format_grammar
+        if grammar:
+            if params.grammar or (plan and plan.grammar and format_grammar):
+                raise UserError("give only one of grammar, response_format and a forced tool_choice",
+                                kind=ErrorKind.INVALID)
+            require_grammar(loaded.model.supported_params, "response_format" if response_format else "tool_choice")
+            params = dataclasses.replace(params, grammar=grammar)
+        if tools is not None:
+            prompt = tool_chat_prompt(template_source(loaded.model.chat_template, facts), draft.messages,
+                                      draft.system_prompt, tools)
+        else:
+            prompt = chat_prompt(loaded.model.chat_template, draft.messages, draft.system_prompt, facts)
         # The template's markers end the reply: a model not trained on them runs on.
         extra = tuple(s for s in template_of(loaded).template.stop if s not in params.stop)
         job = self.engine.submit(prompt, dataclasses.replace(params, stop=params.stop + extra) if extra else params)
         job.extension_prompt = draft
+        job.tool_plan = plan
         return job
 
     def chat_turn(self, request: ChatRequest, params: GenerationParams) -> GenerationJob:

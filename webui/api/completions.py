@@ -6,6 +6,7 @@ than the context, say) is a proper HTTP error rather than a broken stream.
 """
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -30,7 +31,9 @@ from webui.api.schemas import (
 )
 from webui.api.streaming import SSE_HEADERS, job_events, sse
 from webui.chat.templates import ChatTemplateError
+from webui.chat.tools import ToolCall, ToolPlan, check_tool_request
 from webui.config import ServerSettings
+from webui.errors import UserError
 from webui.hearth import Hearth
 from webui.runtime.generation import Failed, Finished, GenerationJob, GenerationStats
 
@@ -73,16 +76,23 @@ class Reply:
             choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish_reason}
         return self._frame([choice])
 
+    def tool_calls_chunk(self, calls: list[ToolCall]) -> dict:
+        """All of a reply's calls in one delta (each call's arguments whole)."""
+        delta = {"tool_calls": [dict(tool_call_json(c), index=i) for i, c in enumerate(calls)]}
+        return self._frame([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
+
     def usage_chunk(self, stats: GenerationStats) -> dict:
         out = self._frame([])
         out["usage"] = usage(stats)
         return out
 
-    def body(self, text: str, stats: GenerationStats) -> dict:
-        reason = finish_reason(stats)
+    def body(self, text: str, stats: GenerationStats, calls: list[ToolCall] | None = None) -> dict:
+        reason = "tool_calls" if calls else finish_reason(stats)
         if self.chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": text},
-                      "logprobs": None, "finish_reason": reason}
+            message: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else text)}
+            if calls:
+                message["tool_calls"] = [tool_call_json(c) for c in calls]
+            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": reason}
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
         return {"id": self.id, "object": "chat.completion" if self.chat else "text_completion",
@@ -92,6 +102,10 @@ class Reply:
 def finish_reason(stats: GenerationStats) -> str:
     # "cancelled" only happens when the client left, so nobody reads it; OpenAI has no such value.
     return "length" if stats.finish_reason == "length" else "stop"
+
+
+def tool_call_json(call: ToolCall) -> dict:
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
 
 
 def usage(stats: GenerationStats) -> dict:
@@ -120,9 +134,11 @@ async def answer(request: Request, job: GenerationJob, reply: Reply, stream: boo
     if isinstance(first, Failed):
         await events.aclose()
         raise api_error(first.error)
+    plan: ToolPlan | None = getattr(job, "tool_plan", None)
     if stream:
-        return StreamingResponse(_sse_stream(first, events, reply, prefix), media_type="text/event-stream",
-                                 headers={**SSE_HEADERS, **headers})
+        stream_body = _sse_stream(first, events, reply, prefix) if plan is None or not plan.active else \
+            _sse_tool_stream(first, events, reply, plan)
+        return StreamingResponse(stream_body, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
     parts = [prefix]
     event = first
     try:
@@ -133,6 +149,9 @@ async def answer(request: Request, job: GenerationJob, reply: Reply, stream: boo
         await events.aclose()
     if isinstance(event, Failed):
         raise api_error(event.error)
+    if plan is not None and plan.active:
+        content, calls = plan.parse("".join(parts))  # a broken call: one line, 400
+        return JSONResponse(reply.body(content, event.stats, calls), headers=headers)
     return JSONResponse(reply.body("".join(parts), event.stats), headers=headers)
 
 
@@ -157,6 +176,54 @@ async def _sse_stream(event, events: AsyncIterator, reply: Reply, prefix: str) -
             event = await anext(events)
     finally:
         await events.aclose()
+
+
+async def _sse_tool_stream(event, events: AsyncIterator, reply: Reply, plan: ToolPlan) -> AsyncIterator[str]:
+    """A chat reply that may call tools: text goes out as it comes until a call may have
+    begun (ToolPlan.hold_back); the rest is read whole at the end, so a call leaves as one
+    tool_calls delta with finish_reason tool_calls, or a broken one as an error chunk."""
+    text, sent = "", 0
+    try:
+        yield sse(reply.chunk("", role=True))
+        while isinstance(event, str):
+            text += event
+            if sent == len(text) - len(event):  # nothing held back yet
+                cut = plan.hold_back(text)
+                if cut > sent:
+                    yield sse(reply.chunk(text[sent:cut]))
+                    sent = cut
+            event = await anext(events)
+        if not isinstance(event, Finished):
+            yield sse(api_error(event.error).body())
+            return
+        try:
+            content, calls = plan.parse(text)
+        except UserError as e:
+            yield sse(api_error(e).body())
+            return
+        rest = content[sent:] if content.startswith(text[:sent]) else ""
+        if rest:
+            yield sse(reply.chunk(rest))
+        if calls:
+            yield sse(reply.tool_calls_chunk(calls))
+        yield sse(reply.chunk(None, "tool_calls" if calls else finish_reason(event.stats)))
+        if reply.include_usage:
+            yield sse(reply.usage_chunk(event.stats))
+        yield sse("[DONE]")
+    finally:
+        await events.aclose()
+
+
+def chat_message(m) -> dict[str, Any]:
+    """One request message as the core reads it (HF's shape for tool calls and results)."""
+    out: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+    if m.tool_calls:
+        out["tool_calls"] = [c.model_dump() for c in m.tool_calls]
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
+    if m.role == "tool" and m.name:
+        out["name"] = m.name
+    return out
 
 
 def _prepare(hearth, settings, body) -> tuple[Any, str, dict[str, str]]:
@@ -194,13 +261,14 @@ async def completions(body: CompletionRequest, request: Request, hearth: Hearth 
              tags=["OpenAI-compatible"], summary="Answer a conversation")
 async def chat_completions(body: ChatCompletionRequest, request: Request, hearth: Hearth = Depends(get_hearth),
                            settings: ServerSettings = Depends(get_settings)):
-    messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-                for m in body.messages]
+    messages = [chat_message(m) for m in body.messages]
     check_prompt_size(sum(len(m["content"]) for m in messages), settings.max_prompt_chars, "messages")
     params, model, headers = _prepare(hearth, settings, body)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     try:
-        job = await anyio.to_thread.run_sync(hearth.chat, messages, params, limiter=_SUBMIT_LIMITER)
+        tools = check_tool_request(body.tools, body.tool_choice, body.parallel_tool_calls, messages)
+        submit = functools.partial(hearth.chat, tools=tools, response_format=body.response_format)
+        job = await anyio.to_thread.run_sync(submit, messages, params, limiter=_SUBMIT_LIMITER)
     except ChatTemplateError as e:
         raise APIError(400, f"the model's chat template failed: {e}", code="chat_template_error") from None
     return await answer(request, job, Reply(True, model, include_usage), body.stream, headers)

@@ -105,10 +105,23 @@ class TextPart(_Strict):
     text: str
 
 
+class FunctionCall(_Strict):
+    name: str
+    arguments: str = Field(description="The arguments as a JSON text of an object.")
+
+
+class ToolCallMessagePart(_Strict):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(_Strict):
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = ""
     name: str | None = None
+    tool_calls: list[ToolCallMessagePart] | None = Field(None, description="An assistant's calls of tools.")
+    tool_call_id: str | None = Field(None, description="With role tool: the call this message answers.")
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -121,6 +134,16 @@ class ChatCompletionRequest(_CompletionBase):
     max_completion_tokens: int | None = Field(None, ge=1, description="OpenAI's newer name for max_tokens.")
     logprobs: bool | None = Field(None, description="Not supported: must be false or empty.")
     top_logprobs: int | None = Field(None, description="Not supported: must be empty.")
+    # Checked by the core (webui/chat/tools.py, structured.py) in one line each.
+    tools: list[dict[str, Any]] | None = Field(None, description="Functions the model may call: "
+                                               "{\"type\": \"function\", \"function\": {\"name\", \"description\", \"parameters\"}}.")
+    tool_choice: str | dict[str, Any] | None = Field(None, description="none, auto, required, or {\"type\": "
+                                                     "\"function\", \"function\": {\"name\": ...}}; required and a "
+                                                     "named function constrain the reply with a grammar (llama.cpp).")
+    parallel_tool_calls: bool | None = Field(None, description="Allow several calls in one reply (default true).")
+    response_format: dict[str, Any] | None = Field(None, description="{\"type\": \"text\"}, {\"type\": "
+                                                   "\"json_object\"} or {\"type\": \"json_schema\", \"json_schema\": "
+                                                   "{\"name\", \"schema\"}}: enforced by a grammar (llama.cpp).")
 
     _unsupported = field_validator("logprobs", "top_logprobs")(_refuse_if_set)
 
@@ -171,14 +194,15 @@ class Completion(BaseModel):
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCallMessagePart] | None = None
 
 
 class ChatChoice(BaseModel):
     index: int = 0
     message: AssistantMessage
     logprobs: None = None
-    finish_reason: Literal["stop", "length"]
+    finish_reason: Literal["stop", "length", "tool_calls"]
 
 
 class ChatCompletion(BaseModel):
