@@ -13,6 +13,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 from loaders.errors import ErrorKind, UserError
 from loaders.load_progress import LoadProgress, no_progress
+from loaders.logprobs import TokenLogprob
 from loaders.params import GenerationParams
 
 
@@ -50,6 +51,22 @@ class Model(Protocol):
         ...
 
     def unload(self) -> None: ...
+
+
+@runtime_checkable
+class TokenLogprobs(Protocol):
+    """Optional capability of a Model: log-probabilities from its raw logits (before
+    samplers), as OpenAI's `logprobs` reports them. A backend without it answers
+    logprobs requests with a one-line error."""
+
+    def token_logprobs(self, top: int) -> TokenLogprob:
+        """The token `generate` has just yielded and the `top` likeliest at its
+        position; called between that yield and the next."""
+        ...
+
+    def prompt_logprobs(self, ids: Sequence[int], top: int) -> list[TokenLogprob]:
+        """Each of `ids`' log-probability given the ones before it (the first's is None)."""
+        ...
 
 
 class Loader(Protocol):

@@ -22,6 +22,7 @@ from loaders.gguf import KV_CACHE_TYPES, GGUFError, check_complete, kv_type_is_q
 from loaders.hf_common import model_format, wrong_format
 from loaders.kv_reuse import apply_shift, plan_shift
 from loaders.load_progress import LoadProgress, llama_callback, no_progress
+from loaders.logprobs import TokenLogprob, describe_token, last_logits, prompt_logprobs
 from loaders.lora import GGUF_LORA_HELP, AdapterSpec, LlamaCppAdapters, check_gguf_adapters, lora_setting, parse_entries
 from loaders.option_limits import MAX_CONTEXT_TOKENS, MAX_THREADS, usable_cpus
 from loaders.params import GenerationParams
@@ -398,6 +399,7 @@ class LlamaCppModel:
                 if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
                     break
                 produced.append(token)
+                self._last_token = token  # what token_logprobs describes while this yield waits
                 yield decoder.decode(llm.detokenize([token]))
                 if len(produced) >= limit or cancel.is_set():
                     break
@@ -408,6 +410,23 @@ class LlamaCppModel:
             stream.close()
             if llm.cache is not None:
                 llm.cache[list(prompt_ids) + produced] = llm.save_state()
+
+    def token_logprobs(self, top: int) -> TokenLogprob:
+        """The token `generate` has just yielded, with the `top` likeliest tokens at its
+        position; valid only until the generator resumes (llama.cpp still holds the
+        logits the sampler read)."""
+        if self._drafter is not None:
+            raise GenerationError("logprobs are not available with speculative decoding on; "
+                                  "load the model without a draft model or prompt lookup")
+        return describe_token(self._llm, self._last_token, last_logits(self._llm), top)
+
+    def prompt_logprobs(self, ids: Sequence[int], top: int) -> list[TokenLogprob]:
+        """Each prompt token's log-probability given those before it (the first's is
+        None); the prompt stays in the KV cache for a reply that follows."""
+        if not ids:
+            raise GenerationError("the prompt is empty")
+        check_fits(len(ids), self.context_length)
+        return prompt_logprobs(self._llm, ids, top)
 
     def _prefill(self, ids: list[int]) -> int:
         """Evaluate all but the prompt's last token, reusing the KV cache's common

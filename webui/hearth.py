@@ -26,7 +26,7 @@ from webui.extensions import ExtensionManager
 from webui.modelfiles.advisor import Advisor, AdvisorRun, AdvisorSettings, Progress
 from webui.modelfiles.local import model_entries
 from webui.runtime.default_model import DEFAULT_MODEL_NAME, default_model_path
-from webui.runtime.generation import GenerationEngine, GenerationJob
+from webui.runtime.generation import GenerationEngine, GenerationJob, LogprobsRequest
 from webui.runtime.load_progress import LoadListener
 from webui.runtime.model_manager import LoadedModel, ModelManager, NoModelLoaded
 from webui.userdata.folders import SHIPPED_CHARACTERS, SHIPPED_PRESETS, UserData
@@ -188,7 +188,8 @@ class Hearth:
             prompt = chat_prompt(loaded.model.chat_template, draft.messages, draft.system_prompt, facts)
         # The template's markers end the reply: a model not trained on them runs on.
         extra = tuple(s for s in template_of(loaded).template.stop if s not in params.stop)
-        job = self.engine.submit(prompt, dataclasses.replace(params, stop=params.stop + extra) if extra else params)
+        job = self.engine.submit(prompt, dataclasses.replace(params, stop=params.stop + extra) if extra else params,
+                                 logprobs)
         job.extension_prompt = draft
         job.tool_plan = plan
         return job

@@ -20,6 +20,7 @@ from loaders.fields import SettingError
 from webui.api.deps import get_hearth, get_settings
 from webui.api.errors import APIError, api_error
 from webui.api.limits import check_prompt_size, check_queue
+from webui.api.logprobs import LogprobsShape, chat_request, completion_request
 from webui.api.schemas import (
     OPENAI_NAMES,
     SAMPLER_FIELDS,
@@ -50,6 +51,8 @@ STREAM_DOC = {200: {"content": {"text/event-stream": {"schema": {"type": "string
 class Reply:
     """One answer's OpenAI framing: ids, chunks and the final body."""
 
+    logprobs: LogprobsShape | None = None  # set when the request asked for logprobs
+
     def __init__(self, chat: bool, model: str, include_usage: bool):
         self.chat = chat
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
@@ -71,15 +74,20 @@ class Reply:
             delta: dict[str, Any] = {"role": "assistant"} if role else {}
             if text is not None:
                 delta["content"] = text
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            choice = {"index": 0, "delta": delta, "logprobs": self.logprobs_of(text), "finish_reason": finish_reason}
         else:
-            choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish_reason}
+            choice = {"index": 0, "text": text or "", "logprobs": self.logprobs_of(text), "finish_reason": finish_reason}
         return self._frame([choice])
 
     def tool_calls_chunk(self, calls: list[ToolCall]) -> dict:
         """All of a reply's calls in one delta (each call's arguments whole)."""
         delta = {"tool_calls": [dict(tool_call_json(c), index=i) for i, c in enumerate(calls)]}
         return self._frame([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
+
+    def logprobs_of(self, text: str | None) -> dict | None:
+        """The logprobs of the tokens a piece of text carries (api/streaming.Text)."""
+        tokens = getattr(text, "logprobs", ())
+        return self.logprobs.of(tokens) if self.logprobs is not None and tokens else None
 
     def usage_chunk(self, stats: GenerationStats) -> dict:
         out = self._frame([])
@@ -140,10 +148,12 @@ async def answer(request: Request, job: GenerationJob, reply: Reply, stream: boo
             _sse_tool_stream(first, events, reply, plan)
         return StreamingResponse(stream_body, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
     parts = [prefix]
+    tokens = []
     event = first
     try:
         while isinstance(event, str):
             parts.append(event)
+            tokens.extend(getattr(event, "logprobs", ()))
             event = await anext(events)
     finally:
         await events.aclose()
@@ -152,7 +162,10 @@ async def answer(request: Request, job: GenerationJob, reply: Reply, stream: boo
     if plan is not None and plan.active:
         content, calls = plan.parse("".join(parts))  # a broken call: one line, 400
         return JSONResponse(reply.body(content, event.stats, calls), headers=headers)
-    return JSONResponse(reply.body("".join(parts), event.stats), headers=headers)
+    out = reply.body("".join(parts), event.stats)
+    if reply.logprobs is not None:
+        out["choices"][0]["logprobs"] = reply.logprobs.of(tokens)
+    return JSONResponse(out, headers=headers)
 
 
 async def _sse_stream(event, events: AsyncIterator, reply: Reply, prefix: str) -> AsyncIterator[str]:
@@ -250,11 +263,17 @@ router = APIRouter()
 async def completions(body: CompletionRequest, request: Request, hearth: Hearth = Depends(get_hearth),
                       settings: ServerSettings = Depends(get_settings)):
     check_prompt_size(len(body.prompt), settings.max_prompt_chars, "prompt")
+    logprobs = completion_request(body.logprobs, body.echo, body.max_tokens)
+    if body.max_tokens == 0:  # scoring the prompt: the samplers' max_tokens starts at 1
+        body = body.model_copy(update={"max_tokens": None})
     params, model, headers = _prepare(hearth, settings, body)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    job = await anyio.to_thread.run_sync(hearth.complete, body.prompt, params, limiter=_SUBMIT_LIMITER)
-    return await answer(request, job, Reply(False, model, include_usage), body.stream, headers,
-                        prefix=body.prompt if body.echo else "")
+    submit = functools.partial(hearth.complete, logprobs=logprobs)
+    job = await anyio.to_thread.run_sync(submit, body.prompt, params, limiter=_SUBMIT_LIMITER)
+    reply = Reply(False, model, include_usage)
+    if logprobs is not None and (logprobs.prompt or logprobs.reply):
+        reply.logprobs = LogprobsShape(chat=False, offset=0 if body.echo else len(body.prompt))
+    return await answer(request, job, reply, body.stream, headers, prefix=body.prompt if body.echo else "")
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses=STREAM_DOC,
@@ -267,8 +286,13 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, hearth
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     try:
         tools = check_tool_request(body.tools, body.tool_choice, body.parallel_tool_calls, messages)
-        submit = functools.partial(hearth.chat, tools=tools, response_format=body.response_format)
+        logprobs = chat_request(body.logprobs, body.top_logprobs)
+        submit = functools.partial(hearth.chat, tools=tools, response_format=body.response_format,
+                                   logprobs=logprobs)
         job = await anyio.to_thread.run_sync(submit, messages, params, limiter=_SUBMIT_LIMITER)
     except ChatTemplateError as e:
         raise APIError(400, f"the model's chat template failed: {e}", code="chat_template_error") from None
-    return await answer(request, job, Reply(True, model, include_usage), body.stream, headers)
+    reply = Reply(True, model, include_usage)
+    if logprobs is not None:
+        reply.logprobs = LogprobsShape(chat=True)
+    return await answer(request, job, reply, body.stream, headers)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SkipValidation, create_model,
 
 import loaders
 from loaders.fields import SettingSpec, describe
+from loaders.logprobs import MAX_TOP_LOGPROBS
 from loaders.params import GenerationParams
 
 # OpenAI's name -> GenerationParams' name, where they differ.
@@ -94,10 +95,14 @@ class CompletionRequest(_CompletionBase):
     prompt: str = Field(..., min_length=1, description="The text to continue.")
     echo: bool = Field(False, description="Put the prompt before the reply.")
     suffix: str | None = Field(None, description="Not supported: must be empty.")
-    logprobs: int | None = Field(None, description="Not supported: must be empty.")
+    logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS, description="Log-probabilities of the "
+                                 "reply's tokens (with echo, the prompt's too), with this many likeliest "
+                                 "alternatives each (llama.cpp).")
+    max_tokens: int | None = Field(None, ge=0, description="Most tokens to generate; 0 with echo scores the "
+                                   "prompt without generating.")
     best_of: int | None = Field(1, ge=1, le=1, description="Only 1 is supported.")
 
-    _unsupported = field_validator("suffix", "logprobs")(_refuse_if_set)
+    _unsupported = field_validator("suffix")(_refuse_if_set)
 
 
 class TextPart(_Strict):
@@ -132,8 +137,9 @@ class ChatMessage(_Strict):
 class ChatCompletionRequest(_CompletionBase):
     messages: list[ChatMessage] = Field(..., min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1, description="OpenAI's newer name for max_tokens.")
-    logprobs: bool | None = Field(None, description="Not supported: must be false or empty.")
-    top_logprobs: int | None = Field(None, description="Not supported: must be empty.")
+    logprobs: bool | None = Field(None, description="Log-probabilities of the reply's tokens (llama.cpp).")
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS, description="With logprobs: this many "
+                                     "likeliest alternatives per token.")
     # Checked by the core (webui/chat/tools.py, structured.py) in one line each.
     tools: list[dict[str, Any]] | None = Field(None, description="Functions the model may call: "
                                                "{\"type\": \"function\", \"function\": {\"name\", \"description\", \"parameters\"}}.")
@@ -145,7 +151,6 @@ class ChatCompletionRequest(_CompletionBase):
                                                    "\"json_object\"} or {\"type\": \"json_schema\", \"json_schema\": "
                                                    "{\"name\", \"schema\"}}: enforced by a grammar (llama.cpp).")
 
-    _unsupported = field_validator("logprobs", "top_logprobs")(_refuse_if_set)
 
 
 def to_generation_params(request: BaseModel) -> GenerationParams:
@@ -179,7 +184,7 @@ class Usage(BaseModel):
 class CompletionChoice(BaseModel):
     index: int = 0
     text: str
-    logprobs: None = None
+    logprobs: dict[str, Any] | None = None
     finish_reason: Literal["stop", "length"] | None
 
 
@@ -201,7 +206,7 @@ class AssistantMessage(BaseModel):
 class ChatChoice(BaseModel):
     index: int = 0
     message: AssistantMessage
-    logprobs: None = None
+    logprobs: dict[str, Any] | None = None
     finish_reason: Literal["stop", "length", "tool_calls"]
 
 

@@ -18,6 +18,19 @@ from webui.runtime.generation import Delta, Failed, Finished, GenerationJob
 Receive = Callable[[], Awaitable[dict]]
 
 
+class Text(str):
+    """Text pieces that arrived together, as one string; with a job that asked for
+    logprobs, `logprobs` holds their tokens' (webui.runtime.generation.Delta)."""
+
+    logprobs: tuple = ()
+
+    @classmethod
+    def of(cls, text: str, logprobs: tuple) -> Text:
+        out = cls(text)
+        out.logprobs = logprobs
+        return out
+
+
 async def _stop_on_disconnect(receive: Receive, job: GenerationJob) -> None:
     while True:
         message = await receive()
@@ -43,15 +56,16 @@ async def job_events(job: GenerationJob, receive: Receive) -> AsyncIterator[str 
     try:
         while True:
             event = await events.get()
-            text = []
+            text, logprobs = [], []
             while isinstance(event, Delta):
                 text.append(event.text)
+                logprobs.extend(event.logprobs)
                 if events.empty():
                     event = None
                     break
                 event = events.get_nowait()
-            if text:
-                yield "".join(text)
+            if any(text) or logprobs:
+                yield Text.of("".join(text), tuple(logprobs))
             if event is not None:
                 yield event
                 return

@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from loaders.base import GenerationError
+from loaders.base import GenerationError, TokenLogprobs
 from loaders.context_limit import check_fits
 from loaders.errors import describe_exception
+from loaders.logprobs import TokenLogprob
 from loaders.params import GenerationParams
 from webui.errors import ErrorKind, UserError
 from webui.runtime.model_manager import ModelManager
@@ -71,6 +72,16 @@ class GenerationStats:
 @dataclass(frozen=True)
 class Delta:
     text: str
+    # With a LogprobsRequest: the tokens this event completes (a stop string may hold
+    # text back, so text and tokens need not line up one to one).
+    logprobs: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
+class LogprobsRequest:
+    top: int = 0  # likeliest alternatives per token
+    prompt: bool = False  # the prompt's tokens first (a completion's echo)
+    reply: bool = True  # False: only the prompt's, nothing generated (max_tokens=0)
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,7 @@ class GenerationJob:
     # What extensions made of this request's prompt (a webui.extensions.Prompt, or
     # None); a chat reply's modify_output hooks read it when the reply is done.
     extension_prompt: Any = None
+    logprobs: LogprobsRequest | None = None
     _events: queue.SimpleQueue[Event] = field(default_factory=queue.SimpleQueue)
     _ended: threading.Event = field(default_factory=threading.Event)
 
@@ -178,8 +190,9 @@ class GenerationEngine:
         self._worker = threading.Thread(target=self._run, name="hearth-generation", daemon=True)
         self._worker.start()
 
-    def submit(self, prompt: str | Sequence[int], params: GenerationParams) -> GenerationJob:
-        job = GenerationJob(prompt, params)
+    def submit(self, prompt: str | Sequence[int], params: GenerationParams,
+               logprobs: LogprobsRequest | None = None) -> GenerationJob:
+        job = GenerationJob(prompt, params, logprobs=logprobs)
         self._jobs.put(job)
         return job
 
@@ -241,6 +254,16 @@ class GenerationEngine:
                 raise GenerationError("the prompt is empty: type something first")
             stats.context_length = model.context_length
             limit = min(job.params.max_new_tokens, check_fits(len(ids), model.context_length))
+            want = job.logprobs
+            if want is not None:
+                if not isinstance(model, TokenLogprobs):
+                    raise UserError(f"logprobs are not available with the {loaded.loader} loader",
+                                    kind=ErrorKind.INVALID)
+                if want.prompt:
+                    job.emit(Delta("", tuple(model.prompt_logprobs(ids, want.top))))
+                if not want.reply:
+                    stats.finish_reason = "length"
+                    return stats
             matcher = StopMatcher(job.params.stop)
             first_at = None
             stream = model.generate(ids, job.params, job.cancel)
@@ -250,9 +273,10 @@ class GenerationEngine:
                         first_at = time.perf_counter()
                         stats.prompt_eval_tokens = model.last_prompt_eval_tokens
                     stats.completion_tokens += 1
+                    token = (model.token_logprobs(want.top),) if want is not None else ()
                     text = matcher.feed(piece)
-                    if text:
-                        job.emit(Delta(text))
+                    if text or (token and not matcher.stopped):
+                        job.emit(Delta(text, () if matcher.stopped else token))
                     if matcher.stopped:
                         stats.finish_reason = "stop"
                         break
