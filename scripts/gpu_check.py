@@ -28,6 +28,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -129,10 +131,21 @@ class Steps:
 
 
 def _kill(proc: subprocess.Popen) -> None:
+    """The step's whole tree: its session, and every descendant, since ninja starts each
+    compiler in a process group of its own (seen here: a killed build's cc1 ran on)."""
+    try:
+        tree = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        tree = []
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    for child in tree:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
     proc.wait()
 
 
