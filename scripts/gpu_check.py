@@ -44,6 +44,9 @@ CUDA_ARCH = "90"  # the H200 (Hopper, compute capability 9.0): one architecture 
 # and they are most of ggml-cuda's compile time. HEARTH_GPU_CMAKE_ARGS adds or overrides.
 LLAMA_CMAKE_ARGS = (f"-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES={CUDA_ARCH} -DGGML_CUDA_FA=OFF -DLLAVA_BUILD=OFF "
                     "-DLLAMA_OPENSSL=OFF -DGGML_CUDA_NCCL=OFF")
+# Compile jobs: exllamav2's extension gets 3, llama.cpp the rest but 2, which the
+# Transformers steps running meanwhile need (on 16 cores: 11 + 3 + 2).
+EXL2_JOBS = 3
 CONTRACT = "tests/integration/test_loader_contract.py"
 LOG_TAIL = 15
 
@@ -312,10 +315,10 @@ def main(argv: list[str]) -> int:
                 py, "-m", "pip", "install", "-v", "--no-index", "--no-deps", "--no-build-isolation", "--no-cache-dir",
                 "--target", str(site / "llama"), str(source)], 420,
                 env={"CMAKE_ARGS": cmake_args, "CMAKE_GENERATOR": "Ninja",
-                     "CMAKE_BUILD_PARALLEL_LEVEL": str(max(1, cores - 4))})
+                     "CMAKE_BUILD_PARALLEL_LEVEL": str(max(1, cores - 2 - EXL2_JOBS))})
         if (site / "exllamav2").is_dir():
             exl2_build = steps.start("build-exllamav2", [py, "-c", "import exllamav2.ext"], 420, env={
-                "TORCH_CUDA_ARCH_LIST": "9.0", "MAX_JOBS": "4", "TORCH_EXTENSIONS_DIR": str(work / "torch_extensions")})
+                "TORCH_CUDA_ARCH_LIST": "9.0", "MAX_JOBS": str(EXL2_JOBS), "TORCH_EXTENSIONS_DIR": str(work / "torch_extensions")})
         else:
             steps.skip("build-exllamav2", "no exllamav2 wheel was carried")
 
