@@ -21,7 +21,8 @@ from typing import Any
 from loaders.base import GenerationError
 from loaders.context_limit import check_fits
 from loaders.hf_common import one_line
-from loaders.lora import AdapterError, AdapterSpec, PeftAdapters
+from loaders.lora import AdapterError, AdapterSpec
+from loaders.lora_peft import PeftAdapters
 from loaders.params import GenerationParams
 from loaders.samplers import SamplerSupport
 

@@ -23,7 +23,8 @@ from loaders.hf_common import model_format, wrong_format
 from loaders.kv_reuse import apply_shift, plan_shift
 from loaders.load_progress import LoadProgress, llama_callback, no_progress
 from loaders.logprobs import TokenLogprob, describe_token, last_logits, prompt_logprobs
-from loaders.lora import GGUF_LORA_HELP, AdapterSpec, LlamaCppAdapters, check_gguf_adapters, lora_setting, parse_entries
+from loaders.lora import GGUF_LORA_HELP, AdapterSpec, lora_setting, parse_entries
+from loaders.lora_llamacpp import LlamaCppAdapters, check_gguf_adapters
 from loaders.option_limits import MAX_CONTEXT_TOKENS, MAX_THREADS, usable_cpus
 from loaders.params import GenerationParams
 from loaders.registry import register

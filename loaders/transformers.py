@@ -30,7 +30,8 @@ from loaders.hf_common import (
 )
 from loaders.hf_model import SAMPLERS, HFModel, set_cpu_threads
 from loaders.load_progress import LoadProgress, no_progress, transformers_weight_progress
-from loaders.lora import PEFT_LORA_HELP, PeftAdapters, lora_setting, parse_entries, peft_adapter_folder
+from loaders.lora import PEFT_LORA_HELP, lora_setting, parse_entries, peft_adapter_folder
+from loaders.lora_peft import PeftAdapters
 from loaders.option_limits import MAX_THREADS
 from loaders.registry import register
 

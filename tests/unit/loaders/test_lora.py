@@ -18,13 +18,13 @@ from loaders.lora import (
     MAX_ADAPTERS,
     AdapterError,
     AdapterSpec,
-    check_gguf_lora,
     gguf_adapter_file,
     parse_entries,
     parse_entry,
     peft_adapter_folder,
     takes_adapters,
 )
+from loaders.lora_llamacpp import check_gguf_lora
 from loaders.transformers import TransformersOptions
 
 RANK = 4
