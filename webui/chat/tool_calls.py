@@ -100,8 +100,15 @@ def _parse_hermes(text: str) -> tuple[str, list[ToolCall]] | None:
 
 def _parse_llama3(text: str) -> tuple[str, list[ToolCall]] | None:
     head, tag, tail = text.partition("<|python_tag|>")
-    if not tag:
-        return None
+    if not tag:  # Llama 3.2's bare `{...}; {...}`; a single bare object is generic's
+        parts = _split_semicolons(text.strip()) if text.strip().startswith("{") else []
+        try:
+            items = [json.loads(p) for p in parts]
+        except ValueError:
+            return None
+        if len(items) < 2 or not all(_looks_like_call(i) for i in items):
+            return None
+        return "", [_call_from(i) for i in items]
     body = tail.replace("<|eom_id|>", "").replace("<|eot_id|>", "").strip()
     calls = [_call_from(_load(part, "<|python_tag|>")) for part in _split_semicolons(body)]
     return head.strip(), calls
