@@ -214,6 +214,14 @@ def cuda_cmake_args(home: Path | None, cublas: Path | None) -> list[str]:
     return args
 
 
+def _cpu_has_amx() -> bool:
+    try:
+        return any(line.startswith("flags") and " amx_int8" in line
+                   for line in Path("/proc/cpuinfo").read_text().splitlines())
+    except OSError:
+        return False
+
+
 def environment(steps: Steps, dry_run: bool) -> None:
     start = time.monotonic()
     versions = []
@@ -311,10 +319,14 @@ def main(argv: list[str]) -> int:
             cmake_args = " ".join([LLAMA_CMAKE_ARGS, *cuda_cmake_args(home, cublas),
                                    os.environ.get("HEARTH_GPU_CMAKE_ARGS", "")])
             print(f"[gpu-check] CMAKE_ARGS={cmake_args}", flush=True)
+            # As scripts/setup.sh: a native build's AMX kernels crash the first CPU decode.
+            no_amx = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" if _cpu_has_amx() else ""
             llama_build = steps.start("build-llama.cpp", [
                 py, "-m", "pip", "install", "-v", "--no-index", "--no-deps", "--no-build-isolation", "--no-cache-dir",
                 "--target", str(site / "llama"), str(source)], 420,
                 env={"CMAKE_ARGS": cmake_args, "CMAKE_GENERATOR": "Ninja",
+                     "CFLAGS": f"{os.environ.get('CFLAGS', '')} {no_amx}".strip(),
+                     "CXXFLAGS": f"{os.environ.get('CXXFLAGS', '')} {no_amx}".strip(),
                      "CMAKE_BUILD_PARALLEL_LEVEL": str(max(1, cores - 2 - EXL2_JOBS))})
         if (site / "exllamav2").is_dir():
             exl2_build = steps.start("build-exllamav2", [py, "-c", "import exllamav2.ext"], 420, env={
