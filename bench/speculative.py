@@ -9,6 +9,9 @@ in the same run, rounds interleaved so a shared machine's noise hits every side 
 3. Greedy divergence: for N prompts, where (if anywhere) the reply with speculation
    parts from the reply without it (rounding of batched evaluation).
 
+One process, all sides driven from the main thread, 1 thread by default: no idle side
+keeps a spinning OpenMP team (see the generation benchmark in docs/BENCHMARKS.md).
+
     .venv/bin/python bench/speculative.py [--rounds 3] [--prompts 12] [--threads 1]
 """
 from __future__ import annotations
@@ -215,6 +218,11 @@ def main() -> int:
                  "llama-cpp-python lookup 3/10": ("raw", raw)}
         report("1. Prompt lookup, editing task (3 paragraphs, one word replaced)",
                compare_speed(sides, edits, args.tokens, args.rounds), "without")
+        # What prompt lookup costs where the reply does not repeat the prompt.
+        report("1b. Prompt lookup on ordinary chat prompts (4)",
+               compare_speed({"without": ("hearth", plain),
+                              "lookup ngram=3 max=10": ("hearth", lookups["lookup ngram=3 max=10"])},
+                             [chat(p) for p in CHAT_PROMPTS[:4]], args.tokens, args.rounds), "without")
         if "divergence" not in skip:
             divergence("3a. Divergence, prompt lookup ngram=3 max=10, chat prompts", plain,
                        lookups["lookup ngram=3 max=10"], [chat(p) for p in CHAT_PROMPTS[:args.prompts]], 64)

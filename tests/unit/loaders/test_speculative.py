@@ -36,10 +36,11 @@ def test_prompt_lookup_prefers_the_longest_ngram_and_falls_back_to_shorter():
     context = ids(6, 1, 2, 4, 0, 1, 2, 7, 0, 6, 1, 2)
     assert PromptLookup(ngram=3, n_draft=1).draft(context, 10) == [4]
     assert PromptLookup(ngram=2, n_draft=1).draft(context, 10) == [7]
-    # No 3-gram or 2-gram match: one token "5" matches, min_ngram permitting.
+    # No 3-gram or 2-gram match: one token "5" matches, if min_ngram allows one (not by default).
     context = ids(5, 8, 3, 9, 5)
-    assert PromptLookup(ngram=3, n_draft=2).draft(context, 10) == [8, 3]
-    assert PromptLookup(ngram=3, n_draft=2, min_ngram=2).draft(context, 10) == []
+    assert PromptLookup(ngram=3, n_draft=2, min_ngram=1).draft(context, 10) == [8, 3]
+    assert PromptLookup(ngram=3, n_draft=2).draft(context, 10) == []
+    assert PromptLookup(ngram=1, n_draft=2).draft(context, 10) == [8, 3]
 
 
 def test_prompt_lookup_never_matches_the_suffix_itself_and_respects_the_room():
