@@ -270,8 +270,6 @@ class AdvisorRun:
                 return
             if is_ref:
                 reference = m.reference
-            elif self.reference is not None and reference is None:
-                row.note = "no KL: the reference was not measured"
             row.measured = m
             self.rows.append(row)
 
