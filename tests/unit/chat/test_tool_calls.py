@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from webui.chat.structured import SchemaError, response_format_grammar, schema_grammar, tool_call_grammar
+from webui.chat.structured import (
+    SchemaError,
+    require_grammar,
+    response_format_grammar,
+    schema_grammar,
+    tool_call_grammar,
+)
 from webui.chat.templates import CHATML
 from webui.chat.tool_calls import ToolCallError, format_of_template, held_back, parse_tool_calls
 from webui.chat.tools import check_tool_request, plan_tools, tool_messages
@@ -139,3 +145,9 @@ def test_templates_without_tools_get_a_hermes_rewrite():
     own = "{% for t in tools %}{{ t }}{% endfor %}<tool_call>"
     out, extra = tool_messages(messages, request, own)
     assert extra["tools"] == [WEATHER] and out[1]["tool_calls"][0]["function"]["arguments"] == {"city": "Oslo"}
+
+
+def test_backends_without_grammars_refuse_in_one_line():
+    require_grammar(("temperature", "grammar"), "tool_choice")
+    with pytest.raises(UserError, match="response_format needs a grammar, which this model's backend does not apply"):
+        require_grammar(("temperature", "top_p"), "response_format")
