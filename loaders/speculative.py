@@ -19,13 +19,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol
 
 from loaders import cpu_repack
 from loaders.base import LoadError
 from loaders.gguf import GGUFError, check_complete
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DRAFT_MODEL = "draft model"
 PROMPT_LOOKUP = "prompt lookup"
@@ -73,6 +74,8 @@ class PromptLookup:
         self.n_draft = n_draft
 
     def draft(self, context: np.ndarray, n: int) -> list[int]:
+        import numpy as np
+
         n = min(n, self.n_draft)
         size = len(context)
         if n <= 0 or size < 2:
@@ -138,6 +141,8 @@ class DraftModel:
 
 
 def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
+    import numpy as np
+
     m = min(len(a), len(b))
     differ = np.flatnonzero(a[:m] != b[:m])
     return int(differ[0]) if differ.size else m
@@ -152,6 +157,8 @@ def speculative_tokens(llm, prompt_ids: Sequence[int], drafter: Drafter, counts:
     n_ctx x vocabulary float array (800 MB for SmolLM2 at 4096 tokens, 16 GiB for a
     128k vocabulary at 32k) filled for every prompt token; here only the verification
     batch asks llama.cpp for more than one row of logits, and none are copied."""
+    import numpy as np
+
     llm._sampler = llm._init_sampler()  # Hearth's sampler chain, as llm.generate does
     ids = np.asarray(prompt_ids, dtype=np.intc)
     # Like llm.generate: reuse what the KV cache holds of the prompt, evaluate the rest
