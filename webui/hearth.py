@@ -15,6 +15,7 @@ from webui.chat.context import TokenCounters
 from webui.chat.conversation import ChatOptions, Conversation
 from webui.chat.histories import HistoryStore
 from webui.chat.prompts import ChatRequest, Message, chat_prompt
+from webui.chat.reasoning import ReasoningFormat
 from webui.chat.settings import SettingsStore
 from webui.chat.structured import require_grammar, response_format_grammar
 from webui.chat.template_fallback import TemplateChoice, model_facts, template_of
@@ -161,7 +162,9 @@ class Hearth:
 
     def chat(self, messages: Sequence[Message], params: GenerationParams,
              system_prompt: str = "", tools: ToolRequest | None = None,
-             response_format: Mapping[str, Any] | None = None) -> GenerationJob:
+             response_format: Mapping[str, Any] | None = None,
+             logprobs: LogprobsRequest | None = None,
+             enable_thinking: bool | None = None) -> GenerationJob:
         # Not models.use(): that lock is held for a whole generation, and waiting on
         # it here would keep this request out of the FIFO queue until the running
         # reply ends (then requests race for the lock in no order). The template is
@@ -185,17 +188,21 @@ class Hearth:
                                 kind=ErrorKind.INVALID)
             require_grammar(loaded.model.supported_params, "response_format" if response_format else "tool_choice")
             params = dataclasses.replace(params, grammar=grammar)
+        # enable_thinking goes to the template as Hugging Face's apply_chat_template passes it
+        # (Qwen3's reads it); None leaves the template's own default.
+        thinking = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
+        source = template_source(loaded.model.chat_template, facts)
         if tools is not None:
-            prompt = tool_chat_prompt(template_source(loaded.model.chat_template, facts), draft.messages,
-                                      draft.system_prompt, tools)
+            prompt = tool_chat_prompt(source, draft.messages, draft.system_prompt, tools, **thinking)
         else:
-            prompt = chat_prompt(loaded.model.chat_template, draft.messages, draft.system_prompt, facts)
+            prompt = chat_prompt(loaded.model.chat_template, draft.messages, draft.system_prompt, facts, **thinking)
         # The template's markers end the reply: a model not trained on them runs on.
         extra = tuple(s for s in template_of(loaded).template.stop if s not in params.stop)
         job = self.engine.submit(prompt, dataclasses.replace(params, stop=params.stop + extra) if extra else params,
                                  logprobs)
         job.extension_prompt = draft
         job.tool_plan = plan
+        job.reasoning = ReasoningFormat.for_prompt(source, prompt)  # where the reply's thinking is
         return job
 
     def chat_turn(self, request: ChatRequest, params: GenerationParams) -> GenerationJob:

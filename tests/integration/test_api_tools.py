@@ -64,6 +64,18 @@ def test_required_streams_tool_call_deltas(client):
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 
+def test_auto_leaves_the_choice_to_the_model(client):
+    """No grammar: whatever the model writes comes back as text or as checked calls."""
+    reply = client.chat.completions.create(model="x", messages=ASK, tools=[WEATHER], tool_choice="auto",
+                                           parallel_tool_calls=False, **{**GREEDY, "max_tokens": 12})
+    choice = reply.choices[0]
+    if choice.finish_reason == "tool_calls":
+        assert len(choice.message.tool_calls) == 1
+        _check_weather_args(choice.message.tool_calls[0].function.arguments)
+    else:
+        assert choice.message.content and not choice.message.tool_calls
+
+
 def test_tool_results_go_back_through_the_template(client):
     """A whole round: the call, its result as a `tool` message, then the model's answer."""
     call = {"id": "call_1", "type": "function",

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from webui.api import completions, embeddings, models
+from webui.api import completions, embeddings, messages, models
 from webui.api.auth import APIKeyGate, require_api_key
 from webui.api.cors import APICors
 from webui.api.errors import ERROR_RESPONSES, install_error_handlers
@@ -20,7 +20,7 @@ from webui.api.schemas import ErrorResponse
 from webui.config import ServerSettings
 from webui.hearth import Hearth
 
-ROUTERS = (completions.router, embeddings.router, models.router)
+ROUTERS = (completions.router, embeddings.router, messages.router, models.router)
 # The paths the API owns: the key, CORS and the API's error shape apply here.
 API_PREFIXES = (API_PREFIX, EXTENSIONS_PREFIX + "/")
 MIB = 1 << 20

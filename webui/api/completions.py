@@ -30,7 +30,8 @@ from webui.api.schemas import (
     CompletionRequest,
     to_generation_params,
 )
-from webui.api.streaming import SSE_HEADERS, job_events, sse
+from webui.api.streaming import SSE_HEADERS, Text, job_events, sse
+from webui.chat.reasoning import ReasoningSplitter, split_reasoning
 from webui.chat.templates import ChatTemplateError
 from webui.chat.tools import ToolCall, ToolPlan, check_tool_request
 from webui.config import ServerSettings
@@ -69,12 +70,16 @@ class Reply:
             out["usage"] = None
         return out
 
-    def chunk(self, text: str | None, finish_reason: str | None = None, role: bool = False) -> dict:
+    def chunk(self, text: str | None, finish_reason: str | None = None, role: bool = False,
+              reasoning: str | None = None) -> dict:
         if self.chat:
             delta: dict[str, Any] = {"role": "assistant"} if role else {}
+            if reasoning is not None:  # a reasoning model's thinking, in deltas of its own
+                delta["reasoning_content"] = reasoning
             if text is not None:
                 delta["content"] = text
-            choice = {"index": 0, "delta": delta, "logprobs": self.logprobs_of(text), "finish_reason": finish_reason}
+            choice = {"index": 0, "delta": delta, "logprobs": self.logprobs_of(text if reasoning is None else reasoning),
+                      "finish_reason": finish_reason}
         else:
             choice = {"index": 0, "text": text or "", "logprobs": self.logprobs_of(text), "finish_reason": finish_reason}
         return self._frame([choice])
@@ -94,10 +99,13 @@ class Reply:
         out["usage"] = usage(stats)
         return out
 
-    def body(self, text: str, stats: GenerationStats, calls: list[ToolCall] | None = None) -> dict:
+    def body(self, text: str, stats: GenerationStats, calls: list[ToolCall] | None = None,
+             reasoning: str = "") -> dict:
         reason = "tool_calls" if calls else finish_reason(stats)
         if self.chat:
             message: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else text)}
+            if reasoning:
+                message["reasoning_content"] = reasoning
             if calls:
                 message["tool_calls"] = [tool_call_json(c) for c in calls]
             choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": reason}
@@ -144,6 +152,10 @@ async def answer(request: Request, job: GenerationJob, reply: Reply, stream: boo
         raise api_error(first.error)
     plan: ToolPlan | None = getattr(job, "tool_plan", None)
     if stream:
+        thinking = getattr(job, "reasoning", None) if reply.chat else None
+        if thinking is not None:
+            events = _split_thinking(first, events, thinking.splitter())
+            first = await anext(events)
         stream_body = _sse_stream(first, events, reply, prefix) if plan is None or not plan.active else \
             _sse_tool_stream(first, events, reply, plan)
         return StreamingResponse(stream_body, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
@@ -159,13 +171,42 @@ async def answer(request: Request, job: GenerationJob, reply: Reply, stream: boo
         await events.aclose()
     if isinstance(event, Failed):
         raise api_error(event.error)
+    text, reasoning = "".join(parts), ""
+    if reply.chat and getattr(job, "reasoning", None) is not None:
+        reasoning, text = split_reasoning(text, job.reasoning)
     if plan is not None and plan.active:
-        content, calls = plan.parse("".join(parts))  # a broken call: one line, 400
-        return JSONResponse(reply.body(content, event.stats, calls), headers=headers)
-    out = reply.body("".join(parts), event.stats)
+        content, calls = plan.parse(text)  # a broken call: one line, 400
+        return JSONResponse(reply.body(content, event.stats, calls, reasoning), headers=headers)
+    out = reply.body(text, event.stats, reasoning=reasoning)
     if reply.logprobs is not None:
         out["choices"][0]["logprobs"] = reply.logprobs.of(tokens)
     return JSONResponse(out, headers=headers)
+
+
+class Thinking(Text):
+    """A piece of a reply's thinking, as _split_thinking hands it on."""
+
+
+async def _split_thinking(event, events: AsyncIterator, splitter: ReasoningSplitter) -> AsyncIterator:
+    """The job's events with each text piece cut into Thinking and answer Text
+    (chat/reasoning.py); a piece's logprobs go with its answer part, else its thinking."""
+    try:
+        while isinstance(event, str):
+            reasoning, content = splitter.feed(event)
+            tokens = getattr(event, "logprobs", ())
+            if reasoning:
+                yield Thinking.of(reasoning, () if content else tokens)
+            if content:
+                yield Text.of(content, tokens)
+            event = await anext(events)
+        reasoning, content = splitter.finish()
+        if reasoning:
+            yield Thinking.of(reasoning, ())
+        if content:
+            yield Text.of(content, ())
+        yield event
+    finally:
+        await events.aclose()
 
 
 async def _sse_stream(event, events: AsyncIterator, reply: Reply, prefix: str) -> AsyncIterator[str]:
@@ -175,7 +216,9 @@ async def _sse_stream(event, events: AsyncIterator, reply: Reply, prefix: str) -
         elif prefix:
             yield sse(reply.chunk(prefix))
         while True:
-            if isinstance(event, str):
+            if isinstance(event, Thinking):
+                yield sse(reply.chunk(None, reasoning=event))
+            elif isinstance(event, str):
                 yield sse(reply.chunk(event))
             elif isinstance(event, Finished):
                 yield sse(reply.chunk(None if reply.chat else "", finish_reason(event.stats)))
@@ -199,6 +242,10 @@ async def _sse_tool_stream(event, events: AsyncIterator, reply: Reply, plan: Too
     try:
         yield sse(reply.chunk("", role=True))
         while isinstance(event, str):
+            if isinstance(event, Thinking):
+                yield sse(reply.chunk(None, reasoning=event))
+                event = await anext(events)
+                continue
             text += event
             if sent == len(text) - len(event):  # nothing held back yet
                 cut = plan.hold_back(text)
@@ -227,6 +274,20 @@ async def _sse_tool_stream(event, events: AsyncIterator, reply: Reply, plan: Too
         await events.aclose()
 
 
+def thinking_switch(body: ChatCompletionRequest) -> bool | None:
+    """enable_thinking from the top-level field or chat_template_kwargs (llama-server's and
+    vLLM's way); None: the template's default."""
+    kwargs = body.chat_template_kwargs or {}
+    unknown = sorted(set(kwargs) - {"enable_thinking"})
+    if unknown:
+        raise APIError(400, f"chat_template_kwargs: only enable_thinking is supported, not {', '.join(unknown)}",
+                       code="invalid_value")
+    value = body.enable_thinking if body.enable_thinking is not None else kwargs.get("enable_thinking")
+    if value is not None and not isinstance(value, bool):
+        raise APIError(400, "enable_thinking must be true or false", code="invalid_value")
+    return value
+
+
 def chat_message(m) -> dict[str, Any]:
     """One request message as the core reads it (HF's shape for tool calls and results)."""
     out: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
@@ -236,6 +297,8 @@ def chat_message(m) -> dict[str, Any]:
         out["tool_call_id"] = m.tool_call_id
     if m.role == "tool" and m.name:
         out["name"] = m.name
+    if m.role == "assistant" and m.reasoning_content:
+        out["reasoning_content"] = m.reasoning_content
     return out
 
 
@@ -288,7 +351,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, hearth
         tools = check_tool_request(body.tools, body.tool_choice, body.parallel_tool_calls, messages)
         logprobs = chat_request(body.logprobs, body.top_logprobs)
         submit = functools.partial(hearth.chat, tools=tools, response_format=body.response_format,
-                                   logprobs=logprobs)
+                                   logprobs=logprobs, enable_thinking=thinking_switch(body))
         job = await anyio.to_thread.run_sync(submit, messages, params, limiter=_SUBMIT_LIMITER)
     except ChatTemplateError as e:
         raise APIError(400, f"the model's chat template failed: {e}", code="chat_template_error") from None

@@ -127,6 +127,8 @@ class ChatMessage(_Strict):
     name: str | None = None
     tool_calls: list[ToolCallMessagePart] | None = Field(None, description="An assistant's calls of tools.")
     tool_call_id: str | None = Field(None, description="With role tool: the call this message answers.")
+    reasoning_content: str | None = Field(None, description="An assistant's thinking, as a reply gave it: "
+                                          "passed to the template, which drops it unless it renders earlier thinking.")
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -150,6 +152,12 @@ class ChatCompletionRequest(_CompletionBase):
     response_format: dict[str, Any] | None = Field(None, description="{\"type\": \"text\"}, {\"type\": "
                                                    "\"json_object\"} or {\"type\": \"json_schema\", \"json_schema\": "
                                                    "{\"name\", \"schema\"}}: enforced by a grammar (llama.cpp).")
+    enable_thinking: bool | None = Field(None, description="Switch a reasoning model's thinking on or off, for "
+                                         "templates that read enable_thinking (Qwen3 and the like); unset: the "
+                                         "template's default. The thinking comes back as reasoning_content.")
+    chat_template_kwargs: dict[str, Any] | None = Field(None, description="Variables for the chat template, as "
+                                                        "llama-server and vLLM take them; only enable_thinking "
+                                                        "is read.")
 
 
 
@@ -201,6 +209,9 @@ class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
     tool_calls: list[ToolCallMessagePart] | None = None
+    reasoning_content: str | None = Field(None, description="A reasoning model's thinking (the text between "
+                                          "its template's markers, such as <think>...</think>), apart from content; "
+                                          "streamed in deltas of its own. Absent when the reply has none.")
 
 
 class ChatChoice(BaseModel):

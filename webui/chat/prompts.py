@@ -44,15 +44,17 @@ DEFAULT_OVERHEAD = 8  # tokens a template adds around a message, when probing fa
 
 
 def chat_prompt(chat_template: str | None, messages: Sequence[Message],
-                system_prompt: str | None = "", facts: ModelFacts = NO_FACTS) -> str:
+                system_prompt: str | None = "", facts: ModelFacts = NO_FACTS, **template_vars: Any) -> str:
     """The model's own template (from its GGUF metadata or tokenizer_config.json), or
     the one template_fallback.py picks from `facts` when it ships none. No truncation:
-    the API's raw chat."""
-    convo = [{"role": m["role"], "content": m["content"]} for m in messages]
+    the API's raw chat. `template_vars` (enable_thinking) go to the template as they are.
+    An assistant message's `reasoning_content` reaches the template too: most drop it,
+    and those that render earlier thinking (Qwen3's, for the turn in progress) ask for it."""
+    convo = [{k: m[k] for k in ("role", "content", "reasoning_content") if k in m} for m in messages]
     if system_prompt and system_prompt.strip():
         convo.insert(0, {"role": "system", "content": system_prompt})
     return render_chat_prompt(choose_template(chat_template, facts).template.source, convo,
-                              add_generation_prompt=True)
+                              add_generation_prompt=True, **template_vars)
 
 
 @dataclass

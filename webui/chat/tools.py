@@ -220,13 +220,13 @@ def template_source(chat_template: str | None, facts: ModelFacts = NO_FACTS) -> 
 
 
 def tool_chat_prompt(source: str, messages: Sequence[Message], system_prompt: str | None,
-                     request: ToolRequest) -> str:
+                     request: ToolRequest, **template_vars: Any) -> str:
     """prompts.chat_prompt for a conversation with tools, tool calls or tool results."""
     convo = [dict(m) for m in messages]
     if system_prompt and system_prompt.strip():
         convo.insert(0, {"role": "system", "content": system_prompt})
     convo, extra = tool_messages(convo, request, source)
-    return render_chat_prompt(source, convo, add_generation_prompt=True, **extra)
+    return render_chat_prompt(source, convo, add_generation_prompt=True, **extra, **template_vars)
 
 
 __all__ = ["MARKERS", "SchemaError", "ToolCall", "ToolPlan", "ToolRequest", "check_tool_request",
