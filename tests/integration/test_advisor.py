@@ -11,6 +11,7 @@ import pytest
 from loaders import quant_quality
 from loaders.params import GenerationParams
 from tests.model_factory import requantized_gguf
+from webui.app import advise_cli
 from webui.errors import ErrorKind, UserError
 from webui.modelfiles.advisor import AdvisorSettings, prepare
 from webui.modelfiles.advisor_text import ADVISOR_TEXT
@@ -139,3 +140,15 @@ def test_bad_choices_get_one_line_each(tmp_path, default_model, q8):
     run = prepare([("notes.txt", notes)], None, SMALL, TEXT)
     run.execute()
     assert run.state == "done" and run.rows[0].note.startswith("not measured: not a GGUF file")
+
+
+def test_the_command_line_says_what_is_wrong_in_one_line(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a model")
+    assert advise_cli.main(["--models-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("hearth advise: name one or more GGUF files")
+    assert advise_cli.main(["built-in", "--reference", str(notes)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hearth advise: the reference") and err.count("\n") == 1
+    assert advise_cli.main(["built-in", "--ctx", "1"]) == 2  # below the declared minimum
+    assert "--ctx" in capsys.readouterr().err
