@@ -316,8 +316,27 @@ async def _stream(first, events: AsyncIterator, answer: Answer, job: GenerationJ
 
 router = APIRouter()
 
+def _inlined_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON Schema with its nested models written in place, for /docs (the
+    body is read by the route, so FastAPI does not list the models among its components)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return inline(schema)
+
+
 _BODY_DOC = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": MessagesRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
+    "schema": _inlined_schema(MessagesRequest)}}}}
 _REPLY_DOC = {200: {"description": "Anthropic's message object; with stream=true, its server-sent events.",
                     "content": {"application/json": {}, "text/event-stream": {"schema": {"type": "string"}}}}}
 
