@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from webui.chat.prompts import chat_prompt
 from webui.chat.reasoning import (
     ReasoningFormat,
     ReasoningSplitter,
@@ -90,3 +91,25 @@ def test_a_prompt_that_opens_the_thinking_starts_the_reply_inside_it():
     assert not ReasoningFormat.for_prompt("... </think> ...", "<|im_start|>assistant\n").starts_inside
     # Qwen3 with thinking switched off: the prompt closes the block, so the reply is all answer.
     assert not ReasoningFormat.for_prompt("</think>", "<|im_start|>assistant\n<think>\n\n</think>\n\n").starts_inside
+
+
+# The parts of Qwen3's template that read enable_thinking and earlier thinking.
+QWEN3_TEMPLATE = (
+    "{%- for message in messages %}{{ '<|im_start|>' + message.role + '\\n' }}"
+    "{%- if message.role == 'assistant' and message.reasoning_content %}"
+    "{{ '<think>\\n' + message.reasoning_content + '\\n</think>\\n\\n' }}{%- endif %}"
+    "{{ message.content + '<|im_end|>\\n' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}"
+    "{%- endif %}")
+
+
+def test_the_thinking_switch_and_earlier_thinking_reach_the_template():
+    convo = [{"role": "user", "content": "hi"},
+             {"role": "assistant", "content": "Hello", "reasoning_content": "greet"},
+             {"role": "user", "content": "again"}]
+    on = chat_prompt(QWEN3_TEMPLATE, convo)
+    off = chat_prompt(QWEN3_TEMPLATE, convo, enable_thinking=False)
+    assert "<think>\ngreet\n</think>" in on
+    assert on.endswith("<|im_start|>assistant\n") and off.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    assert not ReasoningFormat.for_prompt(QWEN3_TEMPLATE, off).starts_inside
