@@ -7,6 +7,7 @@ else the built-in. Every input a user can get wrong is a one-line UserError.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,8 +16,11 @@ import numpy as np
 
 from loaders import minilm
 from loaders.base import TextEmbeddings
+from loaders.gguf_embedder import LlamaEmbedder, minilm_gguf
 from webui.errors import ErrorKind, UserError
 from webui.runtime.model_manager import ModelManager
+
+log = logging.getLogger(__name__)
 
 BUILTIN = minilm.NAME
 # Names a client may use for the built-in (OpenAI clients often send the Hub's id).
@@ -37,18 +41,33 @@ class EmbeddingResult:
 class Embeddings:
     def __init__(self, models: ModelManager):
         self._models = models
-        self._builtin: minilm.MiniLMEmbedder | None = None
+        self._builtin: TextEmbeddings | None = None
         self._builtin_lock = threading.Lock()
 
-    def builtin(self) -> minilm.MiniLMEmbedder:
-        """The built-in encoder, loaded on first use (well under a second) and kept."""
+    def builtin(self) -> TextEmbeddings:
+        """The built-in encoder, loaded on first use and kept: llama.cpp's embedding
+        mode on the model's GGUF (converted once, then cached: bench/embeddings.py),
+        else the NumPy encoder (no llama.cpp sources or PyTorch to convert with).
+        Their vectors agree to cosine 0.9999999."""
         with self._builtin_lock:
             if self._builtin is None:
                 try:
-                    self._builtin = minilm.MiniLMEmbedder()
+                    minilm.bundled_model_dir()  # a one-line install hint when it is missing
+                    self._builtin = self._gguf_builtin() or minilm.MiniLMEmbedder()
                 except RuntimeError as e:
                     raise UserError(str(e), kind=ErrorKind.UNAVAILABLE) from None
             return self._builtin
+
+    @staticmethod
+    def _gguf_builtin() -> TextEmbeddings | None:
+        path = minilm_gguf()
+        if path is None:
+            return None
+        try:
+            return LlamaEmbedder.open(path, max_tokens=minilm.MAX_TOKENS)
+        except (ValueError, RuntimeError, OSError) as e:  # a bad cached file: the NumPy encoder still works
+            log.warning("%s: llama.cpp could not open %s (%s); using the NumPy encoder", BUILTIN, path, e)
+            return None
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """The built-in model's unit vectors for `texts` (what the documents extension
