@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from loaders import minilm
+from loaders.base import GenerationError, LoadError
 from loaders.option_limits import usable_cpus
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 BATCH_TOKENS = 512
 MAX_SEQUENCES = 64
 CONVERT_TIMEOUT_S = 300
+# GGUF architectures that are encoders: llama.cpp loads them for embeddings, not text.
+ENCODER_ARCHITECTURES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "modern-bert",
+                                   "neo-bert"})
 LLAMA_CPP_SOURCE_VERSION = "0.3.36"
 
 
@@ -42,7 +46,8 @@ class LlamaEmbedder:
         self.dimensions = llm.n_embd()
         self.vocab_size = llm.n_vocab()
         self.max_tokens = min(llm.n_ctx(), llm.n_batch, llm._model.n_ctx_train() or llm.n_ctx(),
-                              max_tokens or BATCH_TOKENS)
+                              max_tokens or llm.n_batch)
+        self._batch_tokens = llm.n_batch
         self._lock = threading.Lock()
 
     @classmethod
@@ -78,9 +83,10 @@ class LlamaEmbedder:
         with self._lock:
             start = 0
             while start < len(sequences):
-                # Pack whole sequences up to BATCH_TOKENS (each is at most max_tokens).
+                # Pack whole sequences into one batch (each is at most max_tokens).
                 end, used = start, 0
-                while end < len(sequences) and end - start < MAX_SEQUENCES and used + len(sequences[end]) <= BATCH_TOKENS:
+                while end < len(sequences) and end - start < MAX_SEQUENCES and \
+                        used + len(sequences[end]) <= self._batch_tokens:
                     used += len(sequences[end])
                     end += 1
                 llm._batch.reset()
@@ -99,6 +105,46 @@ class LlamaEmbedder:
         if self._llm is not None:
             self._llm.close()
             self._llm = None
+
+
+class EmbeddingModel(LlamaEmbedder):
+    """A GGUF encoder loaded as Hearth's model (llama.cpp loader): it embeds
+    (/v1/embeddings under its name) and refuses to generate, in one line."""
+
+    chat_template = None
+    supported_params: frozenset[str] = frozenset()
+    last_prompt_eval_tokens = 0
+    special_tokens: dict = {}
+
+    def __init__(self, llm, name: str, architecture: str):
+        super().__init__(llm)
+        self.context_length = self.max_tokens
+        self.name = name
+        self.architecture = architecture
+
+    @classmethod
+    def load(cls, path: Path, architecture: str, n_ctx: int, threads: int) -> EmbeddingModel:
+        import llama_cpp
+
+        try:
+            llm = llama_cpp.Llama(model_path=str(path), embedding=True, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
+                                  n_seq_max=MAX_SEQUENCES, n_threads=threads, n_threads_batch=threads, verbose=False)
+        except (ValueError, RuntimeError) as e:
+            raise LoadError(f"llama.cpp could not load {path.name} as an embedding model: {e}") from None
+        return cls(llm, path.name, architecture)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenize(text)
+
+    def decode(self, ids) -> str:
+        return self._llm.detokenize(list(ids)).decode("utf-8", errors="replace")
+
+    def generate(self, prompt_ids, params, cancel):
+        raise GenerationError(f"{self.name} is an embedding model ({self.architecture}): it cannot generate "
+                              "text; use it through /v1/embeddings, or load a text-generation model")
+
+    def unload(self) -> None:
+        self.close()
 
 
 def cache_dir() -> Path:

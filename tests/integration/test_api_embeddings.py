@@ -10,6 +10,7 @@ import numpy as np
 import openai
 import pytest
 
+from loaders.gguf_embedder import minilm_gguf
 from loaders.minilm import MiniLMEmbedder
 from tests.support import running_server
 from webui.runtime.embeddings import BUILTIN, MAX_INPUTS
@@ -104,3 +105,22 @@ def test_what_cannot_be_embedded_gets_one_line(server, body, status):
     assert r.status_code == status, r.text
     message = r.json()["error"]["message"]
     assert message and "\n" not in message
+
+
+def test_a_loaded_gguf_embedding_model_embeds_and_cannot_chat(server, client, encoder):
+    """Last in this module: it replaces the server's model with the built-in's GGUF
+    (converted and cached by the core on first use)."""
+    path = minilm_gguf()
+    if path is None:
+        pytest.skip("no GGUF of the built-in encoder here (needs the llama.cpp sources and PyTorch)")
+    r = httpx.post(server + "/v1/internal/model/load", json={"model_name": str(path), "loader": "llama.cpp"},
+                   headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+    assert r.status_code == 200, r.text
+    name = r.json()["model_name"]
+    for model in (name, None):  # by its name, and as the default once loaded
+        body = {"input": TEXTS, **({"model": model} if model else {})}
+        data = post(server, body).json()
+        assert data["model"] == name
+        assert cosines([d["embedding"] for d in data["data"]], encoder.embed(TEXTS)).min() > 0.999
+    with pytest.raises(openai.BadRequestError, match="embedding model"):
+        client.chat.completions.create(model="x", messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
