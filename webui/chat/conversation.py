@@ -17,6 +17,7 @@ from webui.characters.character import Character, CharacterError
 from webui.characters.store import CharacterStore
 from webui.chat.histories import ChatHistory, ChatSummary, HistoryError, HistoryStore
 from webui.chat.prompts import ChatRequest
+from webui.chat.reasoning import ReasoningFormat, split_reasoning
 from webui.chat.template_fallback import strip_markers
 from webui.chat.templates import MODEL_TEMPLATE, resolve_template
 from webui.runtime.generation import GenerationJob
@@ -190,8 +191,18 @@ class Conversation:
                 return False
             if text:
                 reply.got_text = True
-            new = text.lstrip() if not reply.base else reply.base + text
-            self.history.messages[-1]["content"] = new
+            message = self.history.messages[-1]
+            if reply.base:
+                message["content"] = reply.base + text
+                return True
+            # A reasoning model's thinking is kept apart from the answer (the Chat tab shows
+            # it folded above the reply; prompts.py never feeds it back into later turns).
+            reasoning, answer = split_reasoning(text, getattr(reply.job, "reasoning", None) or ReasoningFormat())
+            message["content"] = answer.lstrip()
+            if reasoning:
+                message["reasoning_content"] = reasoning
+            else:
+                message.pop("reasoning_content", None)
             return True
 
     def finish(self, reply: Reply, failed: bool) -> str | None:
@@ -207,7 +218,7 @@ class Conversation:
                 # the token limit cut the reply is taken off here.
                 built = getattr(reply.job.prompt, "built", None)
                 msgs[-1]["content"] = strip_markers(msgs[-1]["content"], built.stop if built else ()).rstrip()
-                if not msgs[-1]["content"] and not reply.base:
+                if not msgs[-1]["content"] and not reply.base and not msgs[-1].get("reasoning_content"):
                     msgs.pop()
                 elif not failed and msgs[-1]["content"]:
                     # Extensions' modify_output hooks, with what modify_prompt left for them.

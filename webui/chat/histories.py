@@ -90,7 +90,10 @@ def _valid_messages(messages: Any) -> list[dict[str, Any]]:
         if not isinstance(m, dict) or m.get("role") not in ("user", "assistant", "system") \
                 or not isinstance(m.get("content"), str):
             raise ValueError("a message is not {role, content}")
-        out.append({"role": m["role"], "content": m["content"]})
+        kept = {"role": m["role"], "content": m["content"]}
+        if isinstance(m.get("reasoning_content"), str) and m["reasoning_content"]:
+            kept["reasoning_content"] = m["reasoning_content"]  # a reasoning model's thinking
+        out.append(kept)
     return out
 
 

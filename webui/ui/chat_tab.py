@@ -143,9 +143,25 @@ def layout(hearth: Hearth) -> ChatTab:
 
 
 def shown(conv: Conversation) -> list[dict]:
-    """The messages for the Chatbot: a copy of the list, so that Gradio serializing it
-    never races another action of the same session appending or removing one."""
-    return list(conv.messages)
+    """The messages for the Chatbot: copies, so that Gradio serializing them never races
+    another action of the same session changing one. A reasoning model's thinking is a
+    "Thinking" block folded above its reply (Gradio's thought messages), open while it streams."""
+    return [m for _, m in _displayed(conv.messages, conv.reply is not None)]
+
+
+def _displayed(messages: list[dict], streaming: bool) -> list[tuple[int | None, dict]]:
+    """(index in the history, or None for a thinking block; the Chatbot's message)."""
+    out: list[tuple[int | None, dict]] = []
+    for i, m in enumerate(messages):
+        thought = m.get("reasoning_content")
+        if thought:
+            pending = streaming and i == len(messages) - 1 and not m["content"]
+            out.append((None, {"role": "assistant", "content": thought,
+                               "metadata": {"title": "Thinking", "status": "pending" if pending else "done"}}))
+            if not m["content"]:
+                continue
+        out.append((i, {"role": m["role"], "content": m["content"]}))
+    return out
 
 
 def past_update(conv: Conversation) -> Any:
@@ -275,6 +291,10 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
              data: gr.EditData):
         conv = state.get(hearth, read_options(mode, character, template, text, user_name, system))
         index = data.index if isinstance(data.index, int) else data.index[0]
+        shown_messages = _displayed(conv.messages, conv.reply is not None)
+        index = shown_messages[index][0] if 0 <= index < len(shown_messages) else index
+        if index is None:
+            return shown(conv), "The thinking is the model's own; edit the reply instead."
         try:
             conv.edit(index, data.value if isinstance(data.value, str) else str(data.value))
         except USER_ERRORS as e:
