@@ -20,6 +20,7 @@ from loaders.fields import SettingError, setting
 from loaders.formats import CheckpointFormat
 from loaders.gguf import KV_CACHE_TYPES, GGUFError, check_complete, kv_type_is_quantized, read_special_tokens
 from loaders.gguf_embedder import ENCODER_ARCHITECTURES, EmbeddingModel
+from loaders.grammar_sampler import GrammarCheckedSampler
 from loaders.hf_common import model_format, wrong_format
 from loaders.kv_reuse import apply_shift, plan_shift
 from loaders.load_progress import LoadProgress, llama_callback, no_progress
@@ -110,7 +111,8 @@ class LlamaCppOptions:
 
 # Hearth builds llama.cpp's sampler chain itself (sampler_chain below), so this backend
 # honours the whole set: each field -> the LlamaSampler step that reads it ("grammar" is
-# llama_sampler_init_grammar; "generate" is the token loop in LlamaCppModel.generate).
+# llama_sampler_init_grammar, applied after sampling by grammar_sampler.py; "generate" is
+# the token loop in LlamaCppModel.generate).
 SAMPLERS = SamplerSupport("llama.cpp", {
     "ignore_eos": "generate",
     "temperature": "add_temp", "dynatemp_range": "add_temp_ext", "dynatemp_exponent": "add_temp_ext",
@@ -362,19 +364,22 @@ class LlamaCppModel:
 
         llm = self._llm
         s = LlamaSampler()
+        grammar = None
         for method, args in sampler_chain(self._params, llm.n_ctx(), llm.n_vocab()):
             if method == "grammar":
                 # Not LlamaSampler.add_grammar: it adds llama.cpp's result unchecked, and a
                 # grammar that fails to parse comes back NULL and crashes the process.
-                grammar = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, args[0].encode("utf-8"), b"root")
-                if not grammar:
+                sampler = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, args[0].encode("utf-8"), b"root")
+                if not sampler:
                     raise GenerationError("the grammar does not parse (GBNF with a 'root' rule expected)")
-                llama_cpp.llama_sampler_chain_add(s.sampler, grammar)
+                # Kept out of the chain: checked against the sampled token only (grammar_sampler.py).
+                grammar = LlamaSampler()
+                llama_cpp.llama_sampler_chain_add(grammar.sampler, sampler)
             elif method == "add_dry":
                 s.add_dry(llm._model, *args)
             else:
                 getattr(s, method)(*args)
-        return s
+        return s if grammar is None else GrammarCheckedSampler(s, grammar, llm.n_vocab())
 
     def generate(self, prompt_ids: Sequence[int], params: GenerationParams,
                  cancel: threading.Event) -> Iterator[str]:
