@@ -19,6 +19,7 @@ from webui.chat.reasoning import ReasoningFormat
 from webui.chat.settings import SettingsStore
 from webui.chat.structured import require_grammar, response_format_grammar
 from webui.chat.template_fallback import TemplateChoice, model_facts, template_of
+from webui.chat.tool_calls import ToolCall
 from webui.chat.tools import ToolRequest, plan_tools, template_source, tool_chat_prompt
 from webui.chat.turns import submit_chat_turn
 from webui.config import default_user_data
@@ -31,7 +32,8 @@ from webui.runtime.embeddings import EmbeddingResult, Embeddings
 from webui.runtime.generation import GenerationEngine, GenerationJob, LogprobsRequest
 from webui.runtime.load_progress import LoadListener
 from webui.runtime.model_manager import LoadedModel, ModelManager, NoModelLoaded
-from webui.userdata.folders import SHIPPED_CHARACTERS, SHIPPED_PRESETS, UserData
+from webui.tools.registry import ToolRegistry
+from webui.userdata.folders import SHIPPED_CHARACTERS, SHIPPED_PRESETS, SHIPPED_TOOLS, UserData
 from webui.userdata.presets import PresetStore
 
 
@@ -64,6 +66,9 @@ class Hearth:
                                            embeddings=self.embeddings)
         # The quant advisor measures GGUF files in the generation queue (its turn, like a reply's).
         self.advisor = Advisor(self.engine)
+        # The chat's tools: shipped and user Python files, MCP servers; read on first use.
+        self.tools = ToolRegistry([(SHIPPED_TOOLS, "shipped"), (self.user_data.tools, "user")],
+                                  self.user_data.mcp_file)
 
     # --- models -----------------------------------------------------------------
     def model_choices(self) -> list[ModelChoice]:
@@ -204,6 +209,14 @@ class Hearth:
         job.tool_plan = plan
         job.reasoning = ReasoningFormat.for_prompt(source, prompt)  # where the reply's thinking is
         return job
+
+    def tool_round(self, messages: Sequence[Message], params: GenerationParams, system_prompt: str = "",
+                   tools: ToolRequest | None = None) -> tuple[str, list[ToolCall]]:
+        """One round of a chat's tool loop (webui/tools/runner.py): the whole reply, read
+        back as (text, calls). Raises the job's one-line UserError."""
+        job = self.chat(messages, params, system_prompt, tools=tools)
+        text, _ = job.result()
+        return job.tool_plan.parse(text) if job.tool_plan is not None else (text, [])
 
     def chat_turn(self, request: ChatRequest, params: GenerationParams) -> GenerationJob:
         """A reply in any chat mode (chat, chat-instruct, instruct), the history fitted to

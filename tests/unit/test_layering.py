@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "webui.chat": 3,
     "webui.extensions": 3,
     "webui.config": 4,
+    "webui.tools": 4,  # the chat's tools: uses chat/tools.py's requests, used by the facade
     "webui.hearth": 5,
     "webui.api": 6,
     "webui.ui": 6,

@@ -20,6 +20,7 @@ _PACKAGED = Path(__file__).resolve().parent.parent / "shipped"
 SHIPPED_ROOT = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parent.parent.parent
 SHIPPED_CHARACTERS = SHIPPED_ROOT / "characters"
 SHIPPED_PRESETS = SHIPPED_ROOT / "presets"
+SHIPPED_TOOLS = SHIPPED_ROOT / "tools"  # the safe tools a chat can switch on (calculator, date_time)
 
 MAX_NAME_LENGTH = 64
 # Characters that are unsafe in a file name on some system we support.
@@ -72,6 +73,14 @@ class UserData:
     @property
     def settings_file(self) -> Path:
         return self.root / "settings.yaml"
+
+    @property
+    def tools(self) -> Path:
+        return self.root / "tools"  # the user's Python tools, one function per file
+
+    @property
+    def mcp_file(self) -> Path:
+        return self.root / "mcp.json"  # the MCP servers whose tools a chat can use
 
 
 class ShippedAndUserFiles:
