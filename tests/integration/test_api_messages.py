@@ -17,6 +17,10 @@ KEY = "test-key-reasoning-0123"
 # The model's words inside the markers are its own; only their shape is forced.
 THINKING = 'root ::= "<think>" [a-z ]{4,12} "</think>" [A-Za-z ]{2,10}'
 ASK = [{"role": "user", "content": "Say hi"}]
+WEATHER = {"name": "get_weather", "description": "The weather in a city.",
+           "input_schema": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 8}},
+                            "required": ["city"]}}
+CITY = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +150,12 @@ def test_thinking_leaves_as_thinking_blocks(claude):
     ({"messages": [], "max_tokens": 5}, "messages"),
     ({"messages": [{"role": "assistant", "content": "Hi"}, *ASK], "max_tokens": 5}, "first message must use the user role"),
     ({"messages": [{"role": "system", "content": "x"}], "max_tokens": 5}, "messages.0.role"),
-    ({"messages": ASK, "max_tokens": 5, "tools": [{"name": "f", "input_schema": {"type": "object"}}]},
-     "tools are not supported yet on /v1/messages"),
+    ({"messages": ASK, "max_tokens": 5, "tools": [{"type": "web_search_20250305", "name": "web_search"}]},
+     "server tools"),
+    ({"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_x", "content": "1"}]}],
+      "max_tokens": 5}, "no earlier assistant message called"),
+    ({"messages": ASK, "max_tokens": 5, "tools": [WEATHER], "tool_choice": {"type": "tool", "name": "nope"}},
+     "not among the tools"),
 ])
 def test_bad_requests_are_one_line_anthropic_errors(server, body, says):
     response = httpx.post(server + "/v1/messages", json=body, headers={"x-api-key": KEY}, timeout=30)
@@ -163,3 +171,24 @@ def test_the_anthropic_client_raises_on_a_bad_request_and_a_wrong_key(claude, se
     wrong = anthropic.Anthropic(base_url=server, api_key="wrong", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError):
         greedy_message(wrong)
+
+
+
+def test_a_forced_tool_call_is_a_tool_use_block(claude):
+    """tool_choice tool forces a call with a grammar from input_schema: even SmolLM2 writes one."""
+    kwargs = {"tools": [WEATHER], "tool_choice": {"type": "tool", "name": "get_weather"}, "max_tokens": 40}
+    reply = greedy_message(claude, messages=CITY, **kwargs)
+    assert reply.stop_reason == "tool_use"
+    [call] = [b for b in reply.content if b.type == "tool_use"]
+    assert call.name == "get_weather" and isinstance(call.input["city"], str) and call.id.startswith("toolu_")
+    with claude.messages.stream(model="local", messages=CITY, extra_body=GREEDY, **kwargs) as stream:
+        final = stream.get_final_message()
+    [streamed] = [b for b in final.content if b.type == "tool_use"]
+    assert (final.stop_reason, streamed.name, streamed.input) == ("tool_use", "get_weather", call.input)
+    # The result goes back as a tool_result block; the model answers in text.
+    history = [*CITY, {"role": "assistant", "content": [{"type": "tool_use", "id": call.id, "name": call.name,
+                                                          "input": call.input}]},
+               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "Sunny, 24 C"}]}]
+    after = greedy_message(claude, messages=history, tools=[WEATHER], tool_choice={"type": "none"}, max_tokens=4)
+    assert after.stop_reason in ("end_turn", "max_tokens") and after.content[0].type == "text"
+    assert after.content[0].text

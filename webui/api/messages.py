@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
 
 import anyio
@@ -31,6 +31,7 @@ from webui.api.limits import check_prompt_size, check_queue
 from webui.api.streaming import SSE_HEADERS, job_events
 from webui.chat.reasoning import ReasoningSplitter
 from webui.chat.templates import ChatTemplateError
+from webui.chat.tools import ToolCall, ToolPlan, check_tool_request
 from webui.config import ServerSettings
 from webui.errors import UserError
 from webui.hearth import Hearth
@@ -78,8 +79,12 @@ class MessagesRequest(_Strict):
     service_tier: str | None = Field(None, description="Accepted and ignored.")
     cache_control: dict[str, Any] | None = Field(None, description="Accepted and ignored: Hearth reuses a "
                                                  "cached prompt prefix by itself.")
-    tools: list[dict[str, Any]] | None = Field(None, description="Not supported yet: must be empty.")
-    tool_choice: dict[str, Any] | None = Field(None, description="Not supported yet.")
+    tools: list[dict[str, Any]] | None = Field(None, description="Client tools the model may call: "
+                                               "{\"name\", \"description\", \"input_schema\"} (server tools are refused).")
+    tool_choice: dict[str, Any] | None = Field(None, description="{\"type\": \"auto\"}, {\"type\": \"any\"}, {\"type\": "
+                                               "\"tool\", \"name\": ...} or {\"type\": \"none\"}; any and tool constrain "
+                                               "the reply with a grammar (llama.cpp). disable_parallel_tool_use: "
+                                               "at most one call.")
 
 
 class MessageError(Exception):
@@ -134,44 +139,111 @@ def _describe(e: ValidationError) -> str:
 
 
 def _text_of(content: str | list[dict[str, Any]], where: str) -> str:
-    """A message's or the system prompt's text; thinking blocks of earlier replies are dropped."""
+    """The system prompt's or a tool result's text."""
     if isinstance(content, str):
         return content
     parts = []
     for i, block in enumerate(content):
-        kind = block.get("type")
-        if kind == "text" and isinstance(block.get("text"), str):
-            parts.append(block["text"])
-        elif kind in ("thinking", "redacted_thinking"):
-            continue  # a reasoning model's earlier thinking is not fed back
-        elif kind in ("tool_use", "tool_result"):
-            raise MessageError(400, "tools are not supported yet on /v1/messages")
-        elif kind == "text":
-            raise MessageError(400, f"{where}.{i}.text: a text block needs a string text")
-        else:
-            raise MessageError(400, f"{where}.{i}: content blocks of type {kind!r} are not supported "
-                                    "(only text)")
+        if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
+            raise MessageError(400, f"{where}.{i}: only text blocks ({{\"type\": \"text\", \"text\": ...}}) "
+                                    "are supported here")
+        parts.append(block["text"])
     return "".join(parts)
 
 
-def core_messages(body: MessagesRequest) -> tuple[list[dict[str, str]], str]:
+def _blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+
+def _turn(m: MessageParam, where: str) -> list[dict[str, Any]]:
+    """One Anthropic message as the core's messages (HF's shape): text; an assistant's
+    tool_use blocks as tool_calls; a user's tool_result blocks as tool messages, before
+    the user's text. Thinking blocks of earlier replies are dropped, not fed back."""
+    text, calls, results = [], [], []
+    for i, block in enumerate(_blocks(m.content)):
+        kind = block.get("type") if isinstance(block, dict) else None
+        at = f"{where}.{i}"
+        if kind == "text" and isinstance(block.get("text"), str):
+            text.append(block["text"])
+        elif kind in ("thinking", "redacted_thinking"):
+            continue
+        elif kind == "tool_use" and m.role == "assistant":
+            if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str) \
+                    or not isinstance(block.get("input"), dict):
+                raise MessageError(400, f"{at}: a tool_use block needs an id, a name and an input object")
+            calls.append({"id": block["id"], "type": "function",
+                          "function": {"name": block["name"], "arguments": json.dumps(block["input"])}})
+        elif kind == "tool_result" and m.role == "user":
+            if not isinstance(block.get("tool_use_id"), str):
+                raise MessageError(400, f"{at}: a tool_result block needs a tool_use_id")
+            result = _text_of(block.get("content", ""), f"{at}.content")
+            if block.get("is_error"):
+                result = "Error: " + result
+            results.append({"role": "tool", "tool_call_id": block["tool_use_id"], "content": result})
+        elif kind in ("tool_use", "tool_result"):
+            owner = "an assistant" if kind == "tool_use" else "a user"
+            raise MessageError(400, f"{at}: a {kind} block belongs in {owner} message")
+        elif kind == "text":
+            raise MessageError(400, f"{at}.text: a text block needs a string text")
+        else:
+            raise MessageError(400, f"{at}: content blocks of type {kind!r} are not supported "
+                                    "(text, tool_use, tool_result)")
+    out: list[dict[str, Any]] = list(results)
+    if text or calls or not results:
+        turn: dict[str, Any] = {"role": m.role, "content": "".join(text)}
+        if calls:
+            turn["tool_calls"] = calls
+        out.append(turn)
+    return out
+
+
+def core_messages(body: MessagesRequest) -> tuple[list[dict[str, Any]], str]:
     """The conversation as the core reads it, and the system prompt."""
-    if body.tools or body.tool_choice:
-        raise MessageError(400, "tools are not supported yet on /v1/messages")
     if body.messages[0].role != "user":
         raise MessageError(400, "messages: the first message must use the user role")
     if body.messages[-1].role != "user":
         raise MessageError(400, "messages: the last message must use the user role "
                                 "(continuing a started assistant reply is not supported yet)")
-    out: list[dict[str, str]] = []
+    out: list[dict[str, Any]] = []
     for i, m in enumerate(body.messages):
-        text = _text_of(m.content, f"messages.{i}.content")
-        if out and out[-1]["role"] == m.role:  # Anthropic joins consecutive turns of one role
-            out[-1]["content"] += "\n\n" + text
-        else:
-            out.append({"role": m.role, "content": text})
+        for turn in _turn(m, f"messages.{i}.content"):
+            last = out[-1] if out else None
+            if last is not None and last["role"] == turn["role"] != "tool" \
+                    and not last.get("tool_calls") and not turn.get("tool_calls"):
+                last["content"] += "\n\n" + turn["content"]  # Anthropic joins consecutive turns of one role
+            else:
+                out.append(turn)
     system = _text_of(body.system, "system") if body.system is not None else ""
     return out, system
+
+
+def openai_tools(body: MessagesRequest) -> tuple[list[dict] | None, Any, bool | None]:
+    """Anthropic's tools and tool_choice as the core's (OpenAI's) tools, choice and parallel flag."""
+    tools = None
+    if body.tools is not None:
+        tools = []
+        for i, tool in enumerate(body.tools):
+            if tool.get("type") not in (None, "custom"):
+                raise MessageError(400, f"tools.{i}: server tools (type {tool.get('type')!r}) are not supported; "
+                                        "give client tools: name, description, input_schema")
+            if not isinstance(tool.get("name"), str) or not isinstance(tool.get("input_schema", {}), dict):
+                raise MessageError(400, f"tools.{i}: a tool needs a name and an input_schema object")
+            fn = {"name": tool["name"], "parameters": tool.get("input_schema", {"type": "object"})}
+            if isinstance(tool.get("description"), str):
+                fn["description"] = tool["description"]
+            tools.append({"type": "function", "function": fn})
+    choice, parallel = None, None
+    if body.tool_choice is not None:
+        kind = body.tool_choice.get("type")
+        if kind not in ("auto", "any", "tool", "none"):
+            raise MessageError(400, "tool_choice.type: must be 'auto', 'any', 'tool' or 'none'")
+        if kind == "tool" and not isinstance(body.tool_choice.get("name"), str):
+            raise MessageError(400, "tool_choice: type 'tool' needs the tool's name")
+        choice = {"auto": "auto", "any": "required", "none": "none"}.get(kind) or \
+            {"type": "function", "function": {"name": body.tool_choice["name"]}}
+        if body.tool_choice.get("disable_parallel_tool_use"):
+            parallel = False
+    return tools, choice, parallel
 
 
 def thinking_switch(thinking: dict[str, Any] | None) -> bool | None:
@@ -263,49 +335,106 @@ async def _collect(first, events: AsyncIterator, answer: Answer, job: Generation
     return "".join(thinking) + r, "".join(text) + c, item
 
 
-async def _stream(first, events: AsyncIterator, answer: Answer, job: GenerationJob,
-                  mid: str, model: str) -> AsyncIterator[str]:
-    blocks = {"n": 0, "open": None}  # how many blocks were opened, and the kind of the open one
+def tool_use_block(call: ToolCall) -> dict[str, Any]:
+    return {"type": "tool_use", "id": call.id.replace("call_", "toolu_", 1), "name": call.name,
+            "input": json.loads(call.arguments)}
 
-    def block(kind: str, piece: str):
-        if blocks["open"] != kind:
-            if blocks["open"] is not None:
-                yield event("content_block_stop", {"index": blocks["n"] - 1})
-            start = {"type": "thinking", "thinking": "", "signature": ""} if kind == "thinking" else \
-                {"type": "text", "text": ""}
-            yield event("content_block_start", {"index": blocks["n"], "content_block": start})
-            blocks["n"] += 1
-            blocks["open"] = kind
+
+def reply_blocks(thinking: str, text: str, calls: list[ToolCall]) -> list[dict[str, Any]]:
+    content: list[dict[str, Any]] = []
+    if thinking:
+        content.append({"type": "thinking", "thinking": thinking, "signature": ""})
+    if text or not calls:
+        content.append({"type": "text", "text": text})
+    content.extend(tool_use_block(c) for c in calls)
+    return content
+
+
+class _Blocks:
+    """The content blocks of a streamed reply: each opened, given deltas and closed in turn."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.open: str | None = None
+
+    def add(self, kind: str, piece: str) -> Iterator[str]:
+        if self.open != kind:
+            yield from self.start(kind, {"type": "thinking", "thinking": "", "signature": ""}
+                                  if kind == "thinking" else {"type": "text", "text": ""})
         delta = {"type": "thinking_delta", "thinking": piece} if kind == "thinking" else \
             {"type": "text_delta", "text": piece}
-        yield event("content_block_delta", {"index": blocks["n"] - 1, "delta": delta})
+        yield event("content_block_delta", {"index": self.n - 1, "delta": delta})
 
+    def start(self, kind: str, block: dict[str, Any]) -> Iterator[str]:
+        yield from self.close()
+        yield event("content_block_start", {"index": self.n, "content_block": block})
+        self.n += 1
+        self.open = kind
+
+    def call(self, call: ToolCall) -> Iterator[str]:
+        """A tool call: its block, then its input whole as one input_json_delta."""
+        block = tool_use_block(call)
+        yield from self.start("tool_use", {**block, "input": {}})
+        yield event("content_block_delta", {"index": self.n - 1,
+                                             "delta": {"type": "input_json_delta", "partial_json": call.arguments}})
+
+    def close(self) -> Iterator[str]:
+        if self.open is not None:
+            yield event("content_block_stop", {"index": self.n - 1})
+            self.open = None
+
+
+async def _stream(first, events: AsyncIterator, answer: Answer, job: GenerationJob,
+                  mid: str, model: str, plan: ToolPlan | None) -> AsyncIterator[str]:
+    """The reply as Anthropic's events. With tools, thinking streams as it comes and the
+    answer is read whole at the end (a call is only known once it is complete): its text,
+    then one tool_use block per call."""
+    blocks, held = _Blocks(), []
     try:
         yield event("message_start", {"message": message_body(mid, model, [], None, None, 0, 0)})
-        item = first
-        while isinstance(item, str):
-            r, c = answer.feed(item)
-            for kind, piece in (("thinking", r), ("text", c)):
-                if piece:
-                    for out in block(kind, piece):
-                        yield out
-            if answer.stop_sequence is not None:
-                job.stop()
-            item = await anext(events)
-        r, c = answer.finish()
-        for kind, piece in (("thinking", r), ("text", c)):
-            if piece:
-                for out in block(kind, piece):
+        item, ended = first, False
+        while True:
+            if isinstance(item, str):
+                r, c = answer.feed(item)
+                if answer.stop_sequence is not None:
+                    job.stop()
+            else:
+                r, c = answer.finish()
+                ended = True
+            if r:
+                for out in blocks.add("thinking", r):
                     yield out
+            if c and plan is not None:
+                held.append(c)
+            elif c:
+                for out in blocks.add("text", c):
+                    yield out
+            if ended:
+                break
+            item = await anext(events)
         if isinstance(item, Failed):
             yield event("error", {"error": _refusal(item.error).body()["error"]})
             return
-        if blocks["open"] is None:  # an empty reply still has its (empty) text block
-            yield event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
-            blocks["n"] = 1
-        yield event("content_block_stop", {"index": blocks["n"] - 1})
+        calls: list[ToolCall] = []
+        if plan is not None:
+            try:
+                text, calls = plan.parse("".join(held))
+            except UserError as e:
+                yield event("error", {"error": _refusal(e).body()["error"]})
+                return
+            if text:
+                for out in blocks.add("text", text):
+                    yield out
+            for call in calls:
+                for out in blocks.call(call):
+                    yield out
+        if blocks.n == 0:  # an empty reply still has its (empty) text block
+            for out in blocks.start("text", {"type": "text", "text": ""}):
+                yield out
+        for out in blocks.close():
+            yield out
         stats = item.stats
-        yield event("message_delta", {"delta": {"stop_reason": answer.stop_reason(stats),
+        yield event("message_delta", {"delta": {"stop_reason": "tool_use" if calls else answer.stop_reason(stats),
                                                 "stop_sequence": answer.stop_sequence},
                                       "usage": {"input_tokens": stats.prompt_tokens,
                                                 "output_tokens": stats.completion_tokens}})
@@ -351,6 +480,7 @@ async def messages(request: Request, hearth: Hearth = Depends(get_hearth),
         check_prompt_size(sum(len(m["content"]) for m in convo) + len(system), settings.max_prompt_chars, "messages")
         params = generation_params(body)
         enable_thinking = thinking_switch(body.thinking)
+        tools = check_tool_request(*openai_tools(body), convo)
         loaded = hearth.models.current
         if loaded is None:
             raise MessageError(503, "no model is loaded: load one with POST /v1/internal/model/load "
@@ -358,7 +488,7 @@ async def messages(request: Request, hearth: Hearth = Depends(get_hearth),
         check_queue(hearth.engine.queue_length, settings.max_queue)
 
         def submit() -> GenerationJob:
-            return hearth.chat(convo, params, system, enable_thinking=enable_thinking)
+            return hearth.chat(convo, params, system, tools=tools, enable_thinking=enable_thinking)
 
         job = await anyio.to_thread.run_sync(submit, limiter=_SUBMIT_LIMITER)
         events = job_events(job, request.receive)
@@ -369,19 +499,24 @@ async def messages(request: Request, hearth: Hearth = Depends(get_hearth),
     except (MessageError, APIError, UserError, ChatTemplateError) as e:
         return _refusal(e).response()
     answer = Answer(job, body.stop_sequences or [])
+    plan: ToolPlan | None = getattr(job, "tool_plan", None)
+    plan = plan if plan is not None and plan.active else None
     mid = message_id()
     if body.stream:
-        return StreamingResponse(_stream(first, events, answer, job, mid, loaded.name),
+        return StreamingResponse(_stream(first, events, answer, job, mid, loaded.name, plan),
                                  media_type="text/event-stream", headers=SSE_HEADERS)
     thinking, text, last = await _collect(first, events, answer, job)
     if isinstance(last, Failed):
         return _refusal(last.error).response()
-    content: list[dict[str, Any]] = []
-    if thinking:
-        content.append({"type": "thinking", "thinking": thinking, "signature": ""})
-    content.append({"type": "text", "text": text})
+    calls: list[ToolCall] = []
+    if plan is not None:
+        try:
+            text, calls = plan.parse(text)
+        except UserError as e:
+            return _refusal(e).response()
     stats = last.stats
-    return JSONResponse(message_body(mid, loaded.name, content, answer.stop_reason(stats), answer.stop_sequence,
+    return JSONResponse(message_body(mid, loaded.name, reply_blocks(thinking, text, calls),
+                                     "tool_use" if calls else answer.stop_reason(stats), answer.stop_sequence,
                                      stats.prompt_tokens, stats.completion_tokens))
 
 
