@@ -14,12 +14,14 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from loaders import minilm
 from loaders.base import GenerationError, LoadError
 from loaders.option_limits import usable_cpus
+
+if TYPE_CHECKING:  # NumPy is imported where it is used: `hearth --help` never pays for it
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ class LlamaEmbedder:
     def embed_ids(self, sequences: list[list[int]]) -> np.ndarray:
         """(len(sequences), dimensions) float32, each row of length 1."""
         import llama_cpp
+        import numpy as np
 
         out = np.zeros((len(sequences), self.dimensions), np.float32)
         llm = self._llm

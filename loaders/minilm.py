@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # NumPy is imported where it is used: `hearth --help` never pays for it
+    import numpy as np
 
 MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
 NAME = "all-MiniLM-L6-v2"
@@ -35,6 +37,7 @@ def bundled_model_dir() -> Path:
 def _gelu(x: np.ndarray) -> np.ndarray:
     """BERT's GELU, tanh form (within 1e-3 of the erf form; the embeddings agree with
     sentence-transformers' to ~1e-4). In place, because this is the largest array."""
+    import numpy as np
     inner = x * x
     inner *= 0.044715 * x
     inner += x
@@ -47,6 +50,7 @@ def _gelu(x: np.ndarray) -> np.ndarray:
 
 
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    import numpy as np
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
     return (x - mean) / np.sqrt(var + eps) * weight + bias
@@ -58,6 +62,7 @@ class MiniLMEmbedder:
     max_tokens = MAX_TOKENS
 
     def __init__(self, model_dir: Path | None = None):
+        import numpy as np
         try:
             from safetensors.numpy import load_file
             from tokenizers import Tokenizer
@@ -91,6 +96,7 @@ class MiniLMEmbedder:
 
     def embed(self, texts: list[str], batch_size: int = 16) -> np.ndarray:
         """(len(texts), 384) float32, each row of length 1 (cosine = dot product)."""
+        import numpy as np
         if not texts:
             return np.zeros((0, self.dimensions), np.float32)
         # Texts of similar length batched together: padding costs as much as text.
@@ -108,6 +114,7 @@ class MiniLMEmbedder:
     def embed_ids(self, sequences: list[list[int]], batch_size: int = 16) -> np.ndarray:
         """Like `embed`, for texts already tokenized with this model's tokenizer (ids
         in range, at most MAX_TOKENS each: the caller checks)."""
+        import numpy as np
         out = np.zeros((len(sequences), self.dimensions), np.float32)
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
         for start in range(0, len(order), batch_size):
@@ -122,6 +129,7 @@ class MiniLMEmbedder:
         return out
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        import numpy as np
         with self._lock:
             encodings = self.tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
@@ -129,12 +137,14 @@ class MiniLMEmbedder:
         return self._pooled(ids, mask)
 
     def _pooled(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        import numpy as np
         hidden = self._forward(ids, mask)
         pooled = (hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        import numpy as np
         w = self.w
         batch, length = ids.shape
         x = (w["embeddings.word_embeddings.weight"][ids]

@@ -11,14 +11,16 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from loaders import minilm
 from loaders.base import TextEmbeddings
 from loaders.gguf_embedder import LlamaEmbedder, minilm_gguf
 from webui.errors import ErrorKind, UserError
 from webui.runtime.model_manager import ModelManager
+
+if TYPE_CHECKING:  # NumPy is imported where it is used: `hearth --help` never pays for it
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +137,7 @@ def _check_inputs(inputs) -> None:
 
 def _shorten(result: EmbeddingResult, dimensions: int | None) -> EmbeddingResult:
     """OpenAI's `dimensions`: the first n components, made unit length again."""
+    import numpy as np
     full = result.vectors.shape[1]
     if dimensions is None or dimensions == full:
         return result
