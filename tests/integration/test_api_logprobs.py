@@ -131,3 +131,14 @@ def test_bad_logprobs_requests_get_one_line_4xx(server, body):
     assert 400 <= r.status_code < 500, r.text
     message = r.json()["error"]["message"]
     assert message and "\n" not in message
+
+
+def test_speculative_decoding_refuses_logprobs_in_one_line(server, client):
+    """Last in this module: it reloads the server's model with prompt lookup on, whose
+    drafted tokens are checked in batches (no per-token logits to report)."""
+    r = httpx.post(server + "/v1/internal/model/load", json={"args": {"n_ctx": 2048, "prompt_lookup_ngram": 2}},
+                   headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+    assert r.status_code == 200, r.text
+    with pytest.raises(openai.BadRequestError, match="logprobs are not available with speculative decoding"):
+        client.completions.create(model="x", prompt=PROMPT, max_tokens=3, logprobs=1)
+    assert client.completions.create(model="x", prompt=PROMPT, max_tokens=3).choices[0].text
