@@ -13,6 +13,7 @@ from loaders.params import GenerationParams
 from webui.characters.store import CharacterStore
 from webui.chat.conversation import ChatOptions
 from webui.chat.histories import HistoryStore
+from webui.chat.templates import CUSTOM_TEMPLATE
 from webui.ui.chat_tab import shown
 from webui.userdata.folders import SHIPPED_CHARACTERS
 
@@ -52,3 +53,22 @@ def test_thinking_is_kept_apart_shown_folded_and_not_fed_back(core):
     second.job.result()
     prompt = second.job.prompt.built.text
     assert message["content"] in prompt and thought not in prompt and "<think>" not in prompt
+
+
+# ChatML whose generation prompt opens the thinking, as DeepSeek-R1's template does.
+OPENS_THINKING = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n<think>\\n' }}{% endif %}")
+
+
+def test_a_template_that_opens_the_thinking_starts_the_reply_inside_it(core):
+    options = ChatOptions(mode="instruct", template=CUSTOM_TEMPLATE, custom_template=OPENS_THINKING)
+    conv = core.conversation(options)
+    params = dataclasses.replace(THINK, grammar='root ::= [a-z ]{4,12} "</think>" [A-Za-z ]{2,10}')
+    reply = conv.send("Say hi", options, params)
+    text, _ = reply.job.result()
+    conv.update(reply, text)
+    conv.finish(reply, failed=False)
+    thought, answer = text.split("</think>")
+    assert conv.messages[-1]["reasoning_content"] == thought.strip()
+    assert conv.messages[-1]["content"] == answer.strip() and answer.strip()

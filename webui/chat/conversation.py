@@ -17,7 +17,7 @@ from webui.characters.character import Character, CharacterError
 from webui.characters.store import CharacterStore
 from webui.chat.histories import ChatHistory, ChatSummary, HistoryError, HistoryStore
 from webui.chat.prompts import ChatRequest
-from webui.chat.reasoning import ReasoningFormat, split_reasoning
+from webui.chat.reasoning import DEFAULT_MARKERS, ReasoningFormat, split_reasoning
 from webui.chat.template_fallback import strip_markers
 from webui.chat.templates import MODEL_TEMPLATE, resolve_template
 from webui.runtime.generation import GenerationJob
@@ -59,6 +59,17 @@ class TextHooks(Protocol):
     def modify_input(self, text: str) -> str: ...
 
     def modify_output(self, text: str, prompt: Any = None) -> str: ...
+
+
+def reasoning_format(job: GenerationJob) -> ReasoningFormat:
+    """Where a chat turn's thinking is: the markers of its template (chat/turns.py), and
+    whether its rendered prompt opened them (DeepSeek-R1's does), once the worker built it."""
+    fmt = getattr(job, "reasoning", None)
+    if fmt is not None:
+        return fmt
+    open_, close = getattr(job, "reasoning_markers", DEFAULT_MARKERS)
+    built = getattr(job.prompt, "built", None)
+    return ReasoningFormat(open_, close, built is not None and built.text.rstrip().endswith(open_))
 
 
 class Conversation:
@@ -197,7 +208,7 @@ class Conversation:
                 return True
             # A reasoning model's thinking is kept apart from the answer (the Chat tab shows
             # it folded above the reply; prompts.py never feeds it back into later turns).
-            reasoning, answer = split_reasoning(text, getattr(reply.job, "reasoning", None) or ReasoningFormat())
+            reasoning, answer = split_reasoning(text, reasoning_format(reply.job))
             message["content"] = answer.lstrip()
             if reasoning:
                 message["reasoning_content"] = reasoning

@@ -34,6 +34,7 @@ from typing import overload
 from loaders.params import GenerationParams
 from webui.chat.context import TokenCounters, reply_reserve
 from webui.chat.prompts import ChatPrompt, ChatRequest, build_chat_prompt, prerender_chat_prompt
+from webui.chat.reasoning import markers_for
 from webui.chat.template_fallback import model_facts, template_of
 from webui.chat.templates import TemplateRenderer
 from webui.runtime.generation import GenerationEngine, GenerationJob
@@ -115,6 +116,7 @@ def submit_chat_turn(engine: GenerationEngine, token_counters: TokenCounters, re
     prompt = DeferredChatPrompt(engine.manager, token_counters, request, params.max_new_tokens)
     prompt.render_ahead()
     job = engine.submit(prompt, params)
+    job.reasoning_markers = markers_for(template.source if template is not None else None)  # chat/reasoning.py
     # The worker may already be reading the prompt; a render it runs looks at Stop
     # every 50 ms, so it sees this within that.
     prompt.cancel = job.cancel
