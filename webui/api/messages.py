@@ -6,7 +6,9 @@ content blocks, `stop_reason`, `usage` in input/output tokens, server-sent event
 named by type, and errors as {"type": "error", "error": {"type", "message"}} (the
 body is read and checked here, not by FastAPI, so even a missing field answers in
 that shape). A reasoning model's thinking (chat/reasoning.py) leaves as thinking
-blocks before the text. Keys: `x-api-key` (what Anthropic's clients send) or Bearer.
+blocks before the text. Tools (client tools, tool_use and tool_result blocks) map onto
+the core's tool calling (chat/tools.py), as /v1/chat/completions' do. Keys: `x-api-key`
+(what Anthropic's clients send) or Bearer.
 
 Stop sequences are matched here rather than by the worker, so the reply can say
 which one ended it (`stop_sequence`); the job is stopped at the match, within a token.
