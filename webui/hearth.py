@@ -138,13 +138,6 @@ class Hearth:
             return dataclasses.replace(options, lora=tuple(s.entry for s in self.resolve_adapters(options.lora)))
         return options
 
-    def chat_template(self) -> TemplateChoice | None:
-        """The template the loaded model chats with when a chat asks for its own (the
-        model's, or the one picked for a model that ships none), and why; None when no
-        model is loaded."""
-        loaded = self.models.current
-        return template_of(loaded) if loaded is not None else None
-
     def gguf_choices(self) -> list[ModelChoice]:
         """The models llama.cpp opens (GGUF files): what the quant advisor measures."""
         return [c for c in self.model_choices() if c.loader == "llama.cpp" and c.path.is_file()]
@@ -157,11 +150,19 @@ class Hearth:
         ref = (reference, Path(self.resolve_model(reference))) if reference else None
         return self.advisor.start(files, ref, settings, text, on_progress)
 
+    def chat_template(self) -> TemplateChoice | None:
+        """The template the loaded model chats with when a chat asks for its own (the
+        model's, or the one picked for a model that ships none), and why; None when no
+        model is loaded."""
+        loaded = self.models.current
+        return template_of(loaded) if loaded is not None else None
+
     # --- generation ---------------------------------------------------------------
-    def complete(self, prompt: str, params: GenerationParams) -> GenerationJob:
+    def complete(self, prompt: str, params: GenerationParams,
+                 logprobs: LogprobsRequest | None = None) -> GenerationJob:
         # Extensions' modify_prompt hooks see and may rewrite the raw prompt.
         draft = self.extensions.completion_prompt(prompt) if isinstance(prompt, str) else None
-        job = self.engine.submit(draft.text if draft is not None else prompt, params)
+        job = self.engine.submit(draft.text if draft is not None else prompt, params, logprobs)
         job.extension_prompt = draft
         return job
 
