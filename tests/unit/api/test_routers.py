@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 import loaders
 from loaders.fields import describe
-from webui.api import ROUTERS, completions, install_api, models
+from webui.api import ROUTERS, completions, embeddings, install_api, messages, models
 from webui.config import ServerSettings
 from webui.hearth import Hearth
 
@@ -30,10 +30,12 @@ def client_for(core, **settings) -> TestClient:
 
 
 def test_routers_are_module_level_and_mounted_in_one_place():
-    assert isinstance(completions.router, APIRouter) and isinstance(models.router, APIRouter)
-    assert ROUTERS == (completions.router, models.router)
+    domains = (completions, embeddings, messages, models)
+    assert all(isinstance(domain.router, APIRouter) for domain in domains)
+    assert ROUTERS == tuple(domain.router for domain in domains)
     paths = {route.path for router in ROUTERS for route in router.routes}
-    assert {"/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/internal/model/load"} <= paths
+    assert {"/v1/completions", "/v1/chat/completions", "/v1/embeddings", "/v1/messages", "/v1/models",
+            "/v1/internal/model/load", "/v1/internal/model/lora"} <= paths
 
 
 def test_each_app_answers_with_its_own_settings(core):
