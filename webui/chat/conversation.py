@@ -132,6 +132,11 @@ class Conversation:
                 self.histories.delete(self.history.character, self.history.id)
             self.new_chat(options)
 
+    def save(self) -> None:
+        """Write the chat now (a face that changed the history itself: a reply with tools)."""
+        with self._lock:
+            self._save()
+
     def _save(self) -> None:
         # A chat is written once it has something from the user: opening a chat and
         # leaving leaves no file behind.

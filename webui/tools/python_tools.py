@@ -163,5 +163,5 @@ def load_tool_folder(folder: Path) -> tuple[list[PythonTool], list[str]]:
         try:
             tools.append(load_tool_file(path))
         except ToolFileError as e:
-            notices.append(f"tool {path.name}: {e}")
+            notices.append(str(e) if str(e).startswith(path.name) else f"{path.name}: {e}")
     return tools, notices

@@ -11,9 +11,10 @@ in the chat and in the model's tool message, and the loop goes on.
 from __future__ import annotations
 
 import json
+import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,3 +119,75 @@ class ToolLoop:
         event.seconds = time.perf_counter() - started
         on_event(event)
         return event
+
+
+@dataclass(frozen=True)
+class ReplyDone:
+    text: str
+
+
+@dataclass(frozen=True)
+class ReplyFailed:
+    error: Exception
+
+
+class ToolReply:
+    """A tool loop in a thread of its own, for a face that shows it as it goes: its
+    updates (each ToolEvent as it changes, then ReplyDone or ReplyFailed) come through
+    `updates()`, and the user's Approve or Deny, from another request, through `decide`.
+    A call left waiting longer than `approval_timeout` seconds is denied."""
+
+    def __init__(self, loop: ToolLoop, messages: list[Message], generate: Generate,
+                 approval_timeout: float = 600.0):
+        self.loop = loop
+        self.messages = messages
+        self.generate = generate
+        self.approval_timeout = approval_timeout
+        self.pending: ToolEvent | None = None
+        self.stopped = threading.Event()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._decided = threading.Event()
+        self._approved = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="hearth-tool-loop", daemon=True)
+
+    def start(self) -> ToolReply:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            text = self.loop.run(self.messages, self.generate, self._approve, self._queue.put, self.stopped)
+            self._queue.put(ReplyDone(text))
+        except Exception as e:  # noqa: BLE001 - a UserError is one line; anything else too
+            self._queue.put(ReplyFailed(e))
+
+    def _approve(self, event: ToolEvent) -> bool:
+        with self._lock:
+            self.pending, self._approved = event, False
+            self._decided.clear()
+        self._queue.put(event)
+        decided = self._decided.wait(self.approval_timeout)
+        with self._lock:
+            self.pending = None
+            return decided and self._approved and not self.stopped.is_set()
+
+    def decide(self, approved: bool) -> bool:
+        """The user's answer to the waiting call; False when none is waiting."""
+        with self._lock:
+            if self.pending is None:
+                return False
+            self._approved = approved
+            self._decided.set()
+            return True
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.decide(False)
+
+    def updates(self) -> Iterator[ToolEvent | ReplyDone | ReplyFailed]:
+        while True:
+            item = self._queue.get()
+            yield item
+            if isinstance(item, (ReplyDone, ReplyFailed)):
+                return

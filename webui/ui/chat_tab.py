@@ -26,6 +26,7 @@ from webui.chat.templates import (
 from webui.errors import UserError
 from webui.hearth import Hearth
 from webui.runtime.generation import Failed
+from webui.ui import tools_panel
 from webui.ui.forms import values_to
 from webui.ui.notices import notice
 from webui.ui.session import BrowserSession
@@ -46,6 +47,7 @@ class ChatState:
     def __init__(self) -> None:
         self.conversation: Conversation | None = None
         self.custom_template: str | None = None  # None: nothing typed here yet
+        self.tool_reply = None  # the running tool loop (webui/tools/runner.py ToolReply), if any
 
     def get(self, hearth: Hearth, options: ChatOptions) -> Conversation:
         if self.conversation is None:
@@ -80,6 +82,7 @@ class ChatTab:
     template_text: gr.Code
     save_template: gr.Button
     state: gr.State
+    tools: tools_panel.ToolsPanel
 
     @property
     def option_inputs(self) -> list:
@@ -119,6 +122,7 @@ def layout(hearth: Hearth) -> ChatTab:
         remove_last = gr.Button("Remove last", size="sm", elem_id="chat-remove-last")
         clear = gr.Button("New chat", size="sm", elem_id="chat-clear")
     status = gr.Markdown("", elem_id="chat-status")
+    tools = tools_panel.layout(hearth)
     with gr.Accordion("This chat", open=False):
         with gr.Row(equal_height=True):
             title = gr.Textbox(label="Chat name", scale=4, elem_id="chat-title")
@@ -139,7 +143,7 @@ def layout(hearth: Hearth) -> ChatTab:
         save_template = gr.Button("Save as the default template", size="sm", elem_id="chat-template-save")
     return ChatTab(chatbot, message, send, stop, regenerate, continue_, remove_last, clear, status,
                    mode, character, past, title, rename, delete, system_prompt, user_name, template,
-                   template_text, save_template, gr.State(ChatState()))
+                   template_text, save_template, gr.State(ChatState()), tools)
 
 
 def shown(conv: Conversation) -> list[dict]:
@@ -160,6 +164,10 @@ def _displayed(messages: list[dict], streaming: bool) -> list[tuple[int | None, 
                                "metadata": {"title": "Thinking", "status": "pending" if pending else "done"}}))
             if not m["content"]:
                 continue
+        for record in m.get("tool_events") or ():  # the calls of a reply with tools, above it
+            out.append((None, tools_panel.event_block(record)))
+        if m.get("tool_events") and not m["content"]:
+            continue
         out.append((i, {"role": m["role"], "content": m["content"]}))
     return out
 
@@ -239,12 +247,15 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
             box = given_back if given_back is not None else gr.skip()
             yield box, shown(conv), status, past_update(conv)
 
-    def respond(text: str, state: ChatState, s: BrowserSession, *values):
+    def respond(text: str, state: ChatState, s: BrowserSession, enabled_tools, tool_choice, *values):
         if not text.strip():
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         options, param_values = split(values)
         conv = state.get(hearth, options)
+        if enabled_tools:
+            yield from respond_with_tools(conv, state, text, enabled_tools, tool_choice, options, param_values)
+            return
         try:
             gen = values_to(GenerationParams, names, param_values)
             reply = conv.send(text, options, gen)
@@ -253,6 +264,19 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
             return
         yield "", shown(conv), "…", past_update(conv)
         yield from stream(conv, reply, s)
+
+    def respond_with_tools(conv, state, text, enabled_tools, tool_choice, options, param_values):
+        try:
+            gen = values_to(GenerationParams, names, param_values)
+            updates = tools_panel.run(hearth, conv, state, text, enabled_tools, tool_choice, gen,
+                                      options.system_prompt)
+            kind, status = next(updates)
+        except USER_ERRORS as e:
+            yield gr.skip(), shown(conv), notice(e), gr.skip()
+            return
+        yield "", shown(conv), status, past_update(conv)
+        for kind, status in updates:
+            yield gr.skip(), shown(conv), status, past_update(conv) if kind == "end" else gr.skip()
 
     def action(kind: str):
         def handler(state: ChatState, s: BrowserSession, *values):
@@ -271,6 +295,8 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
     def stop(state: ChatState, s: BrowserSession):
         if state.conversation is not None:
             state.conversation.stop()
+        if state.tool_reply is not None:
+            state.tool_reply.stop()
         s.stop()
 
     def remove_last(state: ChatState, *opts):
@@ -364,12 +390,14 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
     # concurrency_limit=None: every session may wait in Hearth's own fair queue;
     # Gradio's default of one at a time would make Stop wait behind other users.
     for trigger in (tab.send.click, tab.message.submit):
-        trigger(respond, [tab.message, tab.state, session, *opts, *param_inputs], outputs,
+        trigger(respond, [tab.message, tab.state, session, tab.tools.enabled, tab.tools.choice, *opts,
+                          *param_inputs], outputs,
                 concurrency_limit=None, show_progress="hidden")
     for button, kind in ((tab.regenerate, "regenerate"), (tab.continue_, "continue")):
         button.click(action(kind), [tab.state, session, *opts, *param_inputs], outputs,
                      concurrency_limit=None, show_progress="hidden")
     tab.stop.click(stop, [tab.state, session], None, queue=False)
+    tools_panel.wire(hearth, tab.tools, tab.state, tab.status, demo)
     tab.remove_last.click(remove_last, [tab.state, *opts], outputs, queue=False)
     tab.clear.click(new_chat, [tab.state, *opts], [tab.chatbot, tab.status, tab.past, tab.title], queue=False)
     tab.chatbot.clear(new_chat, [tab.state, *opts], [tab.chatbot, tab.status, tab.past, tab.title], queue=False)
