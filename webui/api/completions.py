@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anyio
@@ -32,12 +32,14 @@ from webui.api.schemas import (
 )
 from webui.api.streaming import SSE_HEADERS, Text, job_events, sse
 from webui.chat.reasoning import ReasoningSplitter, split_reasoning
+from webui.chat.template_fallback import strip_markers
 from webui.chat.templates import ChatTemplateError
 from webui.chat.tools import ToolCall, ToolPlan, check_tool_request
 from webui.config import ServerSettings
 from webui.errors import UserError
 from webui.hearth import Hearth
 from webui.runtime.generation import Failed, Finished, GenerationJob, GenerationStats
+from webui.runtime.stop_strings import StopMatcher
 
 # Hearth.chat renders the chat template, and both it and Hearth.complete run the
 # extensions' modify_prompt hooks (each may take up to its time limit) before they
@@ -144,12 +146,16 @@ def ignored_params(hearth, body) -> list[str]:
 
 
 async def answer(request: Request, job: GenerationJob, reply: Reply, stream: bool,
-                 headers: dict[str, str], prefix: str = ""):
+                 headers: dict[str, str], prefix: str = "", markers: Sequence[str] = ()):
+    """The job's reply, whole or streamed; a chat's template `markers` never end it."""
     events = job_events(job, request.receive)
     first = await anext(events)
     if isinstance(first, Failed):
         await events.aclose()
         raise api_error(first.error)
+    if markers:
+        events = _without_begun_marker(first, events, markers)
+        first = await anext(events)
     plan: ToolPlan | None = getattr(job, "tool_plan", None)
     if stream:
         thinking = getattr(job, "reasoning", None) if reply.chat else None
@@ -181,6 +187,27 @@ async def answer(request: Request, job: GenerationJob, reply: Reply, stream: boo
     if reply.logprobs is not None:
         out["choices"][0]["logprobs"] = reply.logprobs.of(tokens)
     return JSONResponse(out, headers=headers)
+
+
+async def _without_begun_marker(event, events: AsyncIterator, markers: Sequence[str]) -> AsyncIterator:
+    """The job's events with a template marker begun at the reply's end taken off, as the
+    chat UI does (chat/template_fallback.strip_markers): the stop strings end a reply at
+    a whole marker, but one cut by max_tokens inside a marker ends with its start
+    ("<|im_"), which they release as text. Text that may begin a marker waits for the
+    next piece (stop_strings.StopMatcher), so a stream never sends it either."""
+    matcher = StopMatcher(markers)
+    try:
+        while isinstance(event, str):
+            text, tokens = matcher.feed(event), getattr(event, "logprobs", ())
+            if text or tokens:
+                yield Text.of(text, tokens)
+            event = await anext(events)
+        rest = strip_markers(matcher.flush(), markers)
+        if rest:
+            yield Text.of(rest, ())
+        yield event
+    finally:
+        await events.aclose()
 
 
 class Thinking(Text):
@@ -358,4 +385,6 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, hearth
     reply = Reply(True, model, include_usage)
     if logprobs is not None:
         reply.logprobs = LogprobsShape(chat=True)
-    return await answer(request, job, reply, body.stream, headers)
+    # The template's markers, which Hearth.chat added to the request's own stop strings.
+    markers = tuple(s for s in job.params.stop if s not in params.stop)
+    return await answer(request, job, reply, body.stream, headers, markers=markers)
