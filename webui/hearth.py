@@ -212,10 +212,14 @@ class Hearth:
         return job
 
     def tool_round(self, messages: Sequence[Message], params: GenerationParams, system_prompt: str = "",
-                   tools: ToolRequest | None = None) -> tuple[str, list[ToolCall]]:
+                   tools: ToolRequest | None = None,
+                   on_job: Callable[[GenerationJob], None] | None = None) -> tuple[str, list[ToolCall]]:
         """One round of a chat's tool loop (webui/tools/runner.py): the whole reply, read
-        back as (text, calls). Raises the job's one-line UserError."""
+        back as (text, calls). Raises the job's one-line UserError. `on_job` hears of the
+        job as soon as it is queued (so a Stop can stop it)."""
         job = self.chat(messages, params, system_prompt, tools=tools)
+        if on_job is not None:
+            on_job(job)
         text, _ = job.result()
         return job.tool_plan.parse(text) if job.tool_plan is not None else (text, [])
 

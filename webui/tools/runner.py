@@ -144,6 +144,7 @@ class ToolReply:
         self.generate = generate
         self.approval_timeout = approval_timeout
         self.pending: ToolEvent | None = None
+        self.job: Any = None
         self.stopped = threading.Event()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._decided = threading.Event()
@@ -181,9 +182,17 @@ class ToolReply:
             self._decided.set()
             return True
 
+    def watch(self, job: Any) -> None:
+        """The generation job of the round in progress (anything with stop()): Stop stops it."""
+        self.job = job
+        if self.stopped.is_set():
+            job.stop()
+
     def stop(self) -> None:
         self.stopped.set()
         self.decide(False)
+        if self.job is not None:
+            self.job.stop()
 
     def updates(self) -> Iterator[ToolEvent | ReplyDone | ReplyFailed]:
         while True:

@@ -105,7 +105,8 @@ def run(hearth: Hearth, conv: Conversation, state: Any, text: str, enabled: list
     answer: dict = {"role": "assistant", "content": "", "tool_events": []}
     conv.history.messages.append(answer)
     conv.save()
-    reply = ToolReply(loop, working, lambda m, request: hearth.tool_round(m, params, system_prompt, request))
+    reply = ToolReply(loop, working, lambda m, request: hearth.tool_round(m, params, system_prompt, request,
+                                                                         on_job=reply.watch))
     state.tool_reply = reply
     reply.start()
     yield "update", "…"
