@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from loaders.base import LoadError
+from loaders.load_progress import no_progress
 from loaders.params import GenerationParams
 from webui.runtime.default_model import DEFAULT_MODEL_NAME
 from webui.runtime.generation import GenerationEngine
@@ -84,10 +85,10 @@ def test_an_unexpected_exception_while_loading_keeps_the_previous_model(manager,
     llama = loaders.get("llama.cpp")
     real_load = type(llama).load
 
-    def load_then_fail(self, path, options):
+    def load_then_fail(self, path, options, progress=no_progress):
         if Path(path).name == "breaks.gguf":
             raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
-        return real_load(self, path, options)
+        return real_load(self, path, options, progress)
 
     monkeypatch.setattr(type(llama), "load", load_then_fail)
     path = tmp_path / "breaks.gguf"
