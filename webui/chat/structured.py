@@ -70,6 +70,22 @@ def response_format_grammar(response_format: Mapping[str, Any] | None) -> str:
     raise SchemaError(f"response_format type {kind!r} is not one of text, json_object, json_schema")
 
 
+def schema_text_grammar(text: str, what: str = "the JSON schema") -> str:
+    """The grammar for a schema typed as JSON text (the Parameters tab's JSON mode)."""
+    if not text.strip():
+        raise SchemaError(f"{what} is empty; write a JSON Schema object, e.g. {{\"type\": \"object\"}}")
+    if len(text) > MAX_SCHEMA_CHARS:
+        raise SchemaError(f"{what} is longer than {MAX_SCHEMA_CHARS} characters")
+    try:
+        schema = json.loads(text)
+    except ValueError as e:
+        raise SchemaError(f"{what} is not valid JSON: {_first_line(str(e))}") from None
+    except RecursionError:
+        raise SchemaError(f"{what} nests too deeply") from None
+    check_schema(schema, what)
+    return schema_grammar(schema, what)
+
+
 def require_grammar(supported_params: Sequence[str], why: str) -> None:
     """One line when the loaded backend cannot constrain its output to a grammar."""
     if "grammar" not in supported_params:

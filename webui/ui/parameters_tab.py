@@ -10,6 +10,7 @@ import gradio as gr
 
 from loaders.fields import SettingError, describe
 from loaders.params import CORE_PARAMS, GenerationParams
+from webui.chat.structured import json_object_grammar, schema_text_grammar
 from webui.errors import UserError
 from webui.hearth import Hearth
 from webui.ui.forms import components_for, format_stop_strings, values_to
@@ -18,6 +19,8 @@ from webui.userdata.presets import PresetError
 
 _SPECS = {s.name: s for s in describe(GenerationParams)}
 UNSUPPORTED_NOTE = "⚠ Not used by the loaded model's backend."
+JSON_OFF, JSON_OBJECT, JSON_SCHEMA = "off", "JSON object", "JSON schema"
+JSON_MODES = {JSON_OFF: "", JSON_OBJECT: "any JSON object", JSON_SCHEMA: "the JSON schema"}
 
 
 @dataclass
@@ -48,10 +51,54 @@ def layout() -> dict[str, Any]:
     with gr.Row():
         with gr.Column():
             params = components_for(GenerationParams, advanced=False, prefix="param")
+            json_mode = json_mode_layout()
         with gr.Column():
             with gr.Accordion("Advanced samplers", open=False):
                 params.update(components_for(GenerationParams, advanced=True, prefix="param"))
+    # JSON mode writes only the grammar control, which Chat and Notebook already read.
+    wire_json_mode(json_mode, params["grammar"])
     return params
+
+
+@dataclass
+class JsonModeControls:
+    mode: gr.Radio
+    schema: gr.Textbox
+    status: gr.Markdown
+    written: gr.State  # the grammar JSON mode last wrote ("" = none)
+
+
+def json_mode_layout() -> JsonModeControls:
+    mode = gr.Radio(list(JSON_MODES), value=JSON_OFF, label="JSON mode", elem_id="json-mode",
+                    info="Constrain Chat and Notebook replies to JSON (a grammar, as the API's "
+                         "response_format does); needs a GGUF model (llama.cpp).")
+    schema = gr.Textbox(label="JSON schema", lines=4, max_lines=20, elem_id="json-schema",
+                        placeholder='{"type": "object", "properties": {"name": {"type": "string"}}, '
+                                    '"required": ["name"]}')
+    status = gr.Markdown("", elem_id="json-mode-status")
+    return JsonModeControls(mode, schema, status, gr.State(""))
+
+
+def json_mode_grammar(mode: str, schema_text: str, grammar: str, written: str) -> tuple[Any, str, str]:
+    """(the grammar control's update, the grammar now written, the status line). A
+    grammar the user wrote is kept when the mode is off; a bad schema clears the one
+    JSON mode wrote, so no reply follows a stale schema."""
+    ours = grammar == written
+    if mode == JSON_OFF:
+        return ("" if ours else gr.skip()), "", ""
+    try:
+        new = json_object_grammar() if mode == JSON_OBJECT else schema_text_grammar(schema_text)
+    except UserError as e:
+        return ("" if ours else gr.skip()), "", notice(e, "Replies are not constrained: ")
+    replaced = " (it replaces the grammar that was there)" if grammar and not ours else ""
+    return new, new, f"Replies follow {JSON_MODES[mode]}{replaced}."
+
+
+def wire_json_mode(controls: JsonModeControls, grammar: gr.Textbox) -> None:
+    inputs = [controls.mode, controls.schema, grammar, controls.written]
+    outputs = [grammar, controls.written, controls.status]
+    controls.mode.change(json_mode_grammar, inputs, outputs, queue=False)
+    controls.schema.change(json_mode_grammar, inputs, outputs, queue=False)
 
 
 def control_value(name: str, value: Any) -> Any:
