@@ -10,6 +10,7 @@ in the chat and in the model's tool message, and the loop goes on.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import queue
 import threading
@@ -158,16 +159,22 @@ class ToolReply:
 
     def _run(self) -> None:
         try:
-            text = self.loop.run(self.messages, self.generate, self._approve, self._queue.put, self.stopped)
+            text = self.loop.run(self.messages, self.generate, self._approve, self._emit, self.stopped)
             self._queue.put(ReplyDone(text))
         except Exception as e:  # noqa: BLE001 - a UserError is one line; anything else too
             self._queue.put(ReplyFailed(e))
+
+    def _emit(self, event: ToolEvent) -> None:
+        # A copy: the loop goes on changing its event while the face reads this one. A
+        # call that asks first is told by _approve, once decide() can answer it.
+        if event.status != "pending" or event.safe:
+            self._queue.put(dataclasses.replace(event))
 
     def _approve(self, event: ToolEvent) -> bool:
         with self._lock:
             self.pending, self._approved = event, False
             self._decided.clear()
-        self._queue.put(event)
+        self._queue.put(dataclasses.replace(event))
         decided = self._decided.wait(self.approval_timeout)
         with self._lock:
             self.pending = None
