@@ -93,8 +93,19 @@ def _valid_messages(messages: Any) -> list[dict[str, Any]]:
         kept = {"role": m["role"], "content": m["content"]}
         if isinstance(m.get("reasoning_content"), str) and m["reasoning_content"]:
             kept["reasoning_content"] = m["reasoning_content"]  # a reasoning model's thinking
+        calls = [c for c in m.get("tool_events") or () if _valid_tool_event(c)] \
+            if isinstance(m.get("tool_events"), list) else []
+        if calls:
+            kept["tool_events"] = calls  # the tool calls of a reply (webui/ui/tools_panel.py)
         out.append(kept)
     return out
+
+
+def _valid_tool_event(c: Any) -> bool:
+    """A saved tool call as the Chat tab shows it; a malformed one is left out."""
+    return isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("arguments"), dict) \
+        and isinstance(c.get("status"), str) and isinstance(c.get("result"), str) \
+        and isinstance(c.get("seconds"), (int, float)) and not isinstance(c.get("seconds"), bool)
 
 
 class HistoryStore:
