@@ -2,10 +2,14 @@
 
 Both sides go through Hearth.chat (template, queue, worker, llama.cpp's sampler chain)
 with the same prompt and greedy sampling; one side adds response_format json_schema, so
-llama.cpp's grammar sampler filters every step. Rounds are interleaved (free,
-constrained, free, ...) so a shared machine's noise hits both alike; the figure that
+llama.cpp's grammar sampler checks every sampled token (loaders/grammar_sampler.py).
+Rounds are interleaved (free, constrained, free, ...) so a shared machine's noise hits
+both alike; the figure that
 matters is the ratio of generation tokens/s (the first token, prompt processing's, left
-out, as llama-bench does).
+out, as llama-bench does). On a shared machine wall-clock speed swings with the load
+(per-round ratios from 0.5 to 1.8 at load 8 on 2 cores), so the process's CPU time per
+generated token (from the first token on) is reported too: it counts the work done,
+not the waiting for a core.
 
     .venv/bin/python bench/structured.py [--rounds 6] [--tokens 96]
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import sys
 from pathlib import Path
@@ -21,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loaders.params import GenerationParams  # noqa: E402
 from webui.hearth import Hearth  # noqa: E402
+from webui.runtime.generation import Failed, Finished  # noqa: E402
 
 ASK = [{"role": "user", "content": "List ten books as JSON: title, author, year and a one-line summary each."}]
 SCHEMA = {"type": "object", "properties": {"books": {"type": "array", "items": {
@@ -31,13 +37,31 @@ SCHEMA = {"type": "object", "properties": {"books": {"type": "array", "items": {
 FORMAT = {"type": "json_schema", "json_schema": {"name": "books", "schema": SCHEMA, "strict": True}}
 
 
-def one_round(core: Hearth, tokens: int, constrained: bool) -> tuple[float, int, str]:
-    """(generation tok/s, tokens, text). The free side ignores end-of-text, so both sides
-    generate the same number of tokens (the schema's array keeps the grammar side going)."""
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def one_round(core: Hearth, tokens: int, constrained: bool) -> tuple[float, float, int, str]:
+    """(generation tok/s, CPU ms per token, tokens, text). The free side ignores
+    end-of-text, so both sides generate the same number of tokens (the schema's array
+    keeps the grammar side going). CPU time counts from the first token, as tok/s does:
+    the prompt's batch runs on every core, and its threads spin at barriers on a busy
+    machine (1-3 s of CPU for this 49-token prompt at load 8)."""
     core.models.current.model._llm.reset()  # both sides read the whole prompt every round
     params = GenerationParams(temperature=0.0, max_new_tokens=tokens, seed=1, ignore_eos=not constrained)
-    text, stats = core.chat(ASK, params, response_format=FORMAT if constrained else None).result()
-    return stats.generation_tokens_per_second, stats.completion_tokens, text
+    job = core.chat(ASK, params, response_format=FORMAT if constrained else None)
+    parts, cpu = [], None
+    for event in job.events():
+        if isinstance(event, Failed):
+            raise SystemExit(event.message)
+        if isinstance(event, Finished):
+            stats = event.stats
+            break
+        parts.append(event.text)
+        cpu = _cpu_seconds() if cpu is None else cpu
+    cpu_ms = (_cpu_seconds() - cpu) * 1000 / max(stats.completion_tokens - 1, 1)
+    return stats.generation_tokens_per_second, cpu_ms, stats.completion_tokens, "".join(parts)
 
 
 def main() -> None:
@@ -48,19 +72,28 @@ def main() -> None:
     core = Hearth()
     core.load_model("")
     one_round(core, 8, True)  # warm-up: first grammar parse, caches
-    free, constrained, counts = [], [], {True: [], False: []}
+    free, constrained, counts, cpu = [], [], {True: [], False: []}, {True: [], False: []}
     text = ""
     for _ in range(args.rounds):
         for side in (False, True):
-            tps, n, out = one_round(core, args.tokens, side)
+            tps, cpu_ms, n, out = one_round(core, args.tokens, side)
             (constrained if side else free).append(tps)
             counts[side].append(n)
+            cpu[side].append(cpu_ms)
             text = out if side else text
     print(f"model: built-in SmolLM2-135M Q4_1, greedy, up to {args.tokens} tokens, {args.rounds} interleaved rounds")
     print(f"unconstrained:        {statistics.median(free):7.1f} tok/s (median; {statistics.median(counts[False])} tokens)")
     print(f"json_schema grammar:  {statistics.median(constrained):7.1f} tok/s (median; "
           f"{statistics.median(counts[True])} tokens)")
     print(f"ratio constrained/unconstrained: {statistics.median(constrained) / statistics.median(free):.2f}")
+    # Each round's own ratio: on a shared machine the load changes between rounds, and
+    # the two sides of one round ran seconds apart.
+    rounds = [c / f for f, c in zip(free, constrained, strict=True)]
+    print("per-round ratios: " + ", ".join(f"{r:.2f}" for r in rounds)
+          + f" (median {statistics.median(rounds):.2f})")
+    free_cpu, constrained_cpu = statistics.median(cpu[False]), statistics.median(cpu[True])
+    print(f"CPU per token: unconstrained {free_cpu:.1f} ms, json_schema grammar {constrained_cpu:.1f} ms "
+          f"(medians); speed ratio by CPU time: {free_cpu / constrained_cpu:.2f}")
     try:
         json.loads(text)
         print("last constrained reply: complete JSON")
