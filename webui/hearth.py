@@ -68,7 +68,7 @@ class Hearth:
         self.advisor = Advisor(self.engine)
         # The chat's tools: shipped and user Python files, MCP servers; read on first use.
         self.tools = ToolRegistry([(SHIPPED_TOOLS, "shipped"), (self.user_data.tools, "user")],
-                                  self.user_data.mcp_file)
+                                  self.user_data.mcp_file, self.extensions.tools)
 
     # --- models -----------------------------------------------------------------
     def model_choices(self) -> list[ModelChoice]:

@@ -37,6 +37,27 @@ def teardown(ctx: ExtensionContext) -> None:
     _state["library"] = None
 
 
+def search_documents(query: str, count: int = 3) -> str:
+    """Search the user's documents library for passages about a question or topic.
+
+    Args:
+        query: What to look for, in a few words or a question.
+        count: How many passages to return (1 to 8).
+    """
+    hits = _library().search(query, k=max(1, min(int(count), 8)))
+    if not hits:
+        return "No passage in the user's documents matches."
+    return "\n\n".join(f"[{hit.passage.label}] {hit.passage.text}" for hit in hits)
+
+
+search_documents.safe = True  # reads the library only
+
+
+def tools(ctx: ExtensionContext) -> list:
+    """The chat's tools this extension offers while it is on (the Chat tab's Tools)."""
+    return [search_documents]
+
+
 def modify_prompt(prompt: Prompt, ctx: ExtensionContext) -> Prompt | None:
     if prompt.kind != "chat" or _state["library"] is None:
         return None

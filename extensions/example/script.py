@@ -77,6 +77,24 @@ def api_router(ctx: ExtensionContext):
     return router
 
 
+def count_words(text: str) -> int:
+    """How many words a text has.
+
+    Args:
+        text: The text whose words to count.
+    """
+    return len(text.split())
+
+
+count_words.safe = True  # a tool marked safe runs without asking the user
+
+
+def tools(ctx: ExtensionContext) -> list:
+    """Functions the chat's model may call while this extension is on (the Chat tab's Tools):
+    each one's schema is read from its type hints and docstring, as for a tool file."""
+    return [count_words]
+
+
 def teardown(ctx: ExtensionContext) -> None:
     """When the extension is switched off."""
     ctx.log.info("example is off")

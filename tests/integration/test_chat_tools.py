@@ -15,6 +15,10 @@ from pathlib import Path
 import pytest
 
 from tests.support import free_port, stop_process
+from webui.extensions import SHIPPED_EXTENSIONS, ExtensionManager
+from webui.extensions.store import ExtensionStore
+from webui.runtime.embeddings import Embeddings
+from webui.runtime.model_manager import ModelManager
 from webui.tools.calls import ToolFailure
 from webui.tools.registry import ToolRegistry
 from webui.userdata.folders import SHIPPED_TOOLS
@@ -101,3 +105,27 @@ def test_a_hanging_server_is_one_line_within_the_call_limit(registry):
         registry.get("hang__work").invoke({"text": "x"}, 2)
     assert str(hung.value) == "MCP server 'hang' gave no answer to work() within 2 s"
     assert time.perf_counter() - started < 10  # the limit, plus stopping the server
+
+
+def test_the_documents_extension_offers_its_search_while_it_is_on(tmp_path):
+    """The real extension, its library and the built-in MiniLM encoder; no chat model needed."""
+    manager = ExtensionManager(None, None, roots=[SHIPPED_EXTENSIONS], store=ExtensionStore(None),
+                               data_root=tmp_path / "extension_data", setup_timeout=60.0,
+                               embeddings=Embeddings(ModelManager()))
+    manager.discover()
+    registry = ToolRegistry([(SHIPPED_TOOLS, "shipped")], None, manager.tools)
+    assert "search_documents" not in registry.names()
+    manager.enable("documents", persist=False)
+    try:
+        notes = tmp_path / "lighthouse.md"
+        notes.write_text("# Lighthouse keeper's notes\n\nThe lighthouse on Maple Island was built in 1887 "
+                         "by the engineer Clara Voss.\n")
+        assert manager.get("documents").module.add_files([notes]) == ["✅ lighthouse.md: 1 passage"]
+        tool = registry.get("search_documents")
+        assert tool.safe and tool.source == "extension:documents"
+        assert tool.parameters["required"] == ["query"]
+        found = tool.invoke({"query": "Who built the lighthouse?"}, 20)
+        assert found.startswith("[lighthouse.md, lines 1-3]") and "Clara Voss" in found
+    finally:
+        manager.disable("documents", persist=False)
+    assert "search_documents" not in registry.names()

@@ -171,6 +171,10 @@ def _is_prompt_or_none(value: Any) -> bool:
     return value is None or isinstance(value, Prompt)
 
 
+def _is_functions(value: Any) -> bool:
+    return isinstance(value, list) and all(callable(f) and hasattr(f, "__name__") for f in value)
+
+
 def _is_router(value: Any) -> bool:
     # Checked by duck type so core never imports FastAPI.
     return hasattr(value, "routes") and hasattr(value, "include_router")
@@ -185,5 +189,6 @@ HOOKS: dict[str, HookSpec] = {spec.name: spec for spec in (
     HookSpec("on_model_load", ("model", "ctx"), "None", _is_none),
     HookSpec("ui_tab", ("ctx",), "None", lambda value: True),
     HookSpec("api_router", ("ctx",), "fastapi.APIRouter", _is_router),
+    HookSpec("tools", ("ctx",), "list of functions", _is_functions),
     HookSpec("teardown", ("ctx",), "None", _is_none),
 )}

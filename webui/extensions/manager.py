@@ -286,6 +286,17 @@ class ExtensionManager:
             except _Skipped:
                 pass
 
+    def tools(self) -> list[tuple[str, Callable[..., Any]]]:
+        """(extension, function) for each tool the switched-on extensions offer the chat
+        (webui/tools/registry.py reads each function's schema as for a tool file)."""
+        out = []
+        for ext in self._active("tools"):
+            try:
+                out += [(ext.name, f) for f in self._call(ext, "tools", self.context(ext.name))]
+            except _Skipped:
+                pass
+        return out
+
     # --- faces: the UI and the server call these ------------------------------------------
     def with_hook(self, hook: str) -> list[Extension]:
         """Every loadable extension that defines `hook`, on or off (tabs and routes are

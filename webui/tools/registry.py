@@ -2,7 +2,9 @@
 shipped one of the same name), and the tools of the MCP servers in mcp.json. Loading
 never raises: each file or server that fails is one notice, and the rest load.
 
-A chat switches tools on by name (`request`): only those reach the model.
+Switched-on extensions may offer tools too (their `tools` hook, e.g. the documents
+extension's search): asked each time the tools are listed, so they come and go with
+their extension. A chat switches tools on by name (`request`): only those reach the model.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from webui.chat.tools import ToolRequest, check_tool_request
 from webui.errors import ErrorKind, UserError
 from webui.tools.calls import ToolFailure, clip, run_with_limit
 from webui.tools.mcp_client import McpTool, call_server_tool, list_server_tools, read_mcp_config
-from webui.tools.python_tools import PythonTool, load_tool_folder
+from webui.tools.python_tools import PythonTool, ToolFileError, load_tool_folder, schema_of
 
 DEFAULT_CALL_TIMEOUT = 30.0  # seconds; a tool may ask for less, never more
 
@@ -43,15 +45,25 @@ def _python_invoke(tool: PythonTool) -> Callable[[dict, float], str]:
     return invoke
 
 
+def _function_invoke(name: str, function: Callable[..., Any]) -> Callable[[dict, float], str]:
+    def invoke(arguments: dict, timeout: float) -> str:
+        value = run_with_limit(name, lambda: function(**arguments), timeout)
+        return clip(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str))
+    return invoke
+
+
 def _mcp_invoke(tool: McpTool) -> Callable[[dict, float], str]:
     return lambda arguments, timeout: call_server_tool(tool, arguments, timeout)
 
 
 class ToolRegistry:
-    def __init__(self, python_folders: Sequence[tuple[Path, str]], mcp_config: Path | None = None):
-        """python_folders: (folder, source) pairs, later ones winning; mcp_config: mcp.json."""
+    def __init__(self, python_folders: Sequence[tuple[Path, str]], mcp_config: Path | None = None,
+                 extension_tools: Callable[[], list[tuple[str, Callable[..., Any]]]] | None = None):
+        """python_folders: (folder, source) pairs, later ones winning; mcp_config: mcp.json;
+        extension_tools: the switched-on extensions' (extension, function) pairs."""
         self.python_folders = list(python_folders)
         self.mcp_config = mcp_config
+        self.extension_tools = extension_tools
         self.tools: dict[str, Tool] = {}
         self.notices: list[str] = []
         self.loaded = False
@@ -89,13 +101,27 @@ class ToolRegistry:
         if not self.loaded:
             self.reload()
 
-    def names(self) -> list[str]:
+    def _all(self) -> dict[str, Tool]:
         self.ensure_loaded()
-        return sorted(self.tools)
+        tools = dict(self.tools)
+        for extension, function in self.extension_tools() if self.extension_tools else ():
+            try:
+                description, parameters = schema_of(function)
+            except ToolFileError as e:
+                if f"extension {extension}: {e}" not in self.notices:
+                    self.notices = [*self.notices, f"extension {extension}: {e}"]
+                continue
+            tools.setdefault(function.__name__, Tool(function.__name__, description, parameters,
+                                                     getattr(function, "safe", False) is True,
+                                                     f"extension:{extension}",
+                                                     _function_invoke(function.__name__, function)))
+        return tools
+
+    def names(self) -> list[str]:
+        return sorted(self._all())
 
     def get(self, name: str) -> Tool:
-        self.ensure_loaded()
-        tool = self.tools.get(name)
+        tool = self._all().get(name)
         if tool is None:
             raise UserError(f"there is no tool {name!r}", kind=ErrorKind.NOT_FOUND)
         return tool
