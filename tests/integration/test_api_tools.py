@@ -4,14 +4,13 @@ llama.cpp. The tool choice is forced where a call is asserted: what is tested is
 the grammar makes even a 135M model write a valid call, not which tool it picks."""
 from __future__ import annotations
 
-import asyncio
 import json
 
 import httpx
 import openai
 import pytest
 
-from tests.support import running_server
+from tests.support import run_on_own_loop, running_server
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The weather in a city.",
@@ -142,6 +141,6 @@ def test_agents_sdk_runs_a_tool_loop(server):
                          model_settings=agents.ModelSettings(tool_choice="get_weather", temperature=0,
                                                              max_tokens=40),
                          reset_tool_choice=True)
-    result = asyncio.run(agents.Runner.run(agent, "Weather in Paris?", max_turns=3))
+    result = run_on_own_loop(agents.Runner.run(agent, "Weather in Paris?", max_turns=3))
     assert len(seen) == 1 and isinstance(seen[0], str)
     assert isinstance(result.final_output, str) and result.final_output

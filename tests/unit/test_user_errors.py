@@ -17,6 +17,7 @@ from loaders.errors import UserError
 # Not errors a user sees: each is caught and turned into something else first.
 NOT_USER_ERRORS = {
     "webui.api.errors.APIError",  # the API face's rendering of an answer, made from a UserError
+    "webui.api.messages.MessageError",  # the same, in Anthropic's error shape for /v1/messages
     "webui.extensions.manager._Skipped",  # a faulty hook, skipped inside the extension manager
     "webui.extensions.runner.HookTimeout",  # a hung hook, reported as the extension's fault
     # The render pool's signals about its own child process; each becomes a ChatTemplateError.
