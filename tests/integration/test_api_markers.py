@@ -1,11 +1,15 @@
-"""No chat reply from /v1/chat/completions ends in a template marker, through the official
-`openai` client against a real Hearth server with the built-in SmolLM2 model.
+"""No chat reply from /v1/chat/completions ends in a template marker, and /v1/completions
+takes response_format, through the official `openai` client against a real Hearth server
+with the built-in SmolLM2 model.
 
 SmolLM2 ends its turns with <|im_end|> as one special token, so to make it write the
 marker as text (as a model not trained on its template does) a GBNF grammar forces
 "Yes <|im_end|>" as plain-text tokens; max_tokens then cuts the reply inside it."""
 from __future__ import annotations
 
+import json
+
+import jsonschema
 import openai
 import pytest
 
@@ -35,3 +39,18 @@ def test_a_reply_cut_inside_the_end_of_turn_marker_does_not_end_with_its_start(c
     for cut in (4, 6, 8):  # 4 tokens are "Yes <|" as generated, 8 reach into "im_end"
         text = reply(client, cut, stream)
         assert text.startswith("Yes") and "<|" not in text, (cut, text)
+
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+          "required": ["city"], "additionalProperties": False}
+
+
+def test_completions_follow_response_format_and_refuse_a_bad_one_in_one_line(client):
+    fmt = {"type": "json_schema", "json_schema": {"name": "city", "schema": SCHEMA}}
+    out = client.completions.create(model="hearth", prompt="The capital of France as JSON:\n", max_tokens=30,
+                                    temperature=0, extra_body={"response_format": fmt})
+    jsonschema.validate(json.loads(out.choices[0].text), SCHEMA)
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.completions.create(model="hearth", prompt="Hi", max_tokens=4,
+                                  extra_body={"response_format": {"type": "json_schema", "json_schema": {}}})
+    assert "json_schema" in bad.value.message and "\n" not in bad.value.message

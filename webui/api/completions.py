@@ -32,6 +32,7 @@ from webui.api.schemas import (
 )
 from webui.api.streaming import SSE_HEADERS, Text, job_events, sse
 from webui.chat.reasoning import ReasoningSplitter, split_reasoning
+from webui.chat.structured import with_response_format
 from webui.chat.template_fallback import strip_markers
 from webui.chat.templates import ChatTemplateError
 from webui.chat.tools import ToolCall, ToolPlan, check_tool_request
@@ -357,6 +358,8 @@ async def completions(body: CompletionRequest, request: Request, hearth: Hearth 
     if body.max_tokens == 0:  # scoring the prompt: the samplers' max_tokens starts at 1
         body = body.model_copy(update={"max_tokens": None})
     params, model, headers = _prepare(hearth, settings, body)
+    if body.response_format is not None:
+        params = with_response_format(params, body.response_format, hearth.models.current.model.supported_params)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     submit = functools.partial(hearth.complete, logprobs=logprobs)
     job = await anyio.to_thread.run_sync(submit, body.prompt, params, limiter=_SUBMIT_LIMITER)

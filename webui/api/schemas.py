@@ -101,6 +101,9 @@ class CompletionRequest(_CompletionBase):
     max_tokens: int | None = Field(None, ge=0, description="Most tokens to generate; 0 with echo scores the "
                                    "prompt without generating.")
     best_of: int | None = Field(1, ge=1, le=1, description="Only 1 is supported.")
+    response_format: dict[str, Any] | None = Field(None, description="As for chat completions: {\"type\": "
+                                                   "\"json_object\"} or {\"type\": \"json_schema\", ...}, "
+                                                   "enforced by a grammar (llama.cpp).")
 
     _unsupported = field_validator("suffix")(_refuse_if_set)
 

@@ -9,11 +9,13 @@ against them with it.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from loaders.grammar_check import MAX_GRAMMAR_CHARS
+from loaders.params import GenerationParams
 from webui.errors import ErrorKind, UserError
 
 # A schema's JSON text beyond this is refused before conversion: each property becomes
@@ -84,6 +86,19 @@ def schema_text_grammar(text: str, what: str = "the JSON schema") -> str:
         raise SchemaError(f"{what} nests too deeply") from None
     check_schema(schema, what)
     return schema_grammar(schema, what)
+
+
+def with_response_format(params: GenerationParams, response_format: Mapping[str, Any] | None,
+                         supported_params: Sequence[str]) -> GenerationParams:
+    """`params` constrained by OpenAI's response_format (unchanged for text or none), for a
+    completion, which has no template or tools to weigh against it."""
+    grammar = response_format_grammar(response_format)
+    if not grammar:
+        return params
+    if params.grammar:
+        raise UserError("give only one of grammar and response_format", kind=ErrorKind.INVALID)
+    require_grammar(supported_params, "response_format")
+    return dataclasses.replace(params, grammar=grammar)
 
 
 def require_grammar(supported_params: Sequence[str], why: str) -> None:
