@@ -10,11 +10,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from webui.errors import ErrorKind, UserError
+
 MAX_RESULT_CHARS = 8000  # a result longer than this is cut: it would crowd out the chat
 
 
-class ToolFailure(Exception):
+class ToolFailure(UserError):
     """A tool call that did not give a result, in one line."""
+
+    kind = ErrorKind.FAILED
 
 
 def one_line(text: str, limit: int = 300) -> str:

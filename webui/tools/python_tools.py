@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from webui.errors import ErrorKind, UserError
 from webui.tools.calls import one_line
 
 _JSON_TYPES: dict[Any, dict] = {str: {"type": "string"}, int: {"type": "integer"},
@@ -29,8 +30,10 @@ _ARG_LINE = re.compile(r"^(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
 _SECTIONS = ("args", "arguments", "parameters", "returns", "raises", "example", "examples", "note", "notes")
 
 
-class ToolFileError(Exception):
+class ToolFileError(UserError):
     """A tool file that cannot be offered (one line)."""
+
+    kind = ErrorKind.INVALID
 
 
 @dataclass(frozen=True)
