@@ -11,6 +11,7 @@ import io
 import os
 import struct
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from loaders.errors import ErrorKind, UserError
@@ -410,6 +411,19 @@ def check_complete(path: str | os.PathLike) -> GGUFHeader:
             "(an interrupted download? download it again)"
         )
     return header
+
+
+def checked_header(path: Path, error: type[UserError], label: str | None = None) -> GGUFHeader:
+    """check_complete(path), every failure one line of `error` that names the file as
+    `label` (its name by default): what each place that opens a GGUF (a model, a draft
+    model, a LoRA, a file the quant advisor measures) tells its user."""
+    name = label or path.name
+    try:
+        return check_complete(path)
+    except GGUFError as e:
+        raise error(f"{name}: {e}") from None
+    except OSError as e:
+        raise error(f"{name} cannot be read ({e.strerror or type(e).__name__})") from None
 
 
 def read_metadata_prefix(data: bytes) -> GGUFHeader:

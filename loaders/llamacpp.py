@@ -18,7 +18,7 @@ from loaders.base import GenerationError, LoadError
 from loaders.context_limit import check_fits
 from loaders.fields import SettingError, setting
 from loaders.formats import CheckpointFormat
-from loaders.gguf import KV_CACHE_TYPES, GGUFError, check_complete, kv_type_is_quantized, read_special_tokens
+from loaders.gguf import KV_CACHE_TYPES, checked_header, kv_type_is_quantized, read_special_tokens
 from loaders.gguf_embedder import ENCODER_ARCHITECTURES, EmbeddingModel
 from loaders.grammar_sampler import GrammarCheckedSampler
 from loaders.hf_common import model_format, wrong_format
@@ -187,12 +187,7 @@ class LlamaCppLoader:
             draft_path = _gguf_file(resolve_draft_path(options.draft_model, path)) if options.draft_model else None
         except LoadError as e:
             raise LoadError(f"draft_model {e}") from None
-        try:
-            header = check_complete(path)
-        except GGUFError as e:
-            raise LoadError(f"{path.name}: {e}") from None
-        except OSError as e:
-            raise LoadError(f"{path.name} cannot be read ({e.strerror or type(e).__name__})") from None
+        header = checked_header(path, LoadError)
         # A header may claim any context; past MAX_CONTEXT_TOKENS none fits anyway.
         n_ctx = options.n_ctx or min(header.context_length or 4096, MAX_CONTEXT_TOKENS)
         if header.architecture in ENCODER_ARCHITECTURES:  # BERT and kin: texts into vectors, no text out

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loaders.gguf import GGUFError, GGUFHeader, check_complete
+from loaders.gguf import GGUFHeader, checked_header
 from loaders.lora import AdapterError, AdapterSpec, gguf_adapter_file
 
 
@@ -20,12 +20,7 @@ def check_gguf_lora(path: Path, model: GGUFHeader) -> None:
     loaded model's header): the architecture, each adapted tensor's presence and
     shape, as llama.cpp's llama_adapter_lora_init checks them."""
     name = path.name
-    try:
-        header = check_complete(path)
-    except GGUFError as e:
-        raise AdapterError(f"{name}: {e}") from None
-    except OSError as e:
-        raise AdapterError(f"{name} cannot be read ({e.strerror or type(e).__name__})") from None
+    header = checked_header(path, AdapterError, name)
     kind, adapter_type = header.get("general.type"), header.get("adapter.type")
     if kind != "adapter" or adapter_type != "lora":
         what = f"a {adapter_type} adapter" if kind == "adapter" else "a model"

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from loaders import cpu_repack
 from loaders.base import LoadError
 from loaders.errors import ErrorKind, UserError
-from loaders.gguf import GGUFError, GGUFHeader, SkippedArray, check_complete
+from loaders.gguf import GGUFHeader, SkippedArray, checked_header
 from loaders.option_limits import usable_cpus
 
 if TYPE_CHECKING:
@@ -188,13 +188,7 @@ class FileFacts:
 
 def file_facts(path: Path) -> FileFacts:
     """Header facts; a one-line LoadError when the file is not a readable GGUF."""
-    try:
-        header = check_complete(path)
-    except GGUFError as e:
-        raise LoadError(f"{path.name}: {e}") from None
-    except OSError as e:
-        raise LoadError(f"{path.name} cannot be read ({e.strerror or type(e).__name__})") from None
-    return _facts(header)
+    return _facts(checked_header(path, LoadError))
 
 
 def _facts(header: GGUFHeader) -> FileFacts:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from loaders import cpu_repack
 from loaders.base import LoadError
-from loaders.gguf import GGUFError, check_complete
+from loaders.gguf import checked_header
 
 if TYPE_CHECKING:
     import numpy as np
@@ -277,12 +277,7 @@ def make_drafter(options, target, draft_path: Path | None, threads: int, threads
         return None
     import llama_cpp
 
-    try:
-        header = check_complete(draft_path)
-    except GGUFError as e:
-        raise LoadError(f"draft_model {draft_path.name}: {e}") from None
-    except OSError as e:
-        raise LoadError(f"draft_model {draft_path.name} cannot be read ({e.strerror or type(e).__name__})") from None
+    header = checked_header(draft_path, LoadError, f"draft_model {draft_path.name}")
     repack = cpu_repack.decide(options.cpu_repack, draft_path, header.quantization)
     try:
         with cpu_repack.model_params(use_extra_bufts=repack):
