@@ -38,7 +38,10 @@ def test_thinking_is_a_folded_block_above_the_reply(browser, server):
         page.click("#chat-send")
         page.wait_for_function("() => document.querySelector('#chat-status').innerText.includes('tok/s')")
         group = page.locator("#chat .thought-group").first
-        assert group.inner_text().strip() == "Thinking"  # folded: only its title shows
+        # Open while it streams, folded once the reply is done (only its title shows);
+        # the status line and the last chat update may reach the page in either order.
+        page.wait_for_function(
+            "() => document.querySelector('#chat .thought-group')?.innerText.trim() === 'Thinking'")
         group.locator(".title").click()
         page.wait_for_function("() => document.querySelector('#chat .thought-group').innerText.trim() !== 'Thinking'")
         thought = group.inner_text().replace("Thinking", "", 1).strip()
