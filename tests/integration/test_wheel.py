@@ -24,6 +24,7 @@ SHIPPED = {
     "characters": ["Ember.yaml", "Ember.png"],
     "presets": ["balanced.yaml", "creative.yaml", "deterministic.yaml", "min-p.yaml"],
     "extensions": ["documents/script.py", "example/script.py", "stats/script.py"],
+    "tools": ["calculator.py", "date_time.py"],
 }
 
 PROBE = """
@@ -33,7 +34,7 @@ import webui
 from webui.characters.store import CharacterStore
 from webui.extensions.loading import find_extensions, import_script
 from webui.extensions.manager import SHIPPED_EXTENSIONS
-from webui.userdata.folders import SHIPPED_CHARACTERS, SHIPPED_PRESETS
+from webui.userdata.folders import SHIPPED_CHARACTERS, SHIPPED_PRESETS, SHIPPED_TOOLS
 from webui.userdata.presets import PresetStore
 
 empty = Path(tempfile.mkdtemp())
@@ -43,6 +44,7 @@ json.dump({
     "webui": webui.__file__,
     "characters": str(SHIPPED_CHARACTERS), "presets": str(SHIPPED_PRESETS),
     "extensions": str(SHIPPED_EXTENSIONS), "example": example.__file__,
+    "tools": str(SHIPPED_TOOLS), "tool_files": sorted(p.name for p in SHIPPED_TOOLS.glob("*.py")),
     "character_names": CharacterStore(SHIPPED_CHARACTERS, empty / "c").names(),
     "preset_names": PresetStore(SHIPPED_PRESETS, empty / "p").names(),
     "extension_names": sorted(extensions),
@@ -96,11 +98,12 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     found = json.loads(run([sys.executable, "-c", PROBE], cwd=elsewhere, env=env).stdout)
     package = target / "webui"
     assert Path(found["webui"]).is_relative_to(package)
-    for key in ("characters", "presets", "extensions", "example"):
+    for key in ("characters", "presets", "extensions", "example", "tools"):
         assert Path(found[key]).is_relative_to(package / "shipped"), (key, found[key])
     assert "Ember" in found["character_names"]
     assert {"balanced", "creative", "deterministic", "min-p"} <= set(found["preset_names"])
     assert found["extension_names"] == ["documents", "example", "stats"]
+    assert found["tool_files"] == ["calculator.py", "date_time.py"]
 
     port = free_port()
     log = open(tmp_path / "server.log", "w+")
