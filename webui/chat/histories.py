@@ -108,6 +108,19 @@ def _valid_tool_event(c: Any) -> bool:
         and isinstance(c.get("seconds"), (int, float)) and not isinstance(c.get("seconds"), bool)
 
 
+def history_from_data(data: Any, chat_id: str, character: str) -> ChatHistory:
+    """A chat file's parsed JSON as a ChatHistory (what a saved chat and an imported
+    Hearth export both go through). Raises ValueError/TypeError for a malformed one."""
+    if not isinstance(data, dict):
+        raise ValueError("not an object")
+    return ChatHistory(
+        id=chat_id, character=character, title=str(data.get("title") or "Chat"),
+        mode=str(data.get("mode") or "instruct"),
+        messages=_valid_messages(data.get("messages", [])),
+        created=float(data.get("created") or 0), updated=float(data.get("updated") or 0),
+        titled_by_user=bool(data.get("titled_by_user")))
+
+
 class HistoryStore:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -143,15 +156,7 @@ class HistoryStore:
     def load(self, character: str, chat_id: str) -> ChatHistory:
         path = self._path(character, chat_id)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
-            return ChatHistory(
-                id=chat_id, character=character, title=str(data.get("title") or "Chat"),
-                mode=str(data.get("mode") or "instruct"),
-                messages=_valid_messages(data.get("messages", [])),
-                created=float(data.get("created") or 0), updated=float(data.get("updated") or 0),
-                titled_by_user=bool(data.get("titled_by_user")))
+            return history_from_data(json.loads(path.read_text(encoding="utf-8")), chat_id, character)
         except FileNotFoundError:
             raise HistoryError(f"no chat {chat_id} for {character}") from None
         except (ValueError, TypeError, UnicodeDecodeError) as e:
