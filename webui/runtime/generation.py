@@ -1,9 +1,12 @@
 """One generation queue for the whole app: the UI and the API both submit here.
 
-A single worker thread runs jobs first-come first-served, so requests are answered
-in order and a model is never driven by two threads. Each job has its own cancel
-event and its own event stream, so one user's Stop never stops another's reply.
-Stop strings, token counts and speed are measured here, once, for every backend.
+The worker takes jobs in the fair order of scheduler.py (round-robin between owners,
+first-come first-served within one) and runs one at a time, so a local model is never
+driven by two threads. A model that serves several replies at once (a remote engine
+with remote_concurrency N: `model.concurrency`) gets up to N jobs at a time, each on a
+thread of its own, so the engine batches them. Each job has its own cancel event and
+its own event stream, so one user's Stop never stops another's reply. Stop strings,
+token counts and speed are measured here, once, for every backend.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ from loaders.errors import describe_exception
 from loaders.logprobs import TokenLogprob
 from loaders.params import GenerationParams
 from webui.errors import ErrorKind, UserError
-from webui.runtime.model_manager import ModelManager
+from webui.runtime.model_manager import LoadedModel, ModelManager
+from webui.runtime.scheduler import LOCAL_OWNER, FairQueue
 from webui.runtime.stop_strings import StopMatcher
 
 log = logging.getLogger(__name__)
@@ -111,6 +115,7 @@ class GenerationJob:
     # None); a chat reply's modify_output hooks read it when the reply is done.
     extension_prompt: Any = None
     logprobs: LogprobsRequest | None = None
+    owner: str = LOCAL_OWNER  # whose request: the queue takes turns between owners
     _events: queue.SimpleQueue[Event] = field(default_factory=queue.SimpleQueue)
     _ended: threading.Event = field(default_factory=threading.Event)
 
@@ -181,26 +186,46 @@ class ExclusiveTask:
         self.cancel.set()
 
 
+def concurrency_of(model: Any) -> int:
+    """How many replies a model serves at once: a remote engine's remote_concurrency;
+    1 for every model Hearth drives itself."""
+    n = getattr(model, "concurrency", 1)
+    return n if isinstance(n, int) and n > 1 else 1
+
+
 class GenerationEngine:
-    def __init__(self, manager: ModelManager):
+    def __init__(self, manager: ModelManager, per_owner_limit: int | None = None):
         self.manager = manager
-        self._jobs: queue.Queue[GenerationJob | ExclusiveTask | None] = queue.Queue()
+        self._jobs: FairQueue[GenerationJob | ExclusiveTask | None] = FairQueue(per_owner_limit)
+        self._in_flight = 0  # replies running beside each other (a concurrent model's)
+        self._in_flight_lock = threading.Lock()
         # The latest finished replies, oldest first (the stats extension plots them).
         self.recent_stats: deque[GenerationStats] = deque(maxlen=RECENT_STATS)
         self._worker = threading.Thread(target=self._run, name="hearth-generation", daemon=True)
         self._worker.start()
 
     def submit(self, prompt: str | Sequence[int], params: GenerationParams,
-               logprobs: LogprobsRequest | None = None) -> GenerationJob:
-        job = GenerationJob(prompt, params, logprobs=logprobs)
-        self._jobs.put(job)
+               logprobs: LogprobsRequest | None = None, owner: str = LOCAL_OWNER) -> GenerationJob:
+        """Queue a reply for `owner`; raises QueueFull (a UserError) when they already
+        have per_owner_limit replies waiting."""
+        job = GenerationJob(prompt, params, logprobs=logprobs, owner=owner)
+        self._jobs.put(job, owner)
         return job
 
     def submit_task(self, run: Callable[[threading.Event], None],
                     cancel: threading.Event | None = None) -> ExclusiveTask:
         task = ExclusiveTask(run, cancel or threading.Event())
-        self._jobs.put(task)
+        self._jobs.put_barrier(task)
         return task
+
+    @property
+    def per_owner_limit(self) -> int | None:
+        """The most replies one owner may have waiting (None: no limit but the API's max_queue)."""
+        return self._jobs.per_owner_limit
+
+    @per_owner_limit.setter
+    def per_owner_limit(self, limit: int | None) -> None:
+        self._jobs.per_owner_limit = limit
 
     @property
     def last_stats(self) -> GenerationStats | None:
@@ -209,17 +234,22 @@ class GenerationEngine:
 
     @property
     def queue_length(self) -> int:
-        return self._jobs.qsize()
+        return len(self._jobs)
+
+    def queued_for(self, owner: str) -> int:
+        """How many of `owner`'s replies wait in the queue."""
+        return self._jobs.queued_for(owner)
 
     def close(self) -> None:
-        self._jobs.put(None)
+        """Stop the worker once everything queued so far has run."""
+        self._jobs.put_barrier(None)
 
     def _run(self) -> None:
         while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            if isinstance(job, ExclusiveTask):
+            job, barrier = self._jobs.take()
+            if barrier:
+                if job is None:
+                    return
                 try:
                     job.run(job.cancel)
                 except Exception:  # the task's own bug must not kill the queue
@@ -229,77 +259,119 @@ class GenerationEngine:
                 job.emit(Finished(GenerationStats(finish_reason="cancelled")))
                 continue
             try:
-                stats = self._generate(job)
-            except UserError as e:
+                with self.manager.use() as loaded:
+                    slots = concurrency_of(loaded.model)
+                    if slots == 1:
+                        self._finish(job, loaded)
+                    else:
+                        self._run_beside(job, loaded, slots)
+            except UserError as e:  # no model loaded
                 log.info("reply refused (%s): %s", e.kind.value, e)
                 job.emit(Failed(e))
-            except Exception as e:  # a backend bug must not kill the queue
-                log.exception("generation failed")
-                internal = UserError(f"generation failed: {describe_exception(e)}", kind=ErrorKind.INTERNAL)
-                internal.__cause__ = e  # whoever re-raises it (result()) shows the real traceback
-                job.emit(Failed(internal))
-            else:
-                if stats.completion_tokens:
-                    self.recent_stats.append(stats)
-                job.emit(Finished(stats))
 
-    def _generate(self, job: GenerationJob) -> GenerationStats:
+    def _run_beside(self, first: GenerationJob, loaded: LoadedModel, slots: int) -> None:
+        """Run `first` and the replies queued after it, up to `slots` at once, each on a
+        thread of its own, while holding the model (an unload waits for them all).
+        Returns when none is running and the next item cannot start beside them."""
+        self._start(first, loaded)
+        while True:
+            taken = self._jobs.take(ready=lambda item, barrier: not barrier and 0 < self._in_flight < slots,
+                                    give_up=lambda: self._in_flight == 0)
+            if taken is None:
+                return
+            job = taken[0]
+            if job.cancel.is_set():
+                job.emit(Finished(GenerationStats(finish_reason="cancelled")))
+            else:
+                self._start(job, loaded)
+
+    def _start(self, job: GenerationJob, loaded: LoadedModel) -> None:
+        with self._in_flight_lock:
+            self._in_flight += 1
+
+        def run() -> None:
+            try:
+                self._finish(job, loaded)
+            finally:
+                with self._in_flight_lock:
+                    self._in_flight -= 1
+                self._jobs.wake()
+
+        threading.Thread(target=run, name="hearth-generation-reply", daemon=True).start()
+
+    def _finish(self, job: GenerationJob, loaded: LoadedModel) -> None:
+        """Generate one reply and end its event stream with Finished or Failed."""
+        try:
+            stats = self._generate(job, loaded)
+        except UserError as e:
+            log.info("reply refused (%s): %s", e.kind.value, e)
+            job.emit(Failed(e))
+        except Exception as e:  # a backend bug must not kill the queue
+            log.exception("generation failed")
+            internal = UserError(f"generation failed: {describe_exception(e)}", kind=ErrorKind.INTERNAL)
+            internal.__cause__ = e  # whoever re-raises it (result()) shows the real traceback
+            job.emit(Failed(internal))
+        else:
+            if stats.completion_tokens:
+                self.recent_stats.append(stats)
+            job.emit(Finished(stats))
+
+    def _generate(self, job: GenerationJob, loaded: LoadedModel) -> GenerationStats:
         start = time.perf_counter()
         stats = GenerationStats(queued_seconds=start - job.submitted_at)
-        with self.manager.use() as loaded:
-            model = loaded.model
-            ids = model.encode(job.prompt) if isinstance(job.prompt, str) else list(job.prompt)
-            stats.prompt_tokens = len(ids)
-            if not ids:
-                raise GenerationError("the prompt is empty: type something first")
-            stats.context_length = model.context_length
-            limit = min(job.params.max_new_tokens, check_fits(len(ids), model.context_length))
-            want = job.logprobs
-            if want is not None:
-                if not isinstance(model, TokenLogprobs):
-                    raise UserError(f"logprobs are not available with the {loaded.loader} loader",
-                                    kind=ErrorKind.INVALID)
-                if want.prompt:
-                    job.emit(Delta("", tuple(model.prompt_logprobs(ids, want.top))))
-                if not want.reply:
+        model = loaded.model  # the caller holds it (manager.use()) while this runs
+        ids = model.encode(job.prompt) if isinstance(job.prompt, str) else list(job.prompt)
+        stats.prompt_tokens = len(ids)
+        if not ids:
+            raise GenerationError("the prompt is empty: type something first")
+        stats.context_length = model.context_length
+        limit = min(job.params.max_new_tokens, check_fits(len(ids), model.context_length))
+        want = job.logprobs
+        if want is not None:
+            if not isinstance(model, TokenLogprobs):
+                raise UserError(f"logprobs are not available with the {loaded.loader} loader",
+                                kind=ErrorKind.INVALID)
+            if want.prompt:
+                job.emit(Delta("", tuple(model.prompt_logprobs(ids, want.top))))
+            if not want.reply:
+                stats.finish_reason = "length"
+                return stats
+        matcher = StopMatcher(job.params.stop)
+        first_at = None
+        stream = model.generate(ids, job.params, job.cancel)
+        try:
+            for piece in stream:
+                if first_at is None:
+                    first_at = time.perf_counter()
+                    stats.prompt_eval_tokens = model.last_prompt_eval_tokens
+                stats.completion_tokens += 1
+                token = (model.token_logprobs(want.top),) if want is not None else ()
+                text = matcher.feed(piece)
+                if text or (token and not matcher.stopped):
+                    job.emit(Delta(text, () if matcher.stopped else token))
+                if matcher.stopped:
+                    stats.finish_reason = "stop"
+                    break
+                if job.cancel.is_set():
+                    stats.finish_reason = "cancelled"
+                    break
+            else:
+                if job.cancel.is_set():
+                    stats.finish_reason = "cancelled"
+                elif stats.completion_tokens >= limit:
                     stats.finish_reason = "length"
-                    return stats
-            matcher = StopMatcher(job.params.stop)
-            first_at = None
-            stream = model.generate(ids, job.params, job.cancel)
-            try:
-                for piece in stream:
-                    if first_at is None:
-                        first_at = time.perf_counter()
-                        stats.prompt_eval_tokens = model.last_prompt_eval_tokens
-                    stats.completion_tokens += 1
-                    token = (model.token_logprobs(want.top),) if want is not None else ()
-                    text = matcher.feed(piece)
-                    if text or (token and not matcher.stopped):
-                        job.emit(Delta(text, () if matcher.stopped else token))
-                    if matcher.stopped:
-                        stats.finish_reason = "stop"
-                        break
-                    if job.cancel.is_set():
-                        stats.finish_reason = "cancelled"
-                        break
                 else:
-                    if job.cancel.is_set():
-                        stats.finish_reason = "cancelled"
-                    elif stats.completion_tokens >= limit:
-                        stats.finish_reason = "length"
-                    else:
-                        stats.finish_reason = "stop"
-            finally:
-                stream.close()
-            tail = matcher.flush()
-            if tail:
-                job.emit(Delta(tail))
-            speculation = getattr(model, "last_speculation", None)  # only llama.cpp has one
-            if speculation is not None:
-                stats.speculation = speculation.method
-                stats.draft_tokens = speculation.drafted
-                stats.accepted_draft_tokens = speculation.accepted
+                    stats.finish_reason = "stop"
+        finally:
+            stream.close()
+        tail = matcher.flush()
+        if tail:
+            job.emit(Delta(tail))
+        speculation = getattr(model, "last_speculation", None)  # only llama.cpp has one
+        if speculation is not None:
+            stats.speculation = speculation.method
+            stats.draft_tokens = speculation.drafted
+            stats.accepted_draft_tokens = speculation.accepted
         end = time.perf_counter()
         if first_at is not None:
             stats.prompt_seconds = first_at - start
