@@ -10,6 +10,9 @@ from typing import Any
 import loaders
 from loaders.lora import AdapterSpec, parse_entries
 from loaders.params import GenerationParams
+from webui.accounts.access import Accounts
+from webui.accounts.current import current_user
+from webui.accounts.users import UserBook
 from webui.characters.store import CharacterStore
 from webui.chat.context import TokenCounters
 from webui.chat.conversation import ChatOptions, Conversation
@@ -38,6 +41,23 @@ from webui.userdata.presets import PresetStore
 
 
 @dataclass(frozen=True)
+class UserSpace:
+    """One user's files and the stores over them: chats, characters, presets, settings."""
+    name: str
+    data: UserData
+    characters: CharacterStore
+    presets: PresetStore
+    histories: HistoryStore
+    settings: SettingsStore
+
+    @classmethod
+    def at(cls, name: str, data: UserData) -> UserSpace:
+        return cls(name, data, CharacterStore(SHIPPED_CHARACTERS, data.characters),
+                   PresetStore(SHIPPED_PRESETS, data.presets), HistoryStore(data.histories),
+                   SettingsStore(data.settings_file))
+
+
+@dataclass(frozen=True)
 class ModelChoice:
     label: str
     path: Path
@@ -45,7 +65,8 @@ class ModelChoice:
 
 
 class Hearth:
-    def __init__(self, models_dir: str | Path = "models", user_data_dir: str | Path | None = None):
+    def __init__(self, models_dir: str | Path = "models", user_data_dir: str | Path | None = None,
+                 accounts: Accounts | None = None):
         self.models_dir = Path(models_dir)
         self.models = ModelManager()
         self.engine = GenerationEngine(self.models)
@@ -53,22 +74,48 @@ class Hearth:
         # passes its --user-data; a Hearth made without one (embedded, the tests) falls
         # back the way the command line does ($HEARTH_USER_DATA, else user_data/).
         self.user_data = UserData.at(user_data_dir if user_data_dir is not None else default_user_data())
-        self.characters = CharacterStore(SHIPPED_CHARACTERS, self.user_data.characters)
-        self.presets = PresetStore(SHIPPED_PRESETS, self.user_data.presets)
-        self.histories = HistoryStore(self.user_data.histories)
-        self.settings = SettingsStore(self.user_data.settings_file)
+        # Who may log in; with users in users.json each has a folder of their own
+        # (space()), else the one user's data is the folder itself, as it always was.
+        self.accounts = accounts if accounts is not None else Accounts(UserBook(self.user_data.users_file))
+        self._spaces: dict[str, UserSpace] = {}
+        single = UserSpace.at(self.accounts.first_admin(), self.user_data)
+        self.characters = single.characters
+        self.presets = single.presets
+        self.histories = single.histories
+        self.settings = single.settings
+        self._single = single
         self.token_counters = TokenCounters()
         # Extensions: none is imported or switched on until the server
         # calls extensions.start(); until then every hook call passes straight through.
         # Texts into vectors: the built-in MiniLM or an embedding GGUF (the API and extensions).
         self.embeddings = Embeddings(self.models)
         self.extensions = ExtensionManager(self.models, self.engine, user_root=self.user_data.root,
-                                           embeddings=self.embeddings)
+                                           embeddings=self.embeddings,
+                                           user_data_root=lambda user: self.space(user).data.extension_data)
         # The quant advisor measures GGUF files in the generation queue (its turn, like a reply's).
         self.advisor = Advisor(self.engine)
         # The chat's tools: shipped and user Python files, MCP servers; read on first use.
         self.tools = ToolRegistry([(SHIPPED_TOOLS, "shipped"), (self.user_data.tools, "user")],
                                   self.user_data.mcp_file, self.extensions.tools)
+
+    # --- users ------------------------------------------------------------------
+    def space(self, user: str | None = None) -> UserSpace:
+        """A user's stores (default: the user of the request being served). Without
+        accounts every name gets the one single-user space."""
+        if not self.accounts.separate:
+            return self._single
+        name = user or current_user()
+        space = self._spaces.get(name)
+        if space is None:
+            space = self._spaces.setdefault(name, UserSpace.at(name, self.user_data.for_user(name)))
+        return space
+
+    def is_admin(self, user: str | None = None) -> bool:
+        return self.accounts.is_admin(user or current_user())
+
+    def require_admin(self, what: str, user: str | None = None) -> None:
+        """NotAllowed (one line) unless the user (default: the current one) is an admin."""
+        self.accounts.require_admin(user or current_user(), what)
 
     # --- models -----------------------------------------------------------------
     def model_choices(self) -> list[ModelChoice]:
@@ -234,11 +281,14 @@ class Hearth:
         request = dataclasses.replace(request, messages=draft.messages, system_prompt=draft.system_prompt)
         job = submit_chat_turn(self.engine, self.token_counters, request, params)
         job.extension_prompt = draft
+        job.extensions_on = tuple(e.name for e in self.extensions.enabled())  # for the reply's record
         return job
 
-    def conversation(self, options: ChatOptions) -> Conversation:
-        """A new chat for one browser session, on this app's stores, queue and extensions."""
-        return Conversation(self.characters, self.histories, self, self.extensions, options)
+    def conversation(self, options: ChatOptions, user: str | None = None) -> Conversation:
+        """A new chat for one browser session, on its user's stores (default: the current
+        user's), this app's queue and extensions."""
+        space = self.space(user)
+        return Conversation(space.characters, space.histories, self, self.extensions, options)
 
     def embed(self, inputs: Sequence[str] | Sequence[Sequence[int]], model: str | None = None,
               dimensions: int | None = None) -> EmbeddingResult:

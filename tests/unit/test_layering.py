@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "webui": 1,  # the package itself: __version__ only
     "webui.errors": 1,
     "webui.userdata": 1,
+    "webui.accounts": 2,  # users, roles, keys, sessions, whose request runs: below chat and extensions
     "webui.runtime": 2,
     "webui.modelfiles": 2,
     "webui.characters": 2,

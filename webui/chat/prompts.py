@@ -29,10 +29,7 @@ from typing import Any
 
 from loaders.context_limit import overflow
 from webui.characters.character import Character
-from webui.characters.lorebook import Lorebook
-from webui.chat.budget import ContextBudget, PromptShare, measure_budget
 from webui.chat.context import ContextOverflow, TokenCounter, fit_history
-from webui.chat.lore import NO_LORE, LoreSelection, select_lore
 from webui.chat.template_fallback import NO_FACTS, ModelFacts, choose_template
 from webui.chat.templates import (
     InstructionTemplate,
@@ -69,8 +66,6 @@ class ChatRequest:
     system_prompt: str = ""  # instruct mode's system message
     template: InstructionTemplate | None = None  # None: the model's own
     continue_last: bool = False  # extend the last assistant message
-    lorebooks: Sequence[Lorebook] = ()  # the character's and the chat's (chat/lore.py picks entries)
-    shares: Sequence[PromptShare] = ()  # other features' text in the prompt, for the budget view
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -94,8 +89,6 @@ class ChatPrompt:
     first_kept: int  # messages before this index were left out to fit the context
     stop: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
-    budget: ContextBudget | None = None  # how the context was spent (chat/budget.py)
-    lore: LoreSelection = NO_LORE  # the lorebook entries inserted
 
     @property
     def dropped(self) -> int:
@@ -113,10 +106,9 @@ def build_chat_prompt(request: ChatRequest, counter: TokenCounter, model_templat
     ChatTemplateError when the template fails or runs past its limits."""
     budget = context_length - reserve
     renderer = renderer if renderer is not None else TemplateRenderer()
-    messages = request.messages
-    lore = select_lore(request.lorebooks, messages, counter.count, context_length) if request.lorebooks else NO_LORE
     shape = (_Transcript if request.mode == "chat" else _Templated)(request, counter, model_template, renderer,
-                                                                    facts, lore)
+                                                                    facts)
+    messages = request.messages
     fixed = counter.count(shape.render(len(messages), fixed_only=True))
     window = fit_history(len(messages), shape.cost, budget - fixed, shape.can_start_at)
     start = window.start
@@ -130,13 +122,7 @@ def build_chat_prompt(request: ChatRequest, counter: TokenCounter, model_templat
     too_long = overflow(len(ids), context_length, reserve)
     if too_long is not None:
         raise ContextOverflow(too_long)
-    budget = measure_budget(counter.count, context_length=context_length, prompt_tokens=len(ids),
-                            system_prompt=request.system_prompt, character=shape.character_text,
-                            lore=[(i.label, i.tokens) for i in lore.inserted],
-                            kept=[m["content"] for m in messages[start:]],
-                            dropped=[m["content"] for m in messages[:start]], shares=request.shares,
-                            reply_reserve=reserve, estimate=counter.estimate)
-    return ChatPrompt(text, ids, start, request.stop_strings(shape.template), budget=budget, lore=lore)
+    return ChatPrompt(text, ids, start, request.stop_strings(shape.template))
 
 
 def prerender_chat_prompt(request: ChatRequest, model_template: str | None,
@@ -148,9 +134,7 @@ def prerender_chat_prompt(request: ChatRequest, model_template: str | None,
     worker, without rendering again."""
     if request.mode == "chat":
         return  # a plain transcript: no template
-    # Every triggered lorebook entry: the budget needs the tokenizer, and usually keeps them all.
-    shape = _Templated(request, None, model_template, renderer, facts, select_lore(request.lorebooks,
-                                                                                   request.messages))
+    shape = _Templated(request, None, model_template, renderer, facts)
     n = len(request.messages)
     renderer.prepare([*_probe_calls(shape.template.source), shape.call(n, fixed_only=True), shape.call(0)])
 
@@ -165,28 +149,22 @@ class _Templated:
     """instruct and chat-instruct: messages through the instruction template."""
 
     def __init__(self, request: ChatRequest, counter: TokenCounter | None, model_template: str | None,
-                 renderer: TemplateRenderer, facts: ModelFacts, lore: LoreSelection = NO_LORE):
+                 renderer: TemplateRenderer, facts: ModelFacts):
         self.request = request
         self.counter = counter
         self.renderer = renderer
         self.template = request.template or choose_template(model_template, facts).template
         r = request
-        before, after = lore.text("before_char"), lore.text("after_char")
         if r.mode == "instruct":
-            self.character_text = ""
-            system = "\n\n".join(p for p in (r.system_prompt.strip(), before, after) if p)
+            system = r.system_prompt.strip()
         else:
             c = r.character
-            persona = c.persona(r.user_name)
-            character = [persona]
+            parts = [r.system_prompt.strip(), c.persona(r.user_name)]
             examples = c.examples(r.user_name)
             if examples:
-                character.append(f"Example dialogue:\n{examples}")
-            character.append(f"You are {c.name}. Stay in character and write {c.name}'s next reply "
-                             f"to {r.user_name}.")
-            self.character_text = "\n\n".join(p for p in character if p)
-            # The lorebook goes before or after the character's description (as the entry says).
-            parts = [r.system_prompt.strip(), before, persona, after, *character[1:]]
+                parts.append(f"Example dialogue:\n{examples}")
+            parts.append(f"You are {c.name}. Stay in character and write {c.name}'s next reply "
+                         f"to {r.user_name}.")
             system = "\n\n".join(p for p in parts if p)
         self.fixed = [{"role": "system", "content": system}] if system else []
         # Without a counter (rendering ahead, off the worker) nothing is measured.
@@ -254,13 +232,11 @@ class _Transcript:
     template = None
 
     def __init__(self, request: ChatRequest, counter: TokenCounter, model_template: str | None,
-                 renderer: TemplateRenderer, facts: ModelFacts, lore: LoreSelection = NO_LORE):
+                 renderer: TemplateRenderer, facts: ModelFacts):
         self.request = request
         self.counter = counter
         r, c = request, request.character
-        persona, examples = c.persona(r.user_name), c.examples(r.user_name)
-        self.character_text = "\n\n".join(p for p in (persona, examples) if p)
-        parts = [r.system_prompt.strip(), lore.text("before_char"), persona, lore.text("after_char"), examples]
+        parts = [r.system_prompt.strip(), c.persona(r.user_name), c.examples(r.user_name)]
         self.header = "\n\n".join(p for p in parts if p) + "\n\n"
         self.names = {"user": r.user_name, "assistant": c.name, "system": "System"}
         self.name_cost = {role: counter.count(f"{name}: ") for role, name in self.names.items()}

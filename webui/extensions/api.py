@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 # Part of the contract: an extension's own errors derive from UserError, so Hearth
 # shows them as it shows its own (a one-line notice, an HTTP status by kind).
+from webui.accounts.current import current_user
 from webui.errors import ErrorKind, UserError  # noqa: F401
 from webui.userdata.atomic import write_bytes_atomic
 
@@ -75,10 +76,14 @@ class ExtensionContext:
     """Handed to every hook: the extension's name, its own folder for data, its
     persisted settings, a logger, and the few app calls an extension may make."""
 
-    def __init__(self, name: str, data_dir: Path, settings: SettingsAccess, app: AppAccess):
+    def __init__(self, name: str, data_dir: Path, settings: SettingsAccess, app: AppAccess,
+                 user_dirs: Callable[[str], Path] | None = None):
         self.name = name
         self.api_version = EXTENSION_API_VERSION
         self._data_dir = data_dir
+        # With accounts: a user's name -> this extension's folder of that user's data.
+        # None: one folder for everyone (no accounts, or the extension set SHARED_DATA = True).
+        self._user_dirs = user_dirs
         self._settings = settings
         self._app = app
         self.log = logging.getLogger(f"hearth.extensions.{name}")
@@ -87,10 +92,19 @@ class ExtensionContext:
         self.tab: Any = None
 
     @property
+    def user(self) -> str:
+        """The name of the user whose request (UI event, API call, hook) is running now;
+        "local" when Hearth has no accounts. Keep per-user state keyed by it."""
+        return current_user()
+
+    @property
     def data_dir(self) -> Path:
-        """A folder of this extension's own in the user data folder (created on first use)."""
-        self._data_dir.mkdir(parents=True, exist_ok=True)
-        return self._data_dir
+        """A folder of this extension's own in the current user's data folder (created
+        on first use); one folder for all users if the extension's script.py sets
+        SHARED_DATA = True, or Hearth has no accounts."""
+        folder = self._user_dirs(self.user) if self._user_dirs is not None else self._data_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def save_file(self, name: str, data: bytes | str) -> Path:
         """Write a file of data_dir atomically: a reader, or a crash, sees the old

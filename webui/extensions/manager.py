@@ -57,8 +57,12 @@ class ExtensionManager:
                  user_root: Path | None = None, roots: Sequence[Path] | None = None,
                  store: ExtensionStore | None = None, data_root: Path | None = None,
                  timeout: float = HOOK_TIMEOUT_S, setup_timeout: float = SETUP_TIMEOUT_S,
-                 embeddings: Embeddings | None = None):
+                 embeddings: Embeddings | None = None,
+                 user_data_root: Callable[[str], Path] | None = None):
         self._app = _App(models, engine, embeddings)
+        # A user's extension_data folder (each extension's data is per user unless it
+        # declares SHARED_DATA = True); None: everyone shares data_root.
+        self.user_data_root = user_data_root
         self.roots = [Path(r) for r in (roots if roots is not None else [SHIPPED_EXTENSIONS])]
         self.store = store if store is not None else ExtensionStore(
             Path(user_root) / "extensions.json" if user_root is not None else None)
@@ -145,9 +149,17 @@ class ExtensionManager:
         with self._lock:
             ctx = self._contexts.get(name)
             if ctx is None:
-                ctx = ExtensionContext(name, self.data_root / name, self.store, self._app)
+                ext = self._extensions.get(name)
+                shared = self.user_data_root is None or bool(getattr(ext and ext.module, "SHARED_DATA", False))
+                ctx = ExtensionContext(name, self.data_root / name, self.store, self._app,
+                                       user_dirs=None if shared else self._user_dirs(name))
                 self._contexts[name] = ctx
             return ctx
+
+    def _user_dirs(self, name: str) -> Callable[[str], Path]:
+        root_of = self.user_data_root
+        assert root_of is not None
+        return lambda user: root_of(user) / name
 
     def enable(self, name: str, persist: bool = True) -> Extension:
         ext = self.get(name)

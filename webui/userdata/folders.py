@@ -71,10 +71,6 @@ class UserData:
         return self.root / "presets"
 
     @property
-    def lorebooks(self) -> Path:
-        return self.root / "lorebooks"  # standalone lorebooks (world info), one JSON file each
-
-    @property
     def settings_file(self) -> Path:
         return self.root / "settings.yaml"
 
@@ -85,6 +81,19 @@ class UserData:
     @property
     def mcp_file(self) -> Path:
         return self.root / "mcp.json"  # the MCP servers whose tools a chat can use
+
+    @property
+    def users_file(self) -> Path:
+        return self.root / "users.json"  # the accounts (webui/accounts/users.py), when there are any
+
+    @property
+    def extension_data(self) -> Path:
+        return self.root / "extension_data"  # each extension's own folder of this user's data
+
+    def for_user(self, name: str) -> UserData:
+        """One user's own folder, `users/NAME/`, when Hearth has accounts. The name is
+        checked here too, so no name (`../x`) can reach outside `users/`."""
+        return UserData(self.root / "users" / check_name(name, "user name"))
 
 
 class ShippedAndUserFiles:
