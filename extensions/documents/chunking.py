@@ -4,11 +4,10 @@ a fact cut in two is whole in one of them. Each passage keeps where it came from
 (page for PDFs, lines for text) so the reply can cite it."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from webui.extensions.api import ErrorKind, UserError
+from webui.extensions.api import FileTextError, clean_name, decode_text, read_pdf_pages
 
 TEXT_TYPES = (".txt", ".md", ".markdown")
 FILE_TYPES = TEXT_TYPES + (".pdf",)
@@ -17,10 +16,9 @@ OVERLAP_WORDS = 20
 MAX_FILE_BYTES = 20 * 1024 * 1024
 
 
-class DocumentError(UserError, ValueError):
-    """A file cannot be read as a document (one line, for the UI)."""
-
-    kind = ErrorKind.INVALID
+# A file cannot be read as a document (one line, for the UI). Hearth's own file
+# reading raises it, shared with the chat's attachments.
+DocumentError = FileTextError
 
 
 @dataclass(frozen=True)
@@ -55,11 +53,9 @@ def read_sections(path: Path, name: str | None = None) -> list[Section]:
     if size > MAX_FILE_BYTES:
         raise DocumentError(f"{name} is {size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB")
     if suffix == ".pdf":
-        return _pdf_sections(path, name)
-    raw = path.read_bytes()
-    if b"\x00" in raw[:4096]:
-        raise DocumentError(f"{name} looks like a binary file, not text")
-    return _text_sections(raw.decode("utf-8", errors="replace"))
+        return [Section(text, 0, 0, page=i) for i, text in enumerate(read_pdf_pages(path, name), 1)
+                if text.strip()]
+    return _text_sections(decode_text(path.read_bytes(), name, strict=False))
 
 
 def _text_sections(text: str) -> list[Section]:
@@ -76,24 +72,6 @@ def _text_sections(text: str) -> list[Section]:
     if block:
         sections.append(Section("\n".join(block), first, first + len(block) - 1))
     return sections
-
-
-def _pdf_sections(path: Path, name: str) -> list[Section]:
-    try:
-        from pypdf import PdfReader
-        from pypdf.errors import PdfReadError
-    except ImportError:
-        raise DocumentError("reading PDFs needs pypdf: .venv/bin/pip install pypdf") from None
-    try:
-        reader = PdfReader(str(path))
-        if reader.is_encrypted:
-            raise DocumentError(f"{name} is encrypted; save an unlocked copy first")
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except DocumentError:
-        raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as e:
-        raise DocumentError(f"{name} is not a readable PDF ({type(e).__name__}: {e})") from None
-    return [Section(text, 0, 0, page=i) for i, text in enumerate(pages, 1) if text.strip()]
 
 
 def split_passages(sections: list[Section], source: str, words_per_chunk: int = CHUNK_WORDS,
@@ -138,7 +116,5 @@ def _where(first: Section, last: Section) -> str:
     return f"lines {first.first_line}-{last.last_line}"
 
 
-def clean_name(name: str) -> str:
-    """A file name as shown and cited: no folders, no control characters."""
-    base = re.sub(r"[\x00-\x1f\x7f]", "", Path(name.replace("\\", "/")).name).strip()
-    return base[:120] or "document"
+__all__ = ["DocumentError", "FILE_TYPES", "Passage", "Section", "clean_name", "read_sections",
+           "split_passages"]

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from loaders.params import GenerationParams
 from webui.characters.character import Character, CharacterError
 from webui.characters.store import CharacterStore
+from webui.chat.attachments import Attachment, AttachmentLimits, check_message, prompt_messages
 from webui.chat.histories import ChatHistory, ChatSummary, HistoryError, HistoryStore
 from webui.chat.prompts import ChatRequest
 from webui.chat.reasoning import DEFAULT_MARKERS, ReasoningFormat, split_reasoning
@@ -146,7 +148,8 @@ class Conversation:
     # --- replies ----------------------------------------------------------------------
     def _request(self, options: ChatOptions, continue_last: bool = False) -> ChatRequest:
         template = resolve_template(options.template, options.custom_template)
-        return ChatRequest(self.history.messages, mode=options.mode, character=self.character,
+        # Attached files reach the prompt inside their message, fenced (chat/attachments.py).
+        return ChatRequest(prompt_messages(self.history.messages), mode=options.mode, character=self.character,
                            user_name=options.user_name or "You", system_prompt=options.system_prompt,
                            template=template, continue_last=continue_last)
 
@@ -165,13 +168,20 @@ class Conversation:
         self.reply = Reply(job, base, user_text)
         return self.reply
 
-    def send(self, text: str, options: ChatOptions, params: GenerationParams) -> Reply:
-        """Add the user's message (saved at once) and start the reply."""
+    def send(self, text: str, options: ChatOptions, params: GenerationParams,
+             attachments: Sequence[Attachment] = (), limits: AttachmentLimits | None = None) -> Reply:
+        """Add the user's message (saved at once, with its attached files) and start the
+        reply. Attachments past `limits` are refused in one line before anything changes."""
         with self._lock:
+            if limits is not None:
+                check_message(attachments, limits)
             self.stop()
             self._drop_empty_reply()
             text = self.hooks.modify_input(text)  # the extensions' modify_input hooks
-            self.history.messages.append({"role": "user", "content": text})
+            message: dict[str, Any] = {"role": "user", "content": text}
+            if attachments:
+                message["attachments"] = [a.to_dict() for a in attachments]
+            self.history.messages.append(message)
             self._save()
             try:
                 return self._start(options, params, False, text)

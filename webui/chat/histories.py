@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from webui.chat import attachments
 from webui.errors import ErrorKind, UserError
 from webui.userdata.atomic import write_text_atomic
 from webui.userdata.folders import InvalidName, check_name
@@ -97,6 +98,9 @@ def _valid_messages(messages: Any) -> list[dict[str, Any]]:
             if isinstance(m.get("tool_events"), list) else []
         if calls:
             kept["tool_events"] = calls  # the tool calls of a reply (webui/ui/tools_panel.py)
+        files = attachments.saved(m.get("attachments"))
+        if files:
+            kept["attachments"] = files  # files attached to a message (attachments.py)
         out.append(kept)
     return out
 

@@ -46,6 +46,17 @@ class ChatSettings:
     user_name: str = setting("You", "Your name in the chat modes.", group=SETTINGS_GROUP)
     custom_template: str = setting("", "The instruction template used when template is Custom (Jinja); "
                                    "stored only by the chat tab's Save button.", advanced=True)
+    # The chat's attachments (webui/chat/attachments.py): each limit is checked when a
+    # file is attached and again when the message is sent, each refusal one line.
+    attachment_max_mb: float = setting(10.0, "Largest file you can attach to one chat message, in MiB "
+                                       "(a PDF's text is usually far smaller than the file).", minimum=0,
+                                       exclusive_minimum=True, metavar="MB", group=SETTINGS_GROUP)
+    attachments_max_chars: int = setting(100_000, "Most text, in characters, that the attachments of one "
+                                         "chat message may add to the prompt (about 4 characters a token).",
+                                         minimum=1, metavar="CHARS", group=SETTINGS_GROUP)
+    paste_attachment_chars: int = setting(2000, "A paste into the chat box longer than this many characters "
+                                          "becomes an attachment (pasted.txt); 0 keeps every paste in the box.",
+                                          minimum=0, metavar="CHARS", group=SETTINGS_GROUP)
 
 
 class SettingsStore:

@@ -20,6 +20,10 @@ from webui.accounts.current import current_user
 from webui.errors import ErrorKind, UserError  # noqa: F401
 from webui.userdata.atomic import write_bytes_atomic
 
+# Part of the contract too: reading a user's text, Markdown, code or PDF file, as the
+# chat's attachments do (one copy, webui/userdata/file_text.py).
+from webui.userdata.file_text import FileTextError, clean_name, decode_text, read_pdf_pages  # noqa: F401
+
 if TYPE_CHECKING:  # for type checkers only: importing them costs, and core needs neither
     from loaders.params import GenerationParams
     from webui.runtime.generation import GenerationJob, GenerationStats
