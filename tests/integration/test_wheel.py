@@ -21,7 +21,7 @@ from tests.support import ROOT, free_port, stop_process
 # Folders of the repository that are the developer's, never Hearth's.
 NOT_SHIPPED = ("tests/", "bench/", "models/", "user_data/", "test-artifacts/")
 SHIPPED = {
-    "characters": ["Ember.yaml", "Ember.png"],
+    "characters": ["Ember.yaml", "Ember.png", "Sage.yaml"],
     "presets": ["balanced.yaml", "creative.yaml", "deterministic.yaml", "min-p.yaml"],
     "extensions": ["documents/script.py", "example/script.py", "stats/script.py"],
     "tools": ["calculator.py", "date_time.py"],

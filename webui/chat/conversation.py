@@ -7,6 +7,7 @@ chat, open, rename, delete) is a method here, and the tab only shows the result.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Sequence
@@ -17,6 +18,8 @@ from loaders.params import GenerationParams
 from webui.characters.character import Character, CharacterError
 from webui.characters.store import CharacterStore
 from webui.chat.attachments import Attachment, AttachmentLimits, check_message, prompt_messages
+from webui.chat.authors_note import AuthorsNote
+from webui.chat.group import Group, GroupError, check_members, plan_turn, strip_own_name
 from webui.chat.histories import ChatHistory, ChatSummary, HistoryError, HistoryStore
 from webui.chat.prompts import ChatRequest
 from webui.chat.reasoning import DEFAULT_MARKERS, ReasoningFormat, split_reasoning
@@ -85,6 +88,7 @@ class Conversation:
         self.reply: Reply | None = None
         self.character: Character | None = None
         self.history: ChatHistory
+        self.chosen_speaker = ""  # the group member the user picked to speak next; "": the group's rule
         self.new_chat(options)
 
     # --- which chat -----------------------------------------------------------------
@@ -149,9 +153,15 @@ class Conversation:
     def _request(self, options: ChatOptions, continue_last: bool = False) -> ChatRequest:
         template = resolve_template(options.template, options.custom_template)
         # Attached files reach the prompt inside their message, fenced (chat/attachments.py).
-        return ChatRequest(prompt_messages(self.history.messages), mode=options.mode, character=self.character,
+        group = self.history.group  # a group chat: who speaks next (chat/group.py)
+        chosen = self.chosen_speaker if group is not None and self.chosen_speaker in group.members else ""
+        turn = plan_turn(self.characters, group, self.history.messages, options.mode, chosen,
+                         continue_last) if group is not None else None
+        return ChatRequest(prompt_messages(self.history.messages), mode=options.mode,
+                           character=turn.speaker if turn is not None else self.character,
                            user_name=options.user_name or "You", system_prompt=options.system_prompt,
-                           template=template, continue_last=continue_last)
+                           template=template, continue_last=continue_last,
+                           group=turn, authors_note=self.history.authors_note)
 
     def _start(self, options: ChatOptions, params: GenerationParams, continue_last: bool,
                user_text: str | None) -> Reply:
@@ -164,7 +174,8 @@ class Conversation:
             base = self.history.messages[-1]["content"].rstrip()
         else:
             base = ""
-            self.history.messages.append({"role": "assistant", "content": ""})
+            speaker = {"name": request.group.speaker.name} if request.group is not None else {}
+            self.history.messages.append({"role": "assistant", "content": "", **speaker})
         self.reply = Reply(job, base, user_text)
         return self.reply
 
@@ -224,7 +235,7 @@ class Conversation:
             # A reasoning model's thinking is kept apart from the answer (the Chat tab shows
             # it folded above the reply; prompts.py never feeds it back into later turns).
             reasoning, answer = split_reasoning(text, reasoning_format(reply.job))
-            message["content"] = answer.lstrip()
+            message["content"] = strip_own_name(answer.lstrip(), message.get("name"))
             if reasoning:
                 message["reasoning_content"] = reasoning
             else:
@@ -267,6 +278,30 @@ class Conversation:
         if self.reply is not None and msgs and msgs[-1]["role"] == "assistant" and not msgs[-1]["content"]:
             msgs.pop()
         self.reply = None
+
+    # --- group chats, the author's note (chat/group.py, chat/authors_note.py) -------------
+    def start_group(self, group: Group, options: ChatOptions) -> None:
+        """A new group chat, kept with its first member's chats and opened by its greeting."""
+        with self._lock:
+            check_members(self.characters, group, options.mode)
+            self.new_chat(dataclasses.replace(options, character=group.members[0]))
+            self.history.group = group
+            self.chosen_speaker = ""
+            if self.history.messages:
+                self.history.messages[0]["name"] = group.members[0]
+
+    def choose_speaker(self, name: str) -> None:
+        """The group member who speaks next, until changed ("": the group's rule decides)."""
+        with self._lock:
+            group = self.history.group
+            if name and (group is None or name not in group.members):
+                raise GroupError(f"{name} is not in this chat's group")
+            self.chosen_speaker = name or ""
+
+    def set_authors_note(self, note: AuthorsNote | None) -> None:
+        with self._lock:
+            self.history.authors_note = note
+            self._save()
 
     # --- editing --------------------------------------------------------------------
     def remove_last(self) -> str:

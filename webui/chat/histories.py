@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from webui.chat import attachments
+from webui.chat.authors_note import AuthorsNote, note_from_json
+from webui.chat.group import Group, group_from_json
 from webui.errors import ErrorKind, UserError
 from webui.userdata.atomic import write_text_atomic
 from webui.userdata.folders import InvalidName, check_name
@@ -46,6 +48,8 @@ class ChatHistory:
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     titled_by_user: bool = False
+    group: Group | None = None  # a group chat's members and turn rule (chat/group.py)
+    authors_note: AuthorsNote | None = None  # the chat's author's note (chat/authors_note.py)
 
     def to_json(self) -> str:
         return json.dumps({"version": FORMAT_VERSION, **asdict(self)}, ensure_ascii=False, indent=1)
@@ -101,6 +105,8 @@ def _valid_messages(messages: Any) -> list[dict[str, Any]]:
         files = attachments.saved(m.get("attachments"))
         if files:
             kept["attachments"] = files  # files attached to a message (attachments.py)
+        if m["role"] == "assistant" and isinstance(m.get("name"), str) and m["name"]:
+            kept["name"] = m["name"]  # who spoke, in a group chat (chat/group.py)
         out.append(kept)
     return out
 
@@ -122,7 +128,8 @@ def history_from_data(data: Any, chat_id: str, character: str) -> ChatHistory:
         mode=str(data.get("mode") or "instruct"),
         messages=_valid_messages(data.get("messages", [])),
         created=float(data.get("created") or 0), updated=float(data.get("updated") or 0),
-        titled_by_user=bool(data.get("titled_by_user")))
+        titled_by_user=bool(data.get("titled_by_user")),
+        group=group_from_json(data.get("group")), authors_note=note_from_json(data.get("authors_note")))
 
 
 class HistoryStore:

@@ -29,7 +29,9 @@ from typing import Any
 
 from loaders.context_limit import overflow
 from webui.characters.character import Character
+from webui.chat.authors_note import AuthorsNote, with_note
 from webui.chat.context import ContextOverflow, TokenCounter, fit_history
+from webui.chat.group import GroupTurn
 from webui.chat.template_fallback import NO_FACTS, ModelFacts, choose_template
 from webui.chat.templates import (
     InstructionTemplate,
@@ -66,6 +68,8 @@ class ChatRequest:
     system_prompt: str = ""  # instruct mode's system message
     template: InstructionTemplate | None = None  # None: the model's own
     continue_last: bool = False  # extend the last assistant message
+    group: GroupTurn | None = None  # a group chat's turn: who speaks, who else is there (chat/group.py)
+    authors_note: AuthorsNote | None = None  # inserted at its depth from the end (chat/authors_note.py)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -78,8 +82,11 @@ class ChatRequest:
     def stop_strings(self, template: InstructionTemplate | None) -> tuple[str, ...]:
         """Where a reply ends besides the model's own end-of-turn token."""
         if self.mode == "chat":
-            return (f"\n{self.user_name}:", f"\n{self.character.name}:")
-        return template.stop if template is not None else ()
+            stops = (f"\n{self.user_name}:", f"\n{self.character.name}:")
+        else:
+            stops = template.stop if template is not None else ()
+        # A group member must not write the others' lines either.
+        return stops + (self.group.stop_strings(self.user_name) if self.group is not None else ())
 
 
 @dataclass
@@ -166,6 +173,8 @@ class _Templated:
             parts.append(f"You are {c.name}. Stay in character and write {c.name}'s next reply "
                          f"to {r.user_name}.")
             system = "\n\n".join(p for p in parts if p)
+        if r.group is not None:  # a group chat: the speaker, and a line on each other member
+            system = r.group.system_text(r.user_name, r.system_prompt)
         self.fixed = [{"role": "system", "content": system}] if system else []
         # Without a counter (rendering ahead, off the worker) nothing is measured.
         self.overhead = _role_overheads(self.template.source, counter, renderer) if counter is not None else {}
@@ -180,8 +189,11 @@ class _Templated:
     def call(self, start: int, fixed_only: bool = False) -> tuple[str, list[Message], bool]:
         """What render() gives the template: (source, messages, add_generation_prompt)."""
         r = self.request
-        kept = [] if fixed_only else [{"role": m["role"], "content": m["content"]} for m in r.messages[start:]]
         continuing = r.continue_last and not fixed_only
+        # The note's depth counts the history's messages, before a group's are named and merged.
+        noted = with_note([] if fixed_only else r.messages[start:], r.authors_note, continuing)
+        kept = r.group.template_messages(noted, r.user_name) if r.group is not None else \
+            [{"role": m["role"], "content": m["content"]} for m in noted]
         return self.template.source, self.fixed + kept, not continuing
 
     def render(self, start: int, fixed_only: bool = False) -> str:
@@ -238,6 +250,8 @@ class _Transcript:
         r, c = request, request.character
         parts = [r.system_prompt.strip(), c.persona(r.user_name), c.examples(r.user_name)]
         self.header = "\n\n".join(p for p in parts if p) + "\n\n"
+        if r.group is not None:
+            self.header = r.group.system_text(r.user_name, r.system_prompt, instruct=False) + "\n\n"
         self.names = {"user": r.user_name, "assistant": c.name, "system": "System"}
         self.name_cost = {role: counter.count(f"{name}: ") for role, name in self.names.items()}
 
@@ -249,14 +263,15 @@ class _Transcript:
         return i == 0 or self.request.messages[i]["role"] == "user"
 
     def _line(self, m: Message) -> str:
-        return f"{self.names.get(m['role'], m['role'])}: {m['content'].strip()}\n"
+        name = m.get("name") if m["role"] == "assistant" else None  # who spoke, in a group chat
+        return f"{name or self.names.get(m['role'], m['role'])}: {m['content'].strip()}\n"
 
     def render(self, start: int, fixed_only: bool = False) -> str:
         r = self.request
         me = self.names["assistant"]
         if fixed_only:
             return self.header + f"{me}:"
-        msgs = r.messages[start:]
+        msgs = with_note(r.messages[start:], r.authors_note, r.continue_last)
         if r.continue_last:
             body = "".join(self._line(m) for m in msgs[:-1])
             return self.header + body + f"{me}: {msgs[-1]['content'].strip()}"
