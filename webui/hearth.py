@@ -16,14 +16,16 @@ from webui.accounts.users import UserBook
 from webui.characters.store import CharacterStore
 from webui.chat.context import TokenCounters
 from webui.chat.conversation import ChatOptions, Conversation
-from webui.chat.histories import HistoryStore
+from webui.chat.histories import ChatHistory, HistoryStore
 from webui.chat.prompts import ChatRequest, Message, chat_prompt
 from webui.chat.reasoning import ReasoningFormat
+from webui.chat.search import SearchHit, search_chats
 from webui.chat.settings import SettingsStore
 from webui.chat.structured import require_grammar, response_format_grammar
 from webui.chat.template_fallback import TemplateChoice, model_facts, template_of
 from webui.chat.tool_calls import ToolCall
 from webui.chat.tools import ToolRequest, plan_tools, template_source, tool_chat_prompt
+from webui.chat.transfer import ImportedChat, import_file
 from webui.chat.turns import submit_chat_turn
 from webui.config import default_user_data
 from webui.errors import ErrorKind, UserError
@@ -289,6 +291,19 @@ class Hearth:
         user's), this app's queue and extensions."""
         space = self.space(user)
         return Conversation(space.characters, space.histories, self, self.extensions, options)
+
+    def search_chats(self, query: str, user: str | None = None) -> list[SearchHit]:
+        """The user's chats (default: the current user's) whose title or messages hold
+        every word of `query`, newest first, each hit with its context (chat/search.py)."""
+        return search_chats(self.space(user).data, query)
+
+    def import_chat(self, path: str | Path, character: str | None = None, fallback: str | None = None,
+                    user: str | None = None) -> tuple[ChatHistory, ImportedChat]:
+        """A Hearth, text-generation-webui or SillyTavern chat file saved as a new chat of
+        the user's (chat/transfer.py): with `character`, else the file's own if it exists,
+        else `fallback`. One-line TransferError, nothing written, for a bad file."""
+        space = self.space(user)
+        return import_file(space.histories, path, space.characters.names(), character, fallback)
 
     def embed(self, inputs: Sequence[str] | Sequence[Sequence[int]], model: str | None = None,
               dimensions: int | None = None) -> EmbeddingResult:

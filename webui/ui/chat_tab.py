@@ -9,7 +9,7 @@ call; this module only reads the controls and shows the result.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
@@ -26,7 +26,7 @@ from webui.chat.templates import (
 from webui.errors import UserError
 from webui.hearth import Hearth
 from webui.runtime.generation import Failed
-from webui.ui import tools_panel
+from webui.ui import chat_search, tools_panel
 from webui.ui.forms import values_to
 from webui.ui.notices import notice
 from webui.ui.session import BrowserSession
@@ -83,6 +83,8 @@ class ChatTab:
     save_template: gr.Button
     state: gr.State
     tools: tools_panel.ToolsPanel
+    search: chat_search.ChatSearch = field(kw_only=True)  # search across chats
+    transfer: chat_search.ChatTransfer = field(kw_only=True)  # export, import
 
     @property
     def option_inputs(self) -> list:
@@ -108,6 +110,7 @@ def layout(hearth: Hearth) -> ChatTab:
                                 scale=2, elem_id="chat-character")
         past = gr.Dropdown([], value=None, label="Past chats with this character", scale=3,
                            elem_id="chat-past")
+    search = chat_search.layout()
     chatbot = gr.Chatbot(label="Chat", height=480, elem_id="chat", buttons=["copy", "copy_all"],
                          editable="all", placeholder="Say hello to the model.")
     with gr.Row():
@@ -128,6 +131,7 @@ def layout(hearth: Hearth) -> ChatTab:
             title = gr.Textbox(label="Chat name", scale=4, elem_id="chat-title")
             rename = gr.Button("Rename", size="sm", scale=1, elem_id="chat-rename")
             delete = gr.Button("Delete chat", size="sm", variant="stop", scale=1, elem_id="chat-delete")
+        transfer = chat_search.transfer_layout()
     with gr.Accordion("System prompt, your name, instruction template", open=False):
         system_prompt = gr.Textbox(label="System prompt", lines=3, elem_id="chat-system",
                                    placeholder="Optional: instructions the model sees before the chat.")
@@ -143,7 +147,8 @@ def layout(hearth: Hearth) -> ChatTab:
         save_template = gr.Button("Save as the default template", size="sm", elem_id="chat-template-save")
     return ChatTab(chatbot, message, send, stop, regenerate, continue_, remove_last, clear, status,
                    mode, character, past, title, rename, delete, system_prompt, user_name, template,
-                   template_text, save_template, gr.State(ChatState()), tools)
+                   template_text, save_template, gr.State(ChatState()), tools,
+                   search=search, transfer=transfer)
 
 
 def shown(conv: Conversation) -> list[dict]:
@@ -398,6 +403,9 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
                      concurrency_limit=None, show_progress="hidden")
     tab.stop.click(stop, [tab.state, session], None, queue=False)
     tools_panel.wire(hearth, tab.tools, tab.state, tab.status, demo)
+    chat_search.wire(hearth, tab.search, tab.transfer, state=tab.state, options=opts, read_options=read_options,
+                     shown=shown, past_update=past_update, character=tab.character, chatbot=tab.chatbot,
+                     status=tab.status, past=tab.past, title=tab.title)
     tab.remove_last.click(remove_last, [tab.state, *opts], outputs, queue=False)
     tab.clear.click(new_chat, [tab.state, *opts], [tab.chatbot, tab.status, tab.past, tab.title], queue=False)
     tab.chatbot.clear(new_chat, [tab.state, *opts], [tab.chatbot, tab.status, tab.past, tab.title], queue=False)

@@ -1,0 +1,84 @@
+"""Search across chats, export and import in a real Chromium against a real server: a
+word from the text of a saved chat finds it and opens it; its export downloads as
+Hearth JSON; a SillyTavern file imports and opens. The chats are written beforehand
+through the real HistoryStore, so no reply has to be generated."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT, running_server
+from webui.chat.histories import HistoryStore
+
+BOT = "#chat [data-testid='bot']"
+STATUS_HAS = "s => document.querySelector('#chat-status').innerText.includes(s)"
+
+
+@pytest.fixture(scope="module")
+def user_data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("user_data")
+    (folder / "settings.yaml").write_text("mode: chat\ncharacter: Ember\n")
+    store = HistoryStore(folder / "histories")
+    for texts in (["How do tides work?", "The moon pulls the oceans."],
+                  ["Tell me about lighthouses", "The keeper trims the wick so the lamp never smokes."]):
+        h = store.new("Ember", "chat")
+        h.messages += [{"role": "user", "content": texts[0]}, {"role": "assistant", "content": texts[1]}]
+        store.save(h)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(user_data):
+    with running_server("--n-ctx", "2048", env={"HEARTH_USER_DATA": str(user_data)}) as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True)
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    pg.goto(server)
+    pg.wait_for_selector("#chat-input textarea")
+    pg.wait_for_function("() => document.querySelector('#chat-mode input:checked')?.value === 'chat'")
+    yield pg
+    context.close()
+
+
+def test_search_opens_a_chat_and_export_downloads_it(page, user_data):
+    page.fill("#chat-search textarea, #chat-search input", "WICK keeper")
+    page.press("#chat-search textarea, #chat-search input", "Enter")
+    hit = page.locator("#chat-search-results label", has_text="Tell me about lighthouses")
+    hit.wait_for()
+    assert "trims the wick" in hit.inner_text() and "Ember" in hit.inner_text()
+    assert page.locator("#chat-search-results label").count() == 1  # the tides chat lacks the words
+    hit.click()
+    page.wait_for_function(STATUS_HAS, arg="Opened “Tell me about lighthouses”")
+    page.wait_for_function("() => [...document.querySelectorAll(\"" + BOT + "\")]"
+                           ".some(e => e.innerText.includes('never smokes'))")
+
+    page.get_by_text("This chat", exact=True).click()
+    page.click("#chat-export-json")
+    link = page.wait_for_selector("#chat-export-file a")
+    with page.expect_download() as download:
+        link.click()
+    exported = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
+    saved = {p.stem: json.loads(p.read_text()) for p in (user_data / "histories" / "Ember").glob("*.json")}
+    assert exported["id"] in saved and exported["messages"] == saved[exported["id"]]["messages"]
+    assert exported["messages"][0]["content"] == "Tell me about lighthouses"
+
+
+def test_a_sillytavern_chat_imports_and_opens(page, user_data):
+    before = set((user_data / "histories" / "Ember").glob("*.json"))
+    page.get_by_text("This chat", exact=True).click()
+    page.set_input_files("#chat-import input[type=file]", str(ROOT / "tests/fixtures/chats/sillytavern.jsonl"))
+    page.wait_for_function(STATUS_HAS, arg="Imported")
+    # Seraphina is no character here: the chat goes to the one chosen in the Chat tab.
+    assert "from SillyTavern (3 messages, 1 hidden messages left out), a chat with Ember" \
+        in page.inner_text("#chat-status")
+    page.wait_for_function("() => [...document.querySelectorAll(\"" + BOT + "\")]"
+                           ".some(e => e.innerText.includes('The trees keep watch.'))")
+    (new,) = set((user_data / "histories" / "Ember").glob("*.json")) - before
+    assert json.loads(new.read_text())["messages"][1]["content"] == "Where am I? I <3 this place."
