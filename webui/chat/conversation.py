@@ -17,15 +17,19 @@ from typing import Any, Protocol
 from loaders.params import GenerationParams
 from webui.characters.character import Character, CharacterError
 from webui.characters.store import CharacterStore
+from webui.chat import provenance, versions
 from webui.chat.attachments import Attachment, AttachmentLimits, check_message, prompt_messages
 from webui.chat.authors_note import AuthorsNote
+from webui.chat.branches import branch
 from webui.chat.group import Group, GroupError, check_members, plan_turn, strip_own_name
 from webui.chat.histories import ChatHistory, ChatSummary, HistoryError, HistoryStore
+from webui.chat.impersonate import impersonation
 from webui.chat.prompts import ChatRequest
 from webui.chat.reasoning import DEFAULT_MARKERS, ReasoningFormat, split_reasoning
 from webui.chat.template_fallback import strip_markers
 from webui.chat.templates import MODEL_TEMPLATE, resolve_template
 from webui.runtime.generation import GenerationJob
+from webui.runtime.model_manager import ModelManager
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +54,15 @@ class Reply:
     base: str  # text already there (continue), the new text goes after it
     user_text: str | None  # the message that asked for it (send), to give back on refusal
     got_text: bool = False
+    options: ChatOptions | None = None  # what the controls said, for the reply's record
+    params: GenerationParams | None = None  # the samplers asked for, the seed picked
+    replaced: dict | None = None  # the reply a regenerate replaces: a version of it once done
 
 
 class ChatReplies(Protocol):
     """Starts a reply: the app's chat_turn, which runs the extensions' prompt hooks."""
+
+    models: ModelManager  # the loaded model, which Reproduce checks against a reply's record
 
     def chat_turn(self, request: ChatRequest, params: GenerationParams) -> GenerationJob: ...
 
@@ -169,6 +178,7 @@ class Conversation:
         self.history.mode = options.mode
         # The request holds a snapshot: the reply placeholder below is not part of it.
         request.messages = [dict(m) for m in request.messages]
+        params = provenance.with_seed(params)  # the seed is picked here, so the record has it
         job = self.replies.chat_turn(request, params)
         if continue_last:
             base = self.history.messages[-1]["content"].rstrip()
@@ -176,7 +186,7 @@ class Conversation:
             base = ""
             speaker = {"name": request.group.speaker.name} if request.group is not None else {}
             self.history.messages.append({"role": "assistant", "content": "", **speaker})
-        self.reply = Reply(job, base, user_text)
+        self.reply = Reply(job, base, user_text, options=options, params=params)
         return self.reply
 
     def send(self, text: str, options: ChatOptions, params: GenerationParams,
@@ -206,12 +216,19 @@ class Conversation:
         new one is complete."""
         with self._lock:
             self.stop()
+            self._drop_empty_reply()
             msgs = self.history.messages
             if not msgs or (msgs[-1]["role"] == "assistant" and len(msgs) == 1):
                 raise HistoryError("nothing to regenerate")
-            if msgs[-1]["role"] == "assistant":
-                msgs.pop()
-            return self._start(options, params, False, None)
+            replaced = msgs.pop() if msgs[-1]["role"] == "assistant" else None
+            try:
+                reply = self._start(options, params, False, None)
+            except Exception:
+                if replaced is not None:
+                    msgs.append(replaced)
+                raise
+            reply.replaced = replaced  # kept as a version (chat/versions.py)
+            return reply
 
     def continue_reply(self, options: ChatOptions, params: GenerationParams) -> Reply:
         with self._lock:
@@ -257,10 +274,14 @@ class Conversation:
                 msgs[-1]["content"] = strip_markers(msgs[-1]["content"], built.stop if built else ()).rstrip()
                 if not msgs[-1]["content"] and not reply.base and not msgs[-1].get("reasoning_content"):
                     msgs.pop()
-                elif not failed and msgs[-1]["content"]:
-                    # Extensions' modify_output hooks, with what modify_prompt left for them.
-                    msgs[-1]["content"] = self.hooks.modify_output(
-                        msgs[-1]["content"], getattr(reply.job, "extension_prompt", None))
+                else:
+                    if not failed and msgs[-1]["content"]:
+                        # Extensions' modify_output hooks, with what modify_prompt left for them.
+                        msgs[-1]["content"] = self.hooks.modify_output(
+                            msgs[-1]["content"], getattr(reply.job, "extension_prompt", None))
+                    self._record(msgs[-1], reply)
+            if reply.replaced is not None:
+                versions.settle(msgs, reply.replaced)
             if failed and not reply.got_text and reply.user_text is not None \
                     and msgs and msgs[-1]["role"] == "user" and msgs[-1]["content"] == reply.user_text:
                 msgs.pop()
@@ -277,7 +298,59 @@ class Conversation:
         msgs = self.history.messages
         if self.reply is not None and msgs and msgs[-1]["role"] == "assistant" and not msgs[-1]["content"]:
             msgs.pop()
+        if self.reply is not None and self.reply.replaced is not None:
+            versions.settle(msgs, self.reply.replaced)  # an abandoned regenerate loses no version
         self.reply = None
+
+    def _record(self, message: dict, reply: Reply) -> None:
+        """Save with the reply what made it (chat/provenance.py)."""
+        o = reply.options
+        if o is None:
+            return
+        record = provenance.build_record(
+            getattr(reply.job, "ran_on", None), reply.params, mode=o.mode, template=o.template,
+            custom_template=o.custom_template, character=self.character.name if self.character else "",
+            user_name=o.user_name, system_prompt=o.system_prompt,
+            extensions=getattr(reply.job, "extensions_on", ()))
+        if record is None:
+            return
+        if reply.base:
+            record["continued"] = True  # only the continuation's: Reproduce makes a whole new reply
+        message["provenance"] = record
+
+    # --- versions, branches, impersonate (chat/versions.py, branches.py, provenance.py) --
+    def swipe(self, step: int) -> tuple[int, int]:
+        """Show the last reply's previous (-1) or next (+1) version; (shown, how many)."""
+        with self._lock:
+            if self.reply is not None:
+                raise versions.VersionError("a reply is being written: stop it first")
+            shown = versions.swipe(self.history.messages, step)
+            self._save()
+            return shown
+
+    def reproduce(self, params: GenerationParams) -> Reply:
+        """Regenerate the last reply with exactly its record (model, samplers, seed,
+        template, mode); the result becomes a new version of it."""
+        with self._lock:
+            reply = versions.last_reply(self.history.messages)
+            record = reply.get("provenance")
+            provenance.check_reproducible(record, self.replies.models.current)
+            return self.regenerate(ChatOptions(**provenance.record_chat(record)),
+                                   provenance.record_params(record))
+
+    def branch(self, index: int) -> None:
+        """Continue in a new chat holding this one's messages up to `index`."""
+        with self._lock:
+            self.stop()
+            self._drop_empty_reply()
+            self.history = branch(self.histories, self.history, index)
+
+    def impersonate(self, draft: str, options: ChatOptions, params: GenerationParams) -> GenerationJob:
+        """The model writes the user's next message, going on from `draft`; nothing is
+        added to the chat (the face puts the text in the input box)."""
+        with self._lock:
+            request = impersonation(self._request(options), draft)
+            return self.replies.chat_turn(request, provenance.with_seed(params))
 
     # --- group chats, the author's note (chat/group.py, chat/authors_note.py) -------------
     def start_group(self, group: Group, options: ChatOptions) -> None:

@@ -21,6 +21,8 @@ from typing import Any
 from webui.chat import attachments
 from webui.chat.authors_note import AuthorsNote, note_from_json
 from webui.chat.group import Group, group_from_json
+from webui.chat.provenance import valid_record
+from webui.chat.versions import read_versions
 from webui.errors import ErrorKind, UserError
 from webui.userdata.atomic import write_text_atomic
 from webui.userdata.folders import InvalidName, check_name
@@ -50,6 +52,8 @@ class ChatHistory:
     titled_by_user: bool = False
     group: Group | None = None  # a group chat's members and turn rule (chat/group.py)
     authors_note: AuthorsNote | None = None  # the chat's author's note (chat/authors_note.py)
+    # A branch's source (chat/branches.py): {"id", "title", "message": index}; None otherwise.
+    branched_from: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps({"version": FORMAT_VERSION, **asdict(self)}, ensure_ascii=False, indent=1)
@@ -70,11 +74,13 @@ class ChatSummary:
     title: str
     updated: float
     messages: int
+    branched_from: str = ""  # the title of the chat this one branched from
 
     @property
     def label(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.updated))
-        return f"{self.title} · {when} · {self.messages} messages"
+        origin = f" · ⑂ from “{self.branched_from}”" if self.branched_from else ""
+        return f"{self.title} · {when} · {self.messages} messages{origin}"
 
 
 def new_chat_id() -> str:
@@ -102,6 +108,10 @@ def _valid_messages(messages: Any) -> list[dict[str, Any]]:
             if isinstance(m.get("tool_events"), list) else []
         if calls:
             kept["tool_events"] = calls  # the tool calls of a reply (webui/ui/tools_panel.py)
+        record = valid_record(m.get("provenance"))
+        if record is not None:
+            kept["provenance"] = record  # what made the reply (chat/provenance.py)
+        read_versions(m, kept, _valid_tool_event)  # a reply's other versions (chat/versions.py)
         files = attachments.saved(m.get("attachments"))
         if files:
             kept["attachments"] = files  # files attached to a message (attachments.py)
@@ -118,6 +128,16 @@ def _valid_tool_event(c: Any) -> bool:
         and isinstance(c.get("seconds"), (int, float)) and not isinstance(c.get("seconds"), bool)
 
 
+def _valid_origin(origin: Any) -> dict[str, Any] | None:
+    """A saved `branched_from` as this version reads it; None for anything else."""
+    if not isinstance(origin, dict) or not isinstance(origin.get("id"), str) \
+            or not isinstance(origin.get("title"), str):
+        return None
+    index = origin.get("message")
+    return {"id": origin["id"], "title": origin["title"],
+            "message": index if isinstance(index, int) and not isinstance(index, bool) else 0}
+
+
 def history_from_data(data: Any, chat_id: str, character: str) -> ChatHistory:
     """A chat file's parsed JSON as a ChatHistory (what a saved chat and an imported
     Hearth export both go through). Raises ValueError/TypeError for a malformed one."""
@@ -129,7 +149,8 @@ def history_from_data(data: Any, chat_id: str, character: str) -> ChatHistory:
         messages=_valid_messages(data.get("messages", [])),
         created=float(data.get("created") or 0), updated=float(data.get("updated") or 0),
         titled_by_user=bool(data.get("titled_by_user")),
-        group=group_from_json(data.get("group")), authors_note=note_from_json(data.get("authors_note")))
+        group=group_from_json(data.get("group")), authors_note=note_from_json(data.get("authors_note")),
+        branched_from=_valid_origin(data.get("branched_from")))
 
 
 class HistoryStore:
@@ -194,7 +215,8 @@ class HistoryStore:
                 except HistoryError as e:
                     log.warning("%s", e)
                     continue
-                cached = (stamp, ChatSummary(h.id, h.title, h.updated, len(h.messages)))
+                cached = (stamp, ChatSummary(h.id, h.title, h.updated, len(h.messages),
+                                             (h.branched_from or {}).get("title", "")))
                 self._summaries[path] = cached
             out.append(cached[1])
         return sorted(out, key=lambda s: (s.updated, s.id), reverse=True)

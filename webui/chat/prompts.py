@@ -43,6 +43,10 @@ from webui.chat.templates import (
 Message = dict[str, Any]  # {"role": "system" | "user" | "assistant", "content": str}
 MODES = ("chat", "chat-instruct", "instruct")
 DEFAULT_OVERHEAD = 8  # tokens a template adds around a message, when probing fails
+# Put after an impersonated user's draft, then cut off with everything after it, so the
+# user's turn is left open whatever the template writes after a message (no real text
+# holds this private-use character).
+IMPERSONATE_MARK = "\ue000impersonate\ue000"
 
 
 def chat_prompt(chat_template: str | None, messages: Sequence[Message],
@@ -68,6 +72,7 @@ class ChatRequest:
     system_prompt: str = ""  # instruct mode's system message
     template: InstructionTemplate | None = None  # None: the model's own
     continue_last: bool = False  # extend the last assistant message
+    impersonate: bool = False  # write the user's next message after the last one, the user's draft
     group: GroupTurn | None = None  # a group chat's turn: who speaks, who else is there (chat/group.py)
     authors_note: AuthorsNote | None = None  # inserted at its depth from the end (chat/authors_note.py)
 
@@ -78,6 +83,8 @@ class ChatRequest:
             raise ValueError(f"{self.mode} mode needs a character")
         if self.continue_last and (not self.messages or self.messages[-1]["role"] != "assistant"):
             raise ValueError("there is no reply to continue")
+        if self.impersonate and (not self.messages or self.messages[-1]["role"] != "user"):
+            raise ValueError("impersonate needs the user's draft as the last message")
 
     def stop_strings(self, template: InstructionTemplate | None) -> tuple[str, ...]:
         """Where a reply ends besides the model's own end-of-turn token."""
@@ -189,11 +196,13 @@ class _Templated:
     def call(self, start: int, fixed_only: bool = False) -> tuple[str, list[Message], bool]:
         """What render() gives the template: (source, messages, add_generation_prompt)."""
         r = self.request
-        continuing = r.continue_last and not fixed_only
+        continuing = (r.continue_last or r.impersonate) and not fixed_only
         # The note's depth counts the history's messages, before a group's are named and merged.
         noted = with_note([] if fixed_only else r.messages[start:], r.authors_note, continuing)
         kept = r.group.template_messages(noted, r.user_name) if r.group is not None else \
             [{"role": m["role"], "content": m["content"]} for m in noted]
+        if r.impersonate and kept:  # where the user's open turn is cut (render)
+            kept[-1] = {**kept[-1], "content": kept[-1]["content"] + IMPERSONATE_MARK}
         return self.template.source, self.fixed + kept, not continuing
 
     def render(self, start: int, fixed_only: bool = False) -> str:
@@ -201,6 +210,8 @@ class _Templated:
         text = self.renderer.render(source, convo, add_generation_prompt)
         if add_generation_prompt:
             return text
+        if self.request.impersonate and IMPERSONATE_MARK in text:
+            return text[:text.rfind(IMPERSONATE_MARK)]
         # Continuing: cut after the reply's text, so the model goes on where it
         # stopped rather than after the template's end-of-turn marker.
         last = convo[-1]["content"]
@@ -271,7 +282,11 @@ class _Transcript:
         me = self.names["assistant"]
         if fixed_only:
             return self.header + f"{me}:"
-        msgs = with_note(r.messages[start:], r.authors_note, r.continue_last)
+        msgs = with_note(r.messages[start:], r.authors_note, r.continue_last or r.impersonate)
+        if r.impersonate:
+            draft = msgs[-1]["content"].strip()
+            return self.header + "".join(self._line(m) for m in msgs[:-1]) + f"{r.user_name}:" + \
+                (f" {draft}" if draft else "")
         if r.continue_last:
             body = "".join(self._line(m) for m in msgs[:-1])
             return self.header + body + f"{me}: {msgs[-1]['content'].strip()}"

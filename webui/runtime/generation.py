@@ -116,6 +116,7 @@ class GenerationJob:
     extension_prompt: Any = None
     logprobs: LogprobsRequest | None = None
     owner: str = LOCAL_OWNER  # whose request: the queue takes turns between owners
+    ran_on: LoadedModel | None = None  # the model that ran it, once it runs (a reply's record reads it)
     _events: queue.SimpleQueue[Event] = field(default_factory=queue.SimpleQueue)
     _ended: threading.Event = field(default_factory=threading.Event)
 
@@ -320,6 +321,7 @@ class GenerationEngine:
         start = time.perf_counter()
         stats = GenerationStats(queued_seconds=start - job.submitted_at)
         model = loaded.model  # the caller holds it (manager.use()) while this runs
+        job.ran_on = loaded
         ids = model.encode(job.prompt) if isinstance(job.prompt, str) else list(job.prompt)
         stats.prompt_tokens = len(ids)
         if not ids:
