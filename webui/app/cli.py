@@ -6,7 +6,7 @@ import logging
 import sys
 
 from loaders.fields import SettingError
-from webui.app import advise_cli, download_cli, server, users_cli
+from webui.app import advise_cli, chats_cli, download_cli, server, users_cli
 from webui.app.flags import apply_chat_flags, build_parser, check_network_safety, settings_from_args
 
 
@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
         return download_cli.main(argv[1:])
     if argv[:1] == ["advise"]:
         return advise_cli.main(argv[1:])
+    if argv[:1] == ["chats"]:
+        return chats_cli.main(argv[1:])
     if argv[:1] == ["users"]:
         return users_cli.main(argv[1:])
     parser = build_parser()
