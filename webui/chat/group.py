@@ -218,7 +218,7 @@ def speaker_label(message: Message) -> str:
     return f"**{name}:** " if name else ""
 
 
-def unlabel(text: str, message: Message) -> str:
-    """An edited bubble's text without the speaker's label the bubble showed."""
-    label = speaker_label(message)
+def unlabel(text: str, messages: Sequence[Message], index: int) -> str:
+    """An edited bubble's text (message `index`) without the speaker's label it showed."""
+    label = speaker_label(messages[index]) if 0 <= index < len(messages) else ""
     return text[len(label):] if label and text.startswith(label) else text

@@ -16,6 +16,7 @@ import gradio as gr
 
 from loaders.params import GenerationParams
 from webui.chat.conversation import ChatOptions, Conversation, Reply
+from webui.chat.group import speaker_label, unlabel
 from webui.chat.settings import MODES
 from webui.chat.templates import (
     BUILTIN_TEMPLATES,
@@ -26,7 +27,7 @@ from webui.chat.templates import (
 from webui.errors import UserError
 from webui.hearth import Hearth
 from webui.runtime.generation import Failed
-from webui.ui import chat_search, tools_panel
+from webui.ui import chat_group, chat_search, tools_panel
 from webui.ui.forms import values_to
 from webui.ui.notices import notice
 from webui.ui.session import BrowserSession
@@ -85,6 +86,7 @@ class ChatTab:
     tools: tools_panel.ToolsPanel
     search: chat_search.ChatSearch = field(kw_only=True)  # search across chats
     transfer: chat_search.ChatTransfer = field(kw_only=True)  # export, import
+    group: chat_group.GroupPanel | None = None  # group chat, author's note (chat_group.py)
 
     @property
     def option_inputs(self) -> list:
@@ -126,6 +128,7 @@ def layout(hearth: Hearth) -> ChatTab:
         clear = gr.Button("New chat", size="sm", elem_id="chat-clear")
     status = gr.Markdown("", elem_id="chat-status")
     tools = tools_panel.layout(hearth)
+    group = chat_group.layout(hearth)
     with gr.Accordion("This chat", open=False):
         with gr.Row(equal_height=True):
             title = gr.Textbox(label="Chat name", scale=4, elem_id="chat-title")
@@ -148,7 +151,7 @@ def layout(hearth: Hearth) -> ChatTab:
     return ChatTab(chatbot, message, send, stop, regenerate, continue_, remove_last, clear, status,
                    mode, character, past, title, rename, delete, system_prompt, user_name, template,
                    template_text, save_template, gr.State(ChatState()), tools,
-                   search=search, transfer=transfer)
+                   search=search, transfer=transfer, group=group)
 
 
 def shown(conv: Conversation) -> list[dict]:
@@ -173,7 +176,7 @@ def _displayed(messages: list[dict], streaming: bool) -> list[tuple[int | None, 
             out.append((None, tools_panel.event_block(record)))
         if m.get("tool_events") and not m["content"]:
             continue
-        out.append((i, {"role": m["role"], "content": m["content"]}))
+        out.append((i, {"role": m["role"], "content": speaker_label(m) + m["content"]}))  # a group's: named
     return out
 
 
@@ -327,7 +330,8 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
         if index is None:
             return shown(conv), "The thinking is the model's own; edit the reply instead."
         try:
-            conv.edit(index, data.value if isinstance(data.value, str) else str(data.value))
+            text = data.value if isinstance(data.value, str) else str(data.value)
+            conv.edit(index, unlabel(text, conv.messages, index))  # without a group reply's name
         except USER_ERRORS as e:
             return shown(conv), notice(e)
         return shown(conv), "Message edited."
@@ -403,6 +407,9 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
                      concurrency_limit=None, show_progress="hidden")
     tab.stop.click(stop, [tab.state, session], None, queue=False)
     tools_panel.wire(hearth, tab.tools, tab.state, tab.status, demo)
+    if tab.group is not None:
+        chat_group.wire(hearth, tab.group, tab.state, opts, tab.chatbot, tab.status, tab.character, tab.past,
+                        read_options, shown, past_update)
     chat_search.wire(hearth, tab.search, tab.transfer, state=tab.state, options=opts, read_options=read_options,
                      shown=shown, past_update=past_update, character=tab.character, chatbot=tab.chatbot,
                      status=tab.status, past=tab.past, title=tab.title)

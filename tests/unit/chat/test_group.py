@@ -132,8 +132,9 @@ def test_plan_turn_reads_the_members_and_refuses_instruct_mode(tmp_path):
 def test_a_reply_loses_its_own_name_prefix_and_an_edit_its_label():
     assert strip_own_name("Sage: Hoo.", "Sage") == "Hoo."
     assert strip_own_name("Ember: hi", "Sage") == "Ember: hi"
-    assert unlabel("**Sage:** Hoo, edited", said("Sage")) == "Hoo, edited"
-    assert unlabel("plain", said(None)) == "plain"
+    assert unlabel("**Sage:** Hoo, edited", [said("Sage")], 0) == "Hoo, edited"
+    assert unlabel("plain", [said(None)], 0) == "plain"
+    assert unlabel("**Sage:** x", [said("Sage")], 3) == "**Sage:** x"  # no such message: the edit refuses it
 
 
 def test_the_group_and_speakers_are_kept_in_the_chat_file_and_old_files_still_open(tmp_path):
