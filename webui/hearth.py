@@ -13,6 +13,7 @@ from loaders.params import GenerationParams
 from webui.accounts.access import Accounts
 from webui.accounts.current import current_user
 from webui.accounts.users import UserBook
+from webui.characters.lorebooks import LorebookStore
 from webui.characters.store import CharacterStore
 from webui.chat.context import TokenCounters
 from webui.chat.conversation import ChatOptions, Conversation
@@ -290,7 +291,8 @@ class Hearth:
         """A new chat for one browser session, on its user's stores (default: the current
         user's), this app's queue and extensions."""
         space = self.space(user)
-        return Conversation(space.characters, space.histories, self, self.extensions, options)
+        return Conversation(space.characters, space.histories, self, self.extensions, options,
+                            LorebookStore(space.data.lorebooks))
 
     def search_chats(self, query: str, user: str | None = None) -> list[SearchHit]:
         """The user's chats (default: the current user's) whose title or messages hold

@@ -52,6 +52,13 @@ class TokenCounter:
                 self._counts.popitem(last=False)
         return n
 
+    def estimate(self, text: str) -> int:
+        """The cached count, else ~4 characters a token, without tokenizing: for texts a
+        turn does not use (the budget view's dropped history), so its work stays bounded."""
+        with self._lock:
+            n = self._counts.get(text)
+        return n if n is not None else len(text) // 4
+
     def encode(self, text: str) -> list[int]:
         """The real token ids of a whole prompt (not cached: prompts change every turn)."""
         return list(self._encode(text))

@@ -16,14 +16,17 @@ from typing import Any, Protocol
 
 from loaders.params import GenerationParams
 from webui.characters.character import Character, CharacterError
+from webui.characters.lorebooks import LorebookStore
 from webui.characters.store import CharacterStore
 from webui.chat import provenance, versions
 from webui.chat.attachments import Attachment, AttachmentLimits, check_message, prompt_messages
 from webui.chat.authors_note import AuthorsNote
 from webui.chat.branches import branch
+from webui.chat.budget import keep_budget
 from webui.chat.group import Group, GroupError, check_members, plan_turn, strip_own_name
 from webui.chat.histories import ChatHistory, ChatSummary, HistoryError, HistoryStore
 from webui.chat.impersonate import impersonation
+from webui.chat.lore import chat_lorebooks
 from webui.chat.prompts import ChatRequest
 from webui.chat.reasoning import DEFAULT_MARKERS, ReasoningFormat, split_reasoning
 from webui.chat.template_fallback import strip_markers
@@ -88,8 +91,9 @@ def reasoning_format(job: GenerationJob) -> ReasoningFormat:
 
 class Conversation:
     def __init__(self, characters: CharacterStore, histories: HistoryStore, replies: ChatReplies,
-                 hooks: TextHooks, options: ChatOptions):
+                 hooks: TextHooks, options: ChatOptions, lorebooks: LorebookStore | None = None):
         self.characters = characters
+        self.lorebooks = lorebooks  # the user's standalone lorebooks a chat may choose
         self.histories = histories
         self.replies = replies
         self.hooks = hooks
@@ -175,6 +179,7 @@ class Conversation:
     def _start(self, options: ChatOptions, params: GenerationParams, continue_last: bool,
                user_text: str | None) -> Reply:
         request = self._request(options, continue_last)
+        request.lorebooks = chat_lorebooks(request.character, self.history.lorebooks, self.lorebooks)
         self.history.mode = options.mode
         # The request holds a snapshot: the reply placeholder below is not part of it.
         request.messages = [dict(m) for m in request.messages]
@@ -268,6 +273,7 @@ class Conversation:
             self.reply = None
             msgs = self.history.messages
             if msgs and msgs[-1]["role"] == "assistant":
+                keep_budget(msgs[-1], reply.job)  # how its context was spent, shown under it
                 # The stop strings keep the template's markers out; a marker begun when
                 # the token limit cut the reply is taken off here.
                 built = getattr(reply.job.prompt, "built", None)
@@ -374,6 +380,12 @@ class Conversation:
     def set_authors_note(self, note: AuthorsNote | None) -> None:
         with self._lock:
             self.history.authors_note = note
+            self._save()
+
+    def choose_lorebooks(self, names: list[str]) -> None:
+        """The standalone lorebooks this chat uses (saved with it)."""
+        with self._lock:
+            self.history.lorebooks = list(names)
             self._save()
 
     # --- editing --------------------------------------------------------------------

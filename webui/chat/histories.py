@@ -20,7 +20,9 @@ from typing import Any
 
 from webui.chat import attachments
 from webui.chat.authors_note import AuthorsNote, note_from_json
+from webui.chat.budget import saved_budget
 from webui.chat.group import Group, group_from_json
+from webui.chat.lore import saved_names
 from webui.chat.provenance import valid_record
 from webui.chat.versions import read_versions
 from webui.errors import ErrorKind, UserError
@@ -50,6 +52,7 @@ class ChatHistory:
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     titled_by_user: bool = False
+    lorebooks: list[str] = field(default_factory=list)  # the standalone lorebooks it uses (chat/lore.py)
     group: Group | None = None  # a group chat's members and turn rule (chat/group.py)
     authors_note: AuthorsNote | None = None  # the chat's author's note (chat/authors_note.py)
     # A branch's source (chat/branches.py): {"id", "title", "message": index}; None otherwise.
@@ -108,6 +111,9 @@ def _valid_messages(messages: Any) -> list[dict[str, Any]]:
             if isinstance(m.get("tool_events"), list) else []
         if calls:
             kept["tool_events"] = calls  # the tool calls of a reply (webui/ui/tools_panel.py)
+        budget = saved_budget(m.get("context_budget"))
+        if budget is not None:
+            kept["context_budget"] = budget  # how the reply's context was spent (chat/budget.py)
         record = valid_record(m.get("provenance"))
         if record is not None:
             kept["provenance"] = record  # what made the reply (chat/provenance.py)
@@ -148,7 +154,7 @@ def history_from_data(data: Any, chat_id: str, character: str) -> ChatHistory:
         mode=str(data.get("mode") or "instruct"),
         messages=_valid_messages(data.get("messages", [])),
         created=float(data.get("created") or 0), updated=float(data.get("updated") or 0),
-        titled_by_user=bool(data.get("titled_by_user")),
+        titled_by_user=bool(data.get("titled_by_user")), lorebooks=saved_names(data.get("lorebooks")),
         group=group_from_json(data.get("group")), authors_note=note_from_json(data.get("authors_note")),
         branched_from=_valid_origin(data.get("branched_from")))
 

@@ -29,9 +29,12 @@ from typing import Any
 
 from loaders.context_limit import overflow
 from webui.characters.character import Character
+from webui.characters.lorebook import Lorebook
 from webui.chat.authors_note import AuthorsNote, with_note
+from webui.chat.budget import ContextBudget, PromptShare, measure_budget
 from webui.chat.context import ContextOverflow, TokenCounter, fit_history
 from webui.chat.group import GroupTurn
+from webui.chat.lore import NO_LORE, LoreSelection, select_lore
 from webui.chat.template_fallback import NO_FACTS, ModelFacts, choose_template
 from webui.chat.templates import (
     InstructionTemplate,
@@ -75,6 +78,8 @@ class ChatRequest:
     impersonate: bool = False  # write the user's next message after the last one, the user's draft
     group: GroupTurn | None = None  # a group chat's turn: who speaks, who else is there (chat/group.py)
     authors_note: AuthorsNote | None = None  # inserted at its depth from the end (chat/authors_note.py)
+    lorebooks: Sequence[Lorebook] = ()  # the character's and the chat's (chat/lore.py picks entries)
+    shares: Sequence[PromptShare] = ()  # other features' text in the prompt, for the budget view
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -103,6 +108,8 @@ class ChatPrompt:
     first_kept: int  # messages before this index were left out to fit the context
     stop: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
+    budget: ContextBudget | None = None  # how the context was spent (chat/budget.py)
+    lore: LoreSelection = NO_LORE  # the lorebook entries inserted
 
     @property
     def dropped(self) -> int:
@@ -120,9 +127,10 @@ def build_chat_prompt(request: ChatRequest, counter: TokenCounter, model_templat
     ChatTemplateError when the template fails or runs past its limits."""
     budget = context_length - reserve
     renderer = renderer if renderer is not None else TemplateRenderer()
-    shape = (_Transcript if request.mode == "chat" else _Templated)(request, counter, model_template, renderer,
-                                                                    facts)
     messages = request.messages
+    lore = select_lore(request.lorebooks, messages, counter.count, context_length) if request.lorebooks else NO_LORE
+    shape = (_Transcript if request.mode == "chat" else _Templated)(request, counter, model_template, renderer,
+                                                                    facts, lore)
     fixed = counter.count(shape.render(len(messages), fixed_only=True))
     window = fit_history(len(messages), shape.cost, budget - fixed, shape.can_start_at)
     start = window.start
@@ -136,7 +144,13 @@ def build_chat_prompt(request: ChatRequest, counter: TokenCounter, model_templat
     too_long = overflow(len(ids), context_length, reserve)
     if too_long is not None:
         raise ContextOverflow(too_long)
-    return ChatPrompt(text, ids, start, request.stop_strings(shape.template))
+    budget = measure_budget(counter.count, context_length=context_length, prompt_tokens=len(ids),
+                            system_prompt=request.system_prompt, character=shape.character_text,
+                            lore=[(i.label, i.tokens) for i in lore.inserted],
+                            kept=[m["content"] for m in messages[start:]],
+                            dropped=[m["content"] for m in messages[:start]], shares=request.shares,
+                            reply_reserve=reserve, estimate=counter.estimate, lore_left_out=lore.over_budget)
+    return ChatPrompt(text, ids, start, request.stop_strings(shape.template), budget=budget, lore=lore)
 
 
 def prerender_chat_prompt(request: ChatRequest, model_template: str | None,
@@ -148,7 +162,9 @@ def prerender_chat_prompt(request: ChatRequest, model_template: str | None,
     worker, without rendering again."""
     if request.mode == "chat":
         return  # a plain transcript: no template
-    shape = _Templated(request, None, model_template, renderer, facts)
+    # Every triggered lorebook entry: the budget needs the tokenizer, and usually keeps them all.
+    shape = _Templated(request, None, model_template, renderer, facts, select_lore(request.lorebooks,
+                                                                                   request.messages))
     n = len(request.messages)
     renderer.prepare([*_probe_calls(shape.template.source), shape.call(n, fixed_only=True), shape.call(0)])
 
@@ -163,22 +179,28 @@ class _Templated:
     """instruct and chat-instruct: messages through the instruction template."""
 
     def __init__(self, request: ChatRequest, counter: TokenCounter | None, model_template: str | None,
-                 renderer: TemplateRenderer, facts: ModelFacts):
+                 renderer: TemplateRenderer, facts: ModelFacts, lore: LoreSelection = NO_LORE):
         self.request = request
         self.counter = counter
         self.renderer = renderer
         self.template = request.template or choose_template(model_template, facts).template
         r = request
+        before, after = lore.text("before_char"), lore.text("after_char")
         if r.mode == "instruct":
-            system = r.system_prompt.strip()
+            self.character_text = ""
+            system = "\n\n".join(p for p in (r.system_prompt.strip(), before, after) if p)
         else:
             c = r.character
-            parts = [r.system_prompt.strip(), c.persona(r.user_name)]
+            persona = c.persona(r.user_name)
+            character = [persona]
             examples = c.examples(r.user_name)
             if examples:
-                parts.append(f"Example dialogue:\n{examples}")
-            parts.append(f"You are {c.name}. Stay in character and write {c.name}'s next reply "
-                         f"to {r.user_name}.")
+                character.append(f"Example dialogue:\n{examples}")
+            character.append(f"You are {c.name}. Stay in character and write {c.name}'s next reply "
+                             f"to {r.user_name}.")
+            self.character_text = "\n\n".join(p for p in character if p)
+            # The lorebook goes before or after the character's description (as the entry says).
+            parts = [r.system_prompt.strip(), before, persona, after, *character[1:]]
             system = "\n\n".join(p for p in parts if p)
         if r.group is not None:  # a group chat: the speaker, and a line on each other member
             system = r.group.system_text(r.user_name, r.system_prompt)
@@ -255,11 +277,13 @@ class _Transcript:
     template = None
 
     def __init__(self, request: ChatRequest, counter: TokenCounter, model_template: str | None,
-                 renderer: TemplateRenderer, facts: ModelFacts):
+                 renderer: TemplateRenderer, facts: ModelFacts, lore: LoreSelection = NO_LORE):
         self.request = request
         self.counter = counter
         r, c = request, request.character
-        parts = [r.system_prompt.strip(), c.persona(r.user_name), c.examples(r.user_name)]
+        persona, examples = c.persona(r.user_name), c.examples(r.user_name)
+        self.character_text = "\n\n".join(p for p in (persona, examples) if p)
+        parts = [r.system_prompt.strip(), lore.text("before_char"), persona, lore.text("after_char"), examples]
         self.header = "\n\n".join(p for p in parts if p) + "\n\n"
         if r.group is not None:
             self.header = r.group.system_text(r.user_name, r.system_prompt, instruct=False) + "\n\n"

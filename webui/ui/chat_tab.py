@@ -27,7 +27,7 @@ from webui.chat.templates import (
 from webui.errors import UserError
 from webui.hearth import Hearth
 from webui.runtime.generation import Failed
-from webui.ui import chat_group, chat_search, tools_panel
+from webui.ui import chat_budget, chat_group, chat_lore, chat_search, tools_panel
 from webui.ui.forms import values_to
 from webui.ui.notices import notice
 from webui.ui.session import BrowserSession
@@ -87,6 +87,7 @@ class ChatTab:
     search: chat_search.ChatSearch = field(kw_only=True)  # search across chats
     transfer: chat_search.ChatTransfer = field(kw_only=True)  # export, import
     group: chat_group.GroupPanel | None = None  # group chat, author's note (chat_group.py)
+    lore: chat_lore.LorePanel | None = None  # the chat's lorebooks (chat_lore.py)
 
     @property
     def option_inputs(self) -> list:
@@ -128,6 +129,7 @@ def layout(hearth: Hearth) -> ChatTab:
         clear = gr.Button("New chat", size="sm", elem_id="chat-clear")
     status = gr.Markdown("", elem_id="chat-status")
     tools = tools_panel.layout(hearth)
+    lore = chat_lore.layout()
     group = chat_group.layout(hearth)
     with gr.Accordion("This chat", open=False):
         with gr.Row(equal_height=True):
@@ -151,7 +153,7 @@ def layout(hearth: Hearth) -> ChatTab:
     return ChatTab(chatbot, message, send, stop, regenerate, continue_, remove_last, clear, status,
                    mode, character, past, title, rename, delete, system_prompt, user_name, template,
                    template_text, save_template, gr.State(ChatState()), tools,
-                   search=search, transfer=transfer, group=group)
+                   search=search, transfer=transfer, group=group, lore=lore)
 
 
 def shown(conv: Conversation) -> list[dict]:
@@ -177,6 +179,9 @@ def _displayed(messages: list[dict], streaming: bool) -> list[tuple[int | None, 
         if m.get("tool_events") and not m["content"]:
             continue
         out.append((i, {"role": m["role"], "content": speaker_label(m) + m["content"]}))  # a group's: named
+        budget = chat_budget.budget_block(m.get("context_budget"))  # how its context was spent, under it
+        if budget is not None:
+            out.append((None, budget))
     return out
 
 
@@ -407,6 +412,7 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
                      concurrency_limit=None, show_progress="hidden")
     tab.stop.click(stop, [tab.state, session], None, queue=False)
     tools_panel.wire(hearth, tab.tools, tab.state, tab.status, demo)
+    chat_lore.wire(tab.lore, tab.state, tab.status, tab.past, demo)
     if tab.group is not None:
         chat_group.wire(hearth, tab.group, tab.state, opts, tab.chatbot, tab.status, tab.character, tab.past,
                         read_options, shown, past_update)

@@ -71,6 +71,10 @@ class UserData:
         return self.root / "presets"
 
     @property
+    def lorebooks(self) -> Path:
+        return self.root / "lorebooks"  # standalone lorebooks (world info), one JSON file each
+
+    @property
     def settings_file(self) -> Path:
         return self.root / "settings.yaml"
 
