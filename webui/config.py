@@ -59,6 +59,9 @@ class ServerSettings:
                                     "longest text a UI box takes", minimum=1, group=API_GROUP)
     max_queue: int = setting(64, "refuse API requests (429) while this many wait in the queue", minimum=1,
                              group=API_GROUP)
+    # The queue takes turns between users; this bounds what one user can pile up in it.
+    max_queue_per_user: int = setting(16, "refuse a user's requests (429 in the API, a notice in the UI) while "
+                                      "this many of theirs wait in the queue", minimum=1, group=API_GROUP)
     max_upload_mb: float = setting(100.0, "largest file the UI takes as an upload, in MiB", minimum=0,
                                    exclusive_minimum=True, metavar="MB", group=SERVER_GROUP)
     # A client that sends its request slowly holds a connection and its buffers: every

@@ -103,7 +103,9 @@ def start_extensions(hearth: Hearth, settings: ServerSettings) -> None:
 
 
 def create_hearth(settings: ServerSettings) -> Hearth:
-    return Hearth(settings.models_dir, user_data_dir=settings.user_data)
+    hearth = Hearth(settings.models_dir, user_data_dir=settings.user_data)
+    hearth.engine.per_owner_limit = settings.max_queue_per_user
+    return hearth
 
 
 def serve(settings: ServerSettings, args: argparse.Namespace) -> int:

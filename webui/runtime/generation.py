@@ -198,6 +198,9 @@ class GenerationEngine:
     def __init__(self, manager: ModelManager, per_owner_limit: int | None = None):
         self.manager = manager
         self._jobs: FairQueue[GenerationJob | ExclusiveTask | None] = FairQueue(per_owner_limit)
+        # Whose request is being submitted, asked in the submitting thread (the app sets
+        # the current user's name); a request with no owner of its own gets this.
+        self.owner_of: Callable[[], str] = lambda: LOCAL_OWNER
         self._in_flight = 0  # replies running beside each other (a concurrent model's)
         self._in_flight_lock = threading.Lock()
         # The latest finished replies, oldest first (the stats extension plots them).
@@ -206,9 +209,10 @@ class GenerationEngine:
         self._worker.start()
 
     def submit(self, prompt: str | Sequence[int], params: GenerationParams,
-               logprobs: LogprobsRequest | None = None, owner: str = LOCAL_OWNER) -> GenerationJob:
-        """Queue a reply for `owner`; raises QueueFull (a UserError) when they already
-        have per_owner_limit replies waiting."""
+               logprobs: LogprobsRequest | None = None, owner: str | None = None) -> GenerationJob:
+        """Queue a reply for `owner` (default: owner_of()); raises QueueFull (a
+        UserError) when they already have per_owner_limit replies waiting."""
+        owner = owner or self.owner_of()
         job = GenerationJob(prompt, params, logprobs=logprobs, owner=owner)
         self._jobs.put(job, owner)
         return job
