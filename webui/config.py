@@ -36,7 +36,8 @@ class ServerSettings:
     models_dir: str = setting("models", "where your models live", metavar="DIR", group=SERVER_GROUP)
     host: str = setting("127.0.0.1", "address to bind (with --listen: 0.0.0.0 unless given)", group=SERVER_GROUP)
     port: int = setting(DEFAULT_PORT, "port", minimum=1, maximum=65535, group=SERVER_GROUP)
-    listen: bool = setting(False, "serve on the network (every interface, or --host); requires --auth and --api-key",
+    listen: bool = setting(False, "serve on the network (every interface, or --host); requires users "
+                           "('hearth users add') or --auth, and API keys ('hearth users key') or --api-key",
                            group=SERVER_GROUP)
     # A DNS-rebinding page reaches a loopback server under its own name: the Host header
     # tells such a request apart, so only the names the server is really served as pass.
@@ -44,8 +45,16 @@ class ServerSettings:
         (), "comma-separated extra host names the server answers to, e.g. a reverse proxy's name ('*': any); "
         "always allowed: 127.0.0.1, localhost, [::1], --host, and with --listen this machine's names and "
         "any IP address", separator=",", metavar="NAMES", group=SERVER_GROUP)
-    auth: str | None = setting(None, "USER:PASSWORD for the UI login", env="HEARTH_AUTH",
+    auth: str | None = setting(None, "USER:PASSWORD for the UI login: one admin user (more users: "
+                               "'hearth users add')", env="HEARTH_AUTH",
                                metavar="USER:PASSWORD", group=SERVER_GROUP)
+    session_hours: float = setting(12.0, "hours a UI login lasts; then the browser must log in again", minimum=0,
+                                   exclusive_minimum=True, metavar="H", group=SERVER_GROUP)
+    # Without TLS a password typed on another machine crosses the LAN readable by anyone on it.
+    ssl_certfile: str | None = setting(None, "TLS certificate (PEM) to serve https with, e.g. for --listen",
+                                       metavar="FILE", group=SERVER_GROUP)
+    ssl_keyfile: str | None = setting(None, "the TLS certificate's private key (PEM)", metavar="FILE",
+                                      group=SERVER_GROUP)
     api_key: str | None = setting(
         None, "key that API clients must send as 'Authorization: Bearer KEY'; without it the API "
         "is open to this machine only", env="HEARTH_API_KEY", metavar="KEY", group=API_GROUP)

@@ -1,6 +1,7 @@
 """Chat with your files: retrieval-augmented chat over .txt, .md and .pdf files."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from webui.extensions.api import ExtensionContext, Prompt, Quote
@@ -16,25 +17,39 @@ DESCRIPTION = ("Chat with your files: each message brings the best-matching pass
 DEFAULT_TOP_K = 3
 DEFAULT_MIN_SCORE = 0.25  # cosine similarity; unrelated text scores about 0-0.15
 
-_state: dict = {"library": None, "last_prompt": []}
+# Everything is per user (ctx.user: the user of the request being served): each has
+# their own library, in their own data folder, and their own last prompt, so nobody
+# sees another's files, prompt or passages.
+_state: dict = {"ctx": None, "libraries": {}, "last_prompt": {}}
+_opening = threading.Lock()  # two first requests of one user open one library
 
 
 def _library() -> DocumentLibrary:  # noqa: F821 (imported in setup: NumPy is heavy)
-    library = _state["library"]
-    if library is None:
+    ctx = _state["ctx"]
+    if ctx is None:
         raise DocumentError("the documents extension is off: switch it on in the Extensions tab")
+    from .library import DocumentLibrary
+
+    with _opening:
+        library = _state["libraries"].get(ctx.user)
+        if library is None:
+            library = _state["libraries"][ctx.user] = DocumentLibrary(ctx.data_dir, ctx.embed, ctx.save_file)
     return library
 
 
-def setup(ctx: ExtensionContext) -> None:
-    from .library import DocumentLibrary
+def last_prompt() -> list[tuple[str, str | None]]:
+    """What the model saw in the current user's last message, in pieces (text, origin)."""
+    ctx = _state["ctx"]
+    return list(_state["last_prompt"].get(ctx.user, [])) if ctx is not None else []
 
+
+def setup(ctx: ExtensionContext) -> None:
     ctx.embed(["warm-up"])  # loads the built-in model now: a one-line install hint if it is missing
-    _state["library"] = DocumentLibrary(ctx.data_dir, ctx.embed, ctx.save_file)
+    _state.update(ctx=ctx, libraries={}, last_prompt={})
 
 
 def teardown(ctx: ExtensionContext) -> None:
-    _state["library"] = None
+    _state.update(ctx=None, libraries={}, last_prompt={})
 
 
 def search_documents(query: str, count: int = 3) -> str:
@@ -59,7 +74,7 @@ def tools(ctx: ExtensionContext) -> list:
 
 
 def modify_prompt(prompt: Prompt, ctx: ExtensionContext) -> Prompt | None:
-    if prompt.kind != "chat" or _state["library"] is None:
+    if prompt.kind != "chat" or _state["ctx"] is None:
         return None
     for message in prompt.messages:
         if message.get("role") == "assistant":
@@ -75,7 +90,7 @@ def modify_prompt(prompt: Prompt, ctx: ExtensionContext) -> Prompt | None:
     last["content"] = "".join(text for text, _ in pieces)
     prompt.quotes.extend(Quote(ctx.name, hit.passage.label, hit.passage.text) for hit in hits)
     prompt.notes[ctx.name] = [hit.passage.label for hit in hits]
-    _state["last_prompt"] = pieces
+    _state["last_prompt"][ctx.user] = pieces
     return prompt
 
 
@@ -87,7 +102,7 @@ def modify_output(text: str, prompt: Prompt, ctx: ExtensionContext) -> str:
 def ui_tab(ctx: ExtensionContext) -> None:
     from .tab import build_tab
 
-    build_tab(ctx, _library, _state)
+    build_tab(ctx, _library, last_prompt)
 
 
 def api_router(ctx: ExtensionContext):

@@ -39,17 +39,19 @@ def last_prompt_value(pieces: list[tuple[str, str | None]]) -> list[tuple[str, s
     return out
 
 
-def build_tab(ctx: ExtensionContext, library: Callable[[], DocumentLibrary], state: dict) -> None:
+def build_tab(ctx: ExtensionContext, library: Callable[[], DocumentLibrary],
+              last_prompt: Callable[[], list[tuple[str, str | None]]]) -> None:
+    """Built once for every browser: it starts empty and fills in, for the user who
+    opens it, when the tab is selected (never with whoever's data was there at build)."""
     from . import script
 
     gr.Markdown(INTRO)
     upload = gr.File(label="Add files (.txt, .md, .pdf)", file_count="multiple", file_types=list(FILE_TYPES),
                      elem_id="documents-upload")
     status = gr.Markdown("", elem_id="documents-status")
-    rows, names = _rows(library)
-    table = gr.Dataframe(value=rows, headers=["File", "Passages"], interactive=False, elem_id="documents-list")
+    table = gr.Dataframe(value=[], headers=["File", "Passages"], interactive=False, elem_id="documents-list")
     with gr.Row(equal_height=True):
-        chosen = gr.Dropdown(names, value=None, label="Remove a file", scale=3, elem_id="documents-remove-choice")
+        chosen = gr.Dropdown([], value=None, label="Remove a file", scale=3, elem_id="documents-remove-choice")
         remove = gr.Button("Remove", size="sm", scale=1, elem_id="documents-remove")
     with gr.Row():
         top_k = gr.Slider(1, 8, value=int(ctx.get_setting("top_k", script.DEFAULT_TOP_K)), step=1,
@@ -57,14 +59,14 @@ def build_tab(ctx: ExtensionContext, library: Callable[[], DocumentLibrary], sta
         min_score = gr.Slider(0.0, 1.0, value=float(ctx.get_setting("min_score", script.DEFAULT_MIN_SCORE)),
                               step=0.05, label="Least similarity to use a passage",
                               info="0.25 skips passages unrelated to the message", elem_id="documents-min-score")
-    seen = gr.HighlightedText(value=last_prompt_value(state["last_prompt"]), show_legend=True,
+    seen = gr.HighlightedText(value=[], show_legend=True,
                               label="What the model saw in the last message (text from files is marked)",
                               elem_id="documents-last-prompt",
                               color_map={HEARTH: "gray", YOURS: "green"})
 
     def refresh():
         rows, names = _rows(library)
-        return rows, gr.update(choices=names, value=None), last_prompt_value(state["last_prompt"])
+        return rows, gr.update(choices=names, value=None), last_prompt_value(last_prompt())
 
     def add(paths):
         if not paths:

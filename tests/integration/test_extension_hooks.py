@@ -131,7 +131,7 @@ def test_documents_answers_from_an_uploaded_file_with_its_source(hearth, extensi
     # The saved question is the user's own; the file text went to the model only.
     assert conv.messages[-2]["content"] == "Who built the lighthouse on Maple Island?"
     # What the UI marks: Hearth's note, the passage (by source), the user's words.
-    origins = [origin for _, origin in documents._state["last_prompt"]]
+    origins = [origin for _, origin in documents.last_prompt()]
     assert origins == [None, "lighthouse.md, lines 1-5", None, "user"]
 
     # A PDF passage is cited by page; an unrelated message brings no passage at all.

@@ -37,7 +37,7 @@ def migrate_single_user(data: UserData, admin: str) -> list[str]:
     for name in found:
         os.replace(data.root / name, staging / name)
     os.replace(staging, target)
-    log.warning("moved the single-user data (%s) from %s to %s: it is now user %r's",
+    log.warning("moved the single-user data (%s) from %s to %s: it now belongs to user %r",
                 ", ".join(found), data.root, target, admin)
     return found
 

@@ -51,7 +51,7 @@ def install_api(app: FastAPI, hearth: Hearth, settings: ServerSettings, upload_p
     # the key is refused before a byte of its body is read, then the body is bounded.
     app.add_middleware(BodySizeLimit, max_bytes=int(settings.max_request_mb * MIB), timeout=settings.body_timeout,
                        larger={path: (int(settings.max_upload_mb * MIB), "--max-upload-mb") for path in upload_paths})
-    app.add_middleware(APIKeyGate, api_key=settings.api_key, prefixes=API_PREFIXES)
+    app.add_middleware(APIKeyGate, api_key=settings.api_key, prefixes=API_PREFIXES, accounts=hearth.accounts)
     app.add_middleware(APICors, origins=settings.cors_origins, prefixes=API_PREFIXES)
 
 

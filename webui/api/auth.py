@@ -15,13 +15,16 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 from starlette.datastructures import Headers
 
-from webui.api.deps import get_settings
+from webui.accounts.access import Accounts
+from webui.accounts.current import acting_as, current_user
+from webui.api.deps import get_hearth, get_settings
 from webui.api.errors import APIError
 from webui.api.responses import send_refusal
 from webui.config import ServerSettings, env_name
+from webui.hearth import Hearth
 
-_bearer = HTTPBearer(auto_error=False, description=f"The key given to Hearth with --api-key "
-                     f"(or {env_name('api_key')}); not needed when Hearth runs without one.")
+_bearer = HTTPBearer(auto_error=False, description=f"A user's key ('hearth users key NAME') or the key given "
+                     f"to Hearth with --api-key (or {env_name('api_key')}); not needed when Hearth runs without keys.")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
@@ -49,28 +52,62 @@ def key_problem(given: str, expected: str | None) -> APIError | None:
     return None
 
 
+def identify(given: str, api_key: str | None, accounts: Accounts | None) -> tuple[str | None, APIError | None]:
+    """(the user a key belongs to, None) or (None, why it may not pass). Without any key
+    set (no --api-key, no user with a key) every request passes as the local user."""
+    if accounts is None or not accounts.keys_required:
+        return None, key_problem(given, api_key)
+    if not given:
+        return None, key_problem(given, "required")
+    user = accounts.user_for_key(given)
+    if user is None and api_key and keys_match(given, api_key):
+        user = accounts.first_admin()
+    if user is None:
+        return None, APIError(401, "the API key is wrong", code="invalid_api_key", headers=_CHALLENGE)
+    return user, None
+
+
+def _accounts(request: Request) -> Accounts | None:
+    hearth = getattr(request.app.state, "hearth", None)
+    return getattr(hearth, "accounts", None)
+
+
 def require_api_key(request: Request, _credentials=Depends(_bearer),
                     settings: ServerSettings = Depends(get_settings)) -> None:
-    """Lets a request through only with the right key (any request, when none is set)."""
-    problem = key_problem(given_key(request.headers), settings.api_key)
+    """Lets a request through only with a right key (any request, when none is set)."""
+    _, problem = identify(given_key(request.headers), settings.api_key, _accounts(request))
     if problem is not None:
         raise problem
 
 
-class APIKeyGate:
-    """ASGI middleware: on the API's paths, no key, no body read. CORS preflights
-    carry no key by design and are answered before this (webui.api.cors)."""
+def require_admin(hearth: Hearth = Depends(get_hearth)) -> None:
+    """The model routes: only an admin's key (403, one line, otherwise)."""
+    user = current_user()
+    if not hearth.is_admin(user):
+        raise APIError(403, f"only an admin's API key may load, unload or change models; this key belongs "
+                       f"to {user!r}", code="forbidden")
 
-    def __init__(self, app, api_key: str | None, prefixes: tuple[str, ...]):
+
+class APIKeyGate:
+    """ASGI middleware: on the API's paths, no key, no body read; with a key, the
+    request runs as the key's user (`current_user()`). CORS preflights carry no key
+    by design and are answered before this (webui.api.cors)."""
+
+    def __init__(self, app, api_key: str | None, prefixes: tuple[str, ...], accounts: Accounts | None = None):
         self.app = app
         self.api_key = api_key
         self.prefixes = prefixes
+        self.accounts = accounts
 
     async def __call__(self, scope, receive, send):
-        if self.api_key and scope["type"] == "http" and scope["path"].startswith(self.prefixes):
-            problem = key_problem(given_key(Headers(scope=scope)), self.api_key)
+        if scope["type"] == "http" and scope["path"].startswith(self.prefixes):
+            user, problem = identify(given_key(Headers(scope=scope)), self.api_key, self.accounts)
             if problem is not None:
                 await send_refusal(send, problem.status, problem.message, problem.code,
                                    [(b"www-authenticate", b"Bearer")])
+                return
+            if user is not None:
+                with acting_as(user):
+                    await self.app(scope, receive, send)
                 return
         await self.app(scope, receive, send)

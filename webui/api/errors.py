@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from webui.api.schemas import ErrorResponse
 from webui.errors import ErrorKind, UserError
 
-_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
+_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error", 404: "invalid_request_error",
           409: "invalid_request_error", 413: "invalid_request_error", 422: "invalid_request_error",
           429: "rate_limit_error", 503: "server_error"}
 
@@ -67,6 +67,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in {400: "The request cannot be served as asked (one-line reason).",
                          401: "Missing or wrong API key.",
+                         403: "The key's user may not do this (the model routes take an admin's key).",
                          413: "The request body or prompt is too large.",
                          422: "A parameter is missing, unknown or out of range (one-line reason).",
                          429: "The generation queue is full; try again later.",

@@ -10,6 +10,7 @@ import loaders
 from loaders.base import LoadError
 from loaders.fields import to_dict
 from loaders.lora import MAX_ADAPTERS
+from webui.api.auth import require_admin
 from webui.api.deps import get_hearth
 from webui.api.errors import APIError
 from webui.api.schemas import (
@@ -45,6 +46,8 @@ def model_info(hearth) -> ModelInfo:
 
 
 router = APIRouter()
+# Every /v1/internal/model/ route: only an admin's key loads, unloads or lists models.
+ADMIN_ONLY = [Depends(require_admin)]
 
 
 @router.get("/v1/models", response_model=ModelList, tags=["OpenAI-compatible"],
@@ -64,20 +67,20 @@ def get_model(model_id: str, hearth: Hearth = Depends(get_hearth)) -> ModelCard:
     return ModelCard(id=loaded.name)
 
 
-@router.get("/v1/internal/model/info", response_model=ModelInfo, tags=["Models"],
+@router.get("/v1/internal/model/info", dependencies=ADMIN_ONLY, response_model=ModelInfo, tags=["Models"],
             summary="The loaded model, its options and the queue")
 def info(hearth: Hearth = Depends(get_hearth)) -> ModelInfo:
     return model_info(hearth)
 
 
-@router.get("/v1/internal/model/list", response_model=ModelChoiceList, tags=["Models"],
+@router.get("/v1/internal/model/list", dependencies=ADMIN_ONLY, response_model=ModelChoiceList, tags=["Models"],
             summary="Models that can be loaded, and the loaders")
 def list_choices(hearth: Hearth = Depends(get_hearth)) -> ModelChoiceList:
     return ModelChoiceList(models=[ModelChoiceCard(name=c.label, loader=c.loader)
                                    for c in hearth.model_choices()], loaders=loaders.names())
 
 
-@router.post("/v1/internal/model/load", response_model=ModelInfo, tags=["Models"],
+@router.post("/v1/internal/model/load", dependencies=ADMIN_ONLY, response_model=ModelInfo, tags=["Models"],
              summary="Load a model (waits for the reply being generated, if any)")
 async def load(body: LoadModelRequest, hearth: Hearth = Depends(get_hearth)) -> ModelInfo:
     try:
@@ -99,7 +102,7 @@ class SetLoraRequest(BaseModel):
         "[] removes them all."))
 
 
-@router.post("/v1/internal/model/lora", response_model=ModelInfo, tags=["Models"],
+@router.post("/v1/internal/model/lora", dependencies=ADMIN_ONLY, response_model=ModelInfo, tags=["Models"],
              summary="Set the loaded model's LoRA adapters without reloading it (waits for the reply being "
                      "generated, if any)")
 async def set_lora(body: SetLoraRequest, hearth: Hearth = Depends(get_hearth)) -> ModelInfo:
@@ -111,7 +114,7 @@ async def set_lora(body: SetLoraRequest, hearth: Hearth = Depends(get_hearth)) -
     return model_info(hearth)
 
 
-@router.post("/v1/internal/model/unload", response_model=ModelInfo, tags=["Models"],
+@router.post("/v1/internal/model/unload", dependencies=ADMIN_ONLY, response_model=ModelInfo, tags=["Models"],
              summary="Unload the model and free its memory")
 async def unload(hearth: Hearth = Depends(get_hearth)) -> ModelInfo:
     await anyio.to_thread.run_sync(hearth.unload_model)

@@ -14,8 +14,10 @@ from typing import Any
 import loaders
 from loaders.fields import SettingError, SettingSpec, build, describe, validate
 from webui import __version__
+from webui.accounts.users import UserBook
 from webui.chat.settings import ChatSettings, SettingsStore, chat_flags
 from webui.config import ENVIRONMENT, LOOPBACK_HOSTS, SERVER_GROUP, ServerSettings, env_name, environment_settings
+from webui.errors import UserError
 from webui.userdata.folders import UserData
 
 log = logging.getLogger(__name__)
@@ -148,10 +150,21 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | No
 
 def check_network_safety(settings: ServerSettings) -> str | None:
     """Binding beyond loopback without a login would hand the machine to the LAN."""
+    try:
+        users = UserBook(UserData.at(settings.user_data).users_file).users()
+    except UserError as e:  # a damaged users file: never serve as if there were no users
+        return str(e)
+    if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
+        return "give both --ssl-certfile and --ssl-keyfile, or neither"
+    for path in (settings.ssl_certfile, settings.ssl_keyfile):
+        if path and not Path(path).expanduser().is_file():
+            return f"cannot serve https: {path} is not a file"
     if settings.listen:
         missing = [what for what, ok in (
-            (f"--auth USER:PASSWORD for the UI login (or {env_name('auth')})", settings.auth),
-            (f"--api-key KEY for the API (or {env_name('api_key')})", settings.api_key)) if not ok]
+            (f"users ('hearth users add NAME') or --auth USER:PASSWORD for the UI login (or {env_name('auth')})",
+             settings.auth or users),
+            (f"API keys ('hearth users key NAME') or --api-key KEY for the API (or {env_name('api_key')})",
+             settings.api_key or any(u.key_hash for u in users))) if not ok]
         if missing:
             return (f"refusing to serve on the network without authentication: add {' and '.join(missing)}; "
                     "or drop --listen to stay on 127.0.0.1")

@@ -1,4 +1,4 @@
-"""The UI's login (--auth USER:PASSWORD), hardened around Gradio's own.
+"""The UI's login (the users file, or --auth USER:PASSWORD), hardened around Gradio's own.
 
 - `LoginThrottle.check` is what Gradio asks (its `auth` may be an async callable):
   failed logins are answered later and later, per client address and per user name,
@@ -7,6 +7,8 @@
 - `UILoginGate` (ASGI) refuses a UI request with a body before it is read unless it
   carries a logged-in session, so a client that has not logged in cannot make the
   server buffer anything; and it tells the throttle which address is logging in.
+- `SessionTokens` puts Gradio's logged-in tokens in Hearth's `Sessions`, so a UI
+  session expires (--session-hours), ends at /logout, and ends when its user is removed.
 
 Plain asyncio and ASGI, no web framework."""
 from __future__ import annotations
@@ -14,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
+
+from webui.accounts.sessions import Sessions
 
 LOGIN_PATHS = ("/login", "/login/")
 BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
@@ -41,10 +45,15 @@ class LoginThrottle:
     MAX_TRACKED = 10_000  # keys remembered, so a flood of names cannot grow memory for ever
     NAME_CHARS = 128  # of a typed name, kept as its key: a guesser's megabyte names are not stored
 
-    def __init__(self, user: str, password: str, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, user: str | None = None, password: str | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 verify: Callable[[str, str], bool] | None = None):
+        """Either one `user` and `password`, or `verify(name, password)` (the users file,
+        through Accounts.check_password: scrypt, run off the event loop)."""
         self.user = user
         self.password = password
         self.clock = clock
+        self.verify = verify
         self._failures: dict[tuple[str, str], tuple[int, float]] = {}  # oldest failure first
         self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
 
@@ -62,8 +71,12 @@ class LoginThrottle:
         """Gradio's auth callable: whether this name and password log in."""
         keys = (("address", CLIENT_ADDRESS.get()), ("user", username[:self.NAME_CHARS]))
         async with self._turns(keys):
-            # Both compared in full, whatever the first says, so timing tells nothing.
-            right = _same(username, self.user) & _same(password, self.password)
+            if self.verify is not None:
+                # scrypt takes ~50 ms of CPU: in a thread, so the event loop never waits on it.
+                right = await asyncio.to_thread(self.verify, username, password)
+            else:
+                # Both compared in full, whatever the first says, so timing tells nothing.
+                right = _same(username, self.user or "") & _same(password, self.password or "")
             if right:
                 for key in keys:
                     self._failures.pop(key, None)
@@ -101,6 +114,34 @@ class LoginThrottle:
             del self._locks[key]
         else:
             self._locks[key] = (lock, users - 1)
+
+
+class SessionTokens(MutableMapping):
+    """Gradio's table of logged-in tokens (`app.tokens`: token -> user name), kept in
+    Hearth's `Sessions` instead of a plain dict: Gradio's own login adds to it and its
+    /logout deletes from it, and every lookup Gradio makes (the page, the queue, the
+    login gate) now finds nothing for an expired session or a removed user."""
+
+    def __init__(self, sessions: Sessions):
+        self.sessions = sessions
+
+    def __getitem__(self, token: str) -> str:
+        user = self.sessions.user_of(token) if isinstance(token, str) else None
+        if user is None:
+            raise KeyError(token)
+        return user
+
+    def __setitem__(self, token: str, user: str) -> None:
+        self.sessions.start(user, token)
+
+    def __delitem__(self, token: str) -> None:
+        self.sessions.end(token)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.sessions.tokens())
+
+    def __len__(self) -> int:
+        return len(self.sessions.tokens())
 
 
 def _cookies(scope) -> dict[str, str]:

@@ -13,14 +13,19 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from loaders.base import LoadError  # noqa: E402
 from webui import __version__  # noqa: E402
+from webui.accounts.access import Accounts  # noqa: E402
+from webui.accounts.migration import migrate_single_user  # noqa: E402
+from webui.accounts.sessions import Sessions  # noqa: E402
+from webui.accounts.users import UserBook  # noqa: E402
 from webui.app.connections import bounded_h11_protocol  # noqa: E402
 from webui.app.flags import loader_options_from_args  # noqa: E402
 from webui.app.guards import RequestGuard  # noqa: E402
 from webui.app.hosts import ServedHosts  # noqa: E402
 from webui.app.load_bar import load_bar  # noqa: E402
-from webui.app.login import LoginThrottle, UILoginGate, parse_auth  # noqa: E402
+from webui.app.login import LoginThrottle, SessionTokens, UILoginGate, parse_auth  # noqa: E402
 from webui.config import ServerSettings  # noqa: E402
 from webui.hearth import Hearth  # noqa: E402
+from webui.userdata.folders import UserData  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +53,21 @@ def create_app(hearth: Hearth, settings: ServerSettings):
     # The API's routers and extensions' own routes (/extensions/NAME/), before Gradio
     # takes "/"; install_api puts hearth and settings on app.state for the routes.
     install_api(app, hearth, settings, upload_paths=(GRADIO_UPLOAD_PATH,))
-    throttle = LoginThrottle(*parse_auth(settings.auth)) if settings.auth else None
+    accounts = hearth.accounts
+    # A Hearth made in code (the tests) has no shortcuts yet: the settings' are the ones served.
+    if settings.auth and accounts.shortcut is None:
+        accounts.shortcut = parse_auth(settings.auth)
+    if settings.api_key and not accounts.api_key:
+        accounts.api_key = settings.api_key
+    throttle = LoginThrottle(verify=accounts.check_password) if accounts.login_required else None
     gr.mount_gradio_app(app, build_ui(hearth, max_text_chars=settings.max_prompt_chars), path="/",
                         auth=throttle.check if throttle else None, css=CSS, ssr_mode=False, footer_links=[],
                         max_file_size=int(settings.max_upload_mb * MIB))
     if throttle is not None:
+        # Gradio's own token table, kept in Sessions: they expire, /logout ends them, and
+        # a user removed with `hearth users remove` is logged out at the next request.
+        sessions = Sessions(settings.session_hours * 3600, user_exists=accounts.exists)
+        gradio_app_of(app).tokens = SessionTokens(sessions)
         app.add_middleware(UILoginGate, logged_in=gradio_session_check(app), exempt=API_PREFIXES)
     # Outermost: a request must name this server and come from no other web page.
     app.add_middleware(RequestGuard, hosts=ServedHosts.for_settings(settings), cors_origins=settings.cors_origins,
@@ -64,12 +79,17 @@ def _log_refusal(line: str) -> None:
     log.warning("refused %s", line)
 
 
+def gradio_app_of(app):
+    """The Gradio app mounted at "/" on `app`."""
+    from starlette.routing import Mount
+
+    return next(route.app for route in app.routes if isinstance(route, Mount) and route.path == "")
+
+
 def gradio_session_check(app):
     """Whether a request's cookies hold a live session of the Gradio app mounted on
     `app`: the cookie names and token table Gradio's own login check reads."""
-    from starlette.routing import Mount
-
-    gradio_app = next(route.app for route in app.routes if isinstance(route, Mount) and route.path == "")
+    gradio_app = gradio_app_of(app)
     names = (f"access-token-{gradio_app.cookie_id}", f"access-token-unsecure-{gradio_app.cookie_id}")
 
     def logged_in(cookies: dict[str, str]) -> bool:
@@ -102,10 +122,30 @@ def start_extensions(hearth: Hearth, settings: ServerSettings) -> None:
         print(f"hearth: {problem}", file=sys.stderr, flush=True)
 
 
+def accounts_for(settings: ServerSettings) -> Accounts:
+    """The users file in --user-data, with --auth and --api-key as one-user and one-key
+    shortcuts. With users in the file, the single-user data becomes the first admin's
+    (once, logged)."""
+    data = UserData.at(settings.user_data)
+    accounts = Accounts(UserBook(data.users_file), parse_auth(settings.auth) if settings.auth else None,
+                        settings.api_key)
+    if accounts.separate:
+        migrate_single_user(data, accounts.first_admin())
+    return accounts
+
+
 def create_hearth(settings: ServerSettings) -> Hearth:
-    hearth = Hearth(settings.models_dir, user_data_dir=settings.user_data)
+    hearth = Hearth(settings.models_dir, user_data_dir=settings.user_data, accounts=accounts_for(settings))
     hearth.engine.per_owner_limit = settings.max_queue_per_user
     return hearth
+
+
+def clear_text_warning(settings: ServerSettings) -> str | None:
+    """Said once at start-up: on the network without TLS, anyone on the LAN can read a login."""
+    if settings.listen and not settings.ssl_certfile:
+        return ("warning: serving on the network without TLS: passwords, session cookies and API keys cross it "
+                "in clear text; add --ssl-certfile and --ssl-keyfile")
+    return None
 
 
 def serve(settings: ServerSettings, args: argparse.Namespace) -> int:
@@ -118,8 +158,13 @@ def serve(settings: ServerSettings, args: argparse.Namespace) -> int:
     app = create_app(hearth, settings)
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     shown = f"[{shown}]" if ":" in shown else shown
-    print(f"hearth: serving on http://{shown}:{settings.port}", flush=True)
+    tls = bool(settings.ssl_certfile)
+    warning = clear_text_warning(settings)
+    if warning:
+        print(f"hearth: {warning}", file=sys.stderr, flush=True)
+    print(f"hearth: serving on {'https' if tls else 'http'}://{shown}:{settings.port}", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
+                ssl_certfile=settings.ssl_certfile, ssl_keyfile=settings.ssl_keyfile,
                 http=bounded_h11_protocol(settings.max_connections_per_client, settings.header_timeout),
                 # An idle keep-alive connection is closed after 5 s; h11 refuses headers over 16 KiB.
                 timeout_keep_alive=5, h11_max_incomplete_event_size=16 * 1024)

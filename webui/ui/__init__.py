@@ -7,6 +7,7 @@ import gradio as gr
 from webui.config import ServerSettings
 from webui.hearth import Hearth
 from webui.ui import (
+    accounts,
     advisor_tab,
     character_tab,
     chat_tab,
@@ -16,6 +17,7 @@ from webui.ui import (
     notebook_tab,
     parameters_tab,
 )
+from webui.ui.accounts import use_event_users
 from webui.ui.session import BrowserSession
 
 CSS = """
@@ -47,7 +49,9 @@ def _bounded(preprocess, max_chars: int, label: str | None):
 
 def build_ui(hearth: Hearth, max_text_chars: int = ServerSettings.max_prompt_chars) -> gr.Blocks:
     """The whole UI; no text box takes more than `max_text_chars` (a prompt's limit)."""
+    use_event_users()  # a handler's current_user() is the Gradio event's logged-in user
     with gr.Blocks(title="Hearth") as demo:
+        who = accounts.header(hearth)
         session = gr.State(BrowserSession())
         with gr.Tab("Chat", id="chat"):
             chat = chat_tab.layout(hearth)
@@ -77,5 +81,9 @@ def build_ui(hearth: Hearth, max_text_chars: int = ServerSettings.max_prompt_cha
         advisor_tab.wire(hearth, advisor)
         extensions_tab.wire(hearth, extensions, ext_tabs, demo)
         hearth.extensions.add_fault_listener(extensions_tab.warn_browser)
+        # Models, downloads and extension switches are an admin's: hidden from others
+        # here, and refused in each handler too.
+        accounts.wire_roles(hearth, demo, who, [model_tab_block, download_tab_block, advisor_tab_block],
+                            list(extensions.toggles.values()))
     limit_text_inputs(demo, max_text_chars)
     return demo

@@ -78,6 +78,7 @@ def wire(hearth: Hearth, tab: AdvisorTab) -> None:
 
     def start(chosen, reference, *values):
         try:
+            hearth.require_admin("run the quant advisor (it loads models)")
             settings = values_to(AdvisorSettings, names, values)
             run = hearth.advise(chosen or [], None if reference in (None, NO_REFERENCE) else reference, settings)
         except (UserError, SettingError) as e:

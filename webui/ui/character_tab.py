@@ -46,7 +46,7 @@ class CharacterTab:
 
 
 def layout(hearth: Hearth) -> CharacterTab:
-    names = hearth.characters.names()
+    names = hearth.space().characters.names()
     with gr.Row(equal_height=True):
         choice = gr.Dropdown(names, value=None, label="Character", scale=4, elem_id="character-choice")
         new = gr.Button("New character", size="sm", scale=1, elem_id="character-new")
@@ -129,20 +129,21 @@ def _png_bytes(path: str | None) -> bytes | None:
 
 def wire(hearth: Hearth, tab: CharacterTab, chat_character: gr.Dropdown,
          demo: gr.Blocks | None = None) -> None:
-    store = hearth.characters
+    def store():  # the logged-in user's characters
+        return hearth.space().characters
 
     def show(name: str):
         if not name:
             return [None, *[""] * 6, None, ""]
         try:
-            c = store.load(name)
+            c = store().load(name)
         except (UserError, OSError) as e:
             return [gr.skip()] * 8 + [notice(e)]
         return [c, c.name, c.greeting, c.context, c.personality, c.scenario, c.example_dialogue,
                 _avatar_image(c), ""]
 
     def lists(selected: str | None):
-        names = store.names()
+        names = store().names()
         return gr.update(choices=names, value=selected), gr.update(choices=names)
 
     def save(loaded: Character | None, name, greeting, context, personality, scenario, examples, avatar):
@@ -153,7 +154,7 @@ def wire(hearth: Hearth, tab: CharacterTab, chat_character: gr.Dropdown,
         if loaded is not None and loaded.name == (name or "").strip():
             character.avatar_path = loaded.avatar_path
         try:
-            saved = store.save(character, _png_bytes(avatar))
+            saved = store().save(character, _png_bytes(avatar))
         except (UserError, OSError, ValueError) as e:  # Pillow refuses some images with ValueError
             return [gr.skip()] * 3 + [notice(e)]
         return [saved, *lists(saved.name), f"Saved **{saved.name}**."]
@@ -162,7 +163,7 @@ def wire(hearth: Hearth, tab: CharacterTab, chat_character: gr.Dropdown,
         if loaded is None:
             return [gr.skip()] * 3 + ["Choose a character first."]
         try:
-            store.delete(loaded.name)
+            store().delete(loaded.name)
         except (UserError, OSError) as e:
             return [gr.skip()] * 3 + [notice(e)]
         return [None, *lists(None), f"Deleted **{loaded.name}**."]
@@ -175,7 +176,7 @@ def wire(hearth: Hearth, tab: CharacterTab, chat_character: gr.Dropdown,
             if os.path.getsize(path) > MAX_CARD_BYTES:
                 raise CharacterError(f"the file is larger than {MAX_CARD_BYTES >> 20} MiB, the most a "
                                      "character card may be")
-            saved = store.import_card(Path(path).read_bytes())
+            saved = store().import_card(Path(path).read_bytes())
         except (UserError, OSError) as e:
             return [gr.skip(), gr.skip(), None] + [gr.skip()] * 8 + [notice(e, "Not imported: ")]
         shown = show(saved.name)
@@ -207,8 +208,8 @@ def wire(hearth: Hearth, tab: CharacterTab, chat_character: gr.Dropdown,
 
     def on_load():
         """A new page opens the character the chat was last with."""
-        name = hearth.settings.load().character
-        names = store.names()
+        name = hearth.space().settings.load().character
+        names = store().names()
         if name not in names:
             return [gr.update(choices=names, value=None), *[gr.skip()] * len(outputs)]
         return [gr.update(choices=names, value=name), *show(name)]

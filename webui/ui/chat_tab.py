@@ -27,7 +27,7 @@ from webui.chat.templates import (
 from webui.errors import UserError
 from webui.hearth import Hearth
 from webui.runtime.generation import Failed
-from webui.ui import chat_budget, chat_group, chat_lore, chat_search, tools_panel
+from webui.ui import chat_attachments, chat_budget, chat_group, chat_lore, chat_search, chat_versions, tools_panel
 from webui.ui.forms import values_to
 from webui.ui.notices import notice
 from webui.ui.session import BrowserSession
@@ -49,6 +49,7 @@ class ChatState:
         self.conversation: Conversation | None = None
         self.custom_template: str | None = None  # None: nothing typed here yet
         self.tool_reply = None  # the running tool loop (webui/tools/runner.py ToolReply), if any
+        self.attachments: list = []  # files waiting for the next message (chat_attachments.py)
 
     def get(self, hearth: Hearth, options: ChatOptions) -> Conversation:
         if self.conversation is None:
@@ -86,8 +87,10 @@ class ChatTab:
     tools: tools_panel.ToolsPanel
     search: chat_search.ChatSearch = field(kw_only=True)  # search across chats
     transfer: chat_search.ChatTransfer = field(kw_only=True)  # export, import
+    attachments: chat_attachments.AttachmentsPanel
     group: chat_group.GroupPanel | None = None  # group chat, author's note (chat_group.py)
     lore: chat_lore.LorePanel | None = None  # the chat's lorebooks (chat_lore.py)
+    versions: chat_versions.VersionsPanel | None = None  # swipes, Reproduce, Impersonate, Branch
 
     @property
     def option_inputs(self) -> list:
@@ -102,12 +105,12 @@ def read_options(mode, character, template, template_text, user_name, system_pro
 
 
 def layout(hearth: Hearth) -> ChatTab:
-    settings = hearth.settings.load()
+    settings = hearth.space().settings.load()
     with gr.Row(equal_height=True):
         mode = gr.Radio(list(MODES), value=settings.mode, label="Mode", scale=3, elem_id="chat-mode",
                         info="chat: a character talks with you · chat-instruct: the character in the "
                              "model's template · instruct: a plain assistant")
-        names = hearth.characters.names()
+        names = hearth.space().characters.names()
         character = gr.Dropdown(names, value=settings.character if settings.character in names else
                                 (names[0] if names else None), label="Character",
                                 scale=2, elem_id="chat-character")
@@ -115,18 +118,21 @@ def layout(hearth: Hearth) -> ChatTab:
                            elem_id="chat-past")
     search = chat_search.layout()
     chatbot = gr.Chatbot(label="Chat", height=480, elem_id="chat", buttons=["copy", "copy_all"],
-                         editable="all", placeholder="Say hello to the model.")
+                         editable="all", placeholder="Say hello to the model.",
+                         latex_delimiters=chat_attachments.LATEX_DELIMITERS)
     with gr.Row():
         message = gr.Textbox(placeholder="Type a message; Enter sends, Shift+Enter adds a line",
                              show_label=False, scale=8, lines=1, max_lines=8, elem_id="chat-input",
                              autofocus=True)
         send = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send")
         stop = gr.Button("Stop", variant="stop", scale=1, elem_id="chat-stop")
+    attachments = chat_attachments.layout(hearth)
     with gr.Row():
         regenerate = gr.Button("Regenerate", size="sm", elem_id="chat-regenerate")
         continue_ = gr.Button("Continue", size="sm", elem_id="chat-continue")
         remove_last = gr.Button("Remove last", size="sm", elem_id="chat-remove-last")
         clear = gr.Button("New chat", size="sm", elem_id="chat-clear")
+    versions = chat_versions.layout()
     status = gr.Markdown("", elem_id="chat-status")
     tools = tools_panel.layout(hearth)
     lore = chat_lore.layout()
@@ -152,8 +158,8 @@ def layout(hearth: Hearth) -> ChatTab:
         save_template = gr.Button("Save as the default template", size="sm", elem_id="chat-template-save")
     return ChatTab(chatbot, message, send, stop, regenerate, continue_, remove_last, clear, status,
                    mode, character, past, title, rename, delete, system_prompt, user_name, template,
-                   template_text, save_template, gr.State(ChatState()), tools,
-                   search=search, transfer=transfer, group=group, lore=lore)
+                   template_text, save_template, gr.State(ChatState()), tools, attachments, group=group,
+                   search=search, transfer=transfer, lore=lore, versions=versions)
 
 
 def shown(conv: Conversation) -> list[dict]:
@@ -177,6 +183,9 @@ def _displayed(messages: list[dict], streaming: bool) -> list[tuple[int | None, 
         for record in m.get("tool_events") or ():  # the calls of a reply with tools, above it
             out.append((None, tools_panel.event_block(record)))
         if m.get("tool_events") and not m["content"]:
+            continue
+        out.extend((None, chip) for chip in chat_attachments.chips(m))  # its attached files, above it
+        if m.get("attachments") and not m["content"]:
             continue
         out.append((i, {"role": m["role"], "content": speaker_label(m) + m["content"]}))  # a group's: named
         budget = chat_budget.budget_block(m.get("context_budget"))  # how its context was spent, under it
@@ -212,7 +221,7 @@ def choose_template(hearth: Hearth, state: ChatState, choice: str, shown_text: s
     if choice != CUSTOM_TEMPLATE:
         _remember(hearth, template=choice)
         return template_source(hearth, choice, "")
-    custom = state.custom_template or hearth.settings.load().custom_template or shown_text or ""
+    custom = state.custom_template or hearth.space().settings.load().custom_template or shown_text or ""
     state.custom_template = custom
     return custom
 
@@ -261,17 +270,21 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
             yield box, shown(conv), status, past_update(conv)
 
     def respond(text: str, state: ChatState, s: BrowserSession, enabled_tools, tool_choice, *values):
-        if not text.strip():
+        if not text.strip() and not state.attachments:
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         options, param_values = split(values)
         conv = state.get(hearth, options)
+        refused = chat_attachments.refusal(state, enabled_tools)
+        if refused:
+            yield gr.skip(), gr.skip(), refused, gr.skip()
+            return
         if enabled_tools:
             yield from respond_with_tools(conv, state, text, enabled_tools, tool_choice, options, param_values)
             return
         try:
             gen = values_to(GenerationParams, names, param_values)
-            reply = conv.send(text, options, gen)
+            reply = conv.send(text, options, gen, state.attachments, chat_attachments.limits(hearth))
         except USER_ERRORS as e:
             yield gr.skip(), shown(conv), notice(e), gr.skip()
             return
@@ -389,12 +402,12 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
 
     def on_load(state: ChatState):
         """A new page: controls from the saved settings, a fresh chat."""
-        settings = hearth.settings.load()
+        settings = hearth.space().settings.load()
         options = read_options(settings.mode, settings.character, settings.template,
                                settings.custom_template, settings.user_name, "")
         conv = state.get(hearth, options)
         who = conv.character.name if conv.character else None
-        return (settings.mode, gr.update(choices=hearth.characters.names(), value=who),
+        return (settings.mode, gr.update(choices=hearth.space().characters.names(), value=who),
                 settings.template, template_source(hearth, settings.template, settings.custom_template),
                 settings.user_name, shown(conv), past_update(conv))
 
@@ -404,8 +417,9 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
     # concurrency_limit=None: every session may wait in Hearth's own fair queue;
     # Gradio's default of one at a time would make Stop wait behind other users.
     for trigger in (tab.send.click, tab.message.submit):
-        trigger(respond, [tab.message, tab.state, session, tab.tools.enabled, tab.tools.choice, *opts,
-                          *param_inputs], outputs,
+        trigger(chat_attachments.sending(respond, hearth),
+                [tab.message, tab.state, session, tab.tools.enabled, tab.tools.choice, *opts, *param_inputs],
+                [*outputs, tab.attachments.chips, tab.attachments.clear],
                 concurrency_limit=None, show_progress="hidden")
     for button, kind in ((tab.regenerate, "regenerate"), (tab.continue_, "continue")):
         button.click(action(kind), [tab.state, session, *opts, *param_inputs], outputs,
@@ -413,12 +427,16 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
     tab.stop.click(stop, [tab.state, session], None, queue=False)
     tools_panel.wire(hearth, tab.tools, tab.state, tab.status, demo)
     chat_lore.wire(tab.lore, tab.state, tab.status, tab.past, demo)
-    if tab.group is not None:
-        chat_group.wire(hearth, tab.group, tab.state, opts, tab.chatbot, tab.status, tab.character, tab.past,
-                        read_options, shown, past_update)
+    if tab.versions is not None:
+        chat_versions.wire(hearth, tab.versions, chat_versions.ChatFace(
+            tab, session, param_inputs, names, split, stream, shown, _displayed, past_update))
     chat_search.wire(hearth, tab.search, tab.transfer, state=tab.state, options=opts, read_options=read_options,
                      shown=shown, past_update=past_update, character=tab.character, chatbot=tab.chatbot,
                      status=tab.status, past=tab.past, title=tab.title)
+    if tab.group is not None:
+        chat_group.wire(hearth, tab.group, tab.state, opts, tab.chatbot, tab.status, tab.character, tab.past,
+                        read_options, shown, past_update)
+    chat_attachments.wire(hearth, tab.attachments, tab.state, tab.status, demo)
     tab.remove_last.click(remove_last, [tab.state, *opts], outputs, queue=False)
     tab.clear.click(new_chat, [tab.state, *opts], [tab.chatbot, tab.status, tab.past, tab.title], queue=False)
     tab.chatbot.clear(new_chat, [tab.state, *opts], [tab.chatbot, tab.status, tab.past, tab.title], queue=False)
@@ -442,6 +460,6 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
 
 def _remember(hearth: Hearth, **changes) -> None:
     try:
-        hearth.settings.update(**changes)
+        hearth.space().settings.update(**changes)
     except (UserError, OSError) as e:
         gr.Warning(f"could not save the setting: {e}")

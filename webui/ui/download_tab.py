@@ -16,6 +16,7 @@ from webui.modelfiles import fit
 from webui.modelfiles.downloads import DownloadJob
 from webui.modelfiles.hub import HubError, RepoListing, list_repo
 from webui.modelfiles.local import delete, estimate_for, scan
+from webui.ui.accounts import admin_refusal
 from webui.ui.notices import notice
 
 GROUP_HEADERS = ["Group", "Kind", "Quantization", "Size", "Estimate (RAM)", "Will it fit?"]
@@ -152,6 +153,10 @@ def wire(hearth: Hearth, tab: DownloadTab, model_dropdown: gr.Dropdown) -> None:
         return text, groups, files, gr.update(choices=choices, value=[]), listing
 
     def start(chosen, listing, token, n_ctx, kv_type):
+        refused = admin_refusal(hearth, "download models")
+        if refused is not None:
+            yield notice(refused), "", gr.skip(), gr.skip(), gr.skip()
+            return
         job = jobs["current"]
         if job is None or not job.running:
             if listing is None:
@@ -181,6 +186,9 @@ def wire(hearth: Hearth, tab: DownloadTab, model_dropdown: gr.Dropdown) -> None:
                "load it in the Model tab."), progress_html(job), choices, rows, gr.update(choices=labels)
 
     def stop():
+        refused = admin_refusal(hearth, "stop downloads")
+        if refused is not None:
+            return notice(refused)
         job = jobs["current"]
         if job is not None and job.running:
             job.cancel()
@@ -192,7 +200,10 @@ def wire(hearth: Hearth, tab: DownloadTab, model_dropdown: gr.Dropdown) -> None:
         return rows, gr.update(choices=labels, value=None)
 
     def delete_local(label, n_ctx, kv_type):
-        if not label:
+        refused = admin_refusal(hearth, "delete models")
+        if refused is not None:
+            message = notice(refused)
+        elif not label:
             message = "Choose a model to delete."
         else:
             loaded = hearth.models.current

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from webui.extensions import Extension, ExtensionError
+from webui.errors import UserError
+from webui.extensions import Extension
 from webui.hearth import Hearth
 from webui.ui.notices import notice
 
@@ -79,8 +80,9 @@ def wire(hearth: Hearth, tab: ExtensionsTab, ext_tabs: dict[str, gr.Tab], demo: 
     def toggle(name: str):
         def handler(on: bool):
             try:
+                hearth.require_admin("switch extensions on or off")
                 ext = manager.enable(name) if on else manager.disable(name)
-            except ExtensionError as e:
+            except UserError as e:  # ExtensionError, or NotAllowed for a non-admin
                 ext = manager.get(name)
                 gr.Warning(str(e))
                 if not ext.error:

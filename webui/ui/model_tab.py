@@ -15,6 +15,7 @@ from webui.errors import UserError
 from webui.hearth import Hearth
 from webui.modelfiles.local import fit_proposal
 from webui.runtime.load_progress import LoadReport
+from webui.ui.accounts import admin_refusal
 from webui.ui.forms import components_for, values_to
 from webui.ui.notices import notice
 from webui.ui.parameters_tab import supported_updates
@@ -104,6 +105,7 @@ def wire(hearth: Hearth, tab: ModelTab, params: dict[str, Any]) -> None:
             progress(report.fraction, desc=report.summary())
 
         try:
+            hearth.require_admin("load models")
             options = values_to(loaders.get(loader_name).Options, list(chosen), list(chosen.values()))
             hearth.load_model(label, loader_name, options, progress=show)
         except UserError as e:
@@ -112,6 +114,9 @@ def wire(hearth: Hearth, tab: ModelTab, params: dict[str, Any]) -> None:
         return [status_text(hearth), *supported_updates(params, _supported(hearth))]
 
     def unload():
+        refused = admin_refusal(hearth, "unload models")
+        if refused is not None:
+            return f"{notice(refused)}\n\n{status_text(hearth)}"
         hearth.unload_model()
         return status_text(hearth)
 
@@ -125,6 +130,7 @@ def wire(hearth: Hearth, tab: ModelTab, params: dict[str, Any]) -> None:
         loaded = hearth.models.current
         name = loaded.loader if loaded is not None else None
         try:
+            hearth.require_admin("change LoRA adapters")
             entries = ()
             if name in lora_loaders:
                 entries = values_to(loaders.get(name).Options, ["lora"], [texts[lora_loaders.index(name)]]).lora

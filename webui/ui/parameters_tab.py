@@ -32,8 +32,8 @@ class PresetControls:
 
 
 def preset_layout(hearth: Hearth) -> PresetControls:
-    settings = hearth.settings.load()
-    names = hearth.presets.names()
+    settings = hearth.space().settings.load()
+    names = hearth.space().presets.names()
     with gr.Row(equal_height=True):
         choice = gr.Dropdown(names, value=settings.preset if settings.preset in names else None,
                              label="Preset", scale=3, elem_id="preset-choice",
@@ -129,8 +129,8 @@ def wire(hearth: Hearth, presets: PresetControls, params: dict[str, Any],
         except SettingError:
             current = GenerationParams()  # a half-typed value must not block switching
         try:
-            new = hearth.presets.apply(preset, current)
-            hearth.settings.update(preset=preset)
+            new = hearth.space().presets.apply(preset, current)
+            hearth.space().settings.update(preset=preset)
         except (UserError, OSError) as e:
             return [gr.skip()] * len(names) + [notice(e)]
         return [control_value(n, getattr(new, n)) for n in names] + [f"Preset **{preset}** applied."]
@@ -138,23 +138,23 @@ def wire(hearth: Hearth, presets: PresetControls, params: dict[str, Any],
     def save(name: str, *values):
         try:
             current = values_to(GenerationParams, names, values)
-            saved = hearth.presets.save(name, current)
-            hearth.settings.update(preset=saved)
+            saved = hearth.space().presets.save(name, current)
+            hearth.space().settings.update(preset=saved)
         except (UserError, OSError) as e:
             return gr.skip(), notice(e)
-        return (gr.update(choices=hearth.presets.names(), value=saved),
-                f"Saved preset **{saved}** to {hearth.presets.user_dir}.")
+        return (gr.update(choices=hearth.space().presets.names(), value=saved),
+                f"Saved preset **{saved}** to {hearth.space().presets.user_dir}.")
 
     def on_load():
         """A new page shows the saved preset's settings, and greys out what the model ignores."""
-        preset = hearth.settings.load().preset
+        preset = hearth.space().settings.load().preset
         loaded = hearth.models.current
         grey = supported_updates(params, loaded.model.supported_params if loaded else None)
-        choices = hearth.presets.names()
+        choices = hearth.space().presets.names()
         if preset not in choices:
             return [gr.update(choices=choices, value=None), *grey]
         try:
-            new = hearth.presets.apply(preset)
+            new = hearth.space().presets.apply(preset)
         except PresetError:
             return [gr.update(choices=choices, value=None), *grey]
         return [gr.update(choices=choices, value=preset),

@@ -21,7 +21,7 @@ def test_single_user_data_moves_to_the_first_admin_once(tmp_path, caplog):
     assert (alice.histories / "Assistant" / "chat.json").read_text() == "{}"
     assert alice.settings_file.read_text() == "mode: chat\n"
     assert not data.histories.exists() and (tmp_path / "extensions.json").exists()
-    assert "now user 'alice'" in caplog.text
+    assert "now belongs to user 'alice'" in caplog.text
     data.settings_file.write_text("mode: instruct\n")  # written again at root later: not moved twice
     assert migrate_single_user(data, "alice") == []
     assert alice.settings_file.read_text() == "mode: chat\n"
