@@ -70,9 +70,16 @@ def test_search_opens_a_chat_and_export_downloads_it(page, user_data):
     assert exported["messages"][0]["content"] == "Tell me about lighthouses"
 
 
-def test_a_sillytavern_chat_imports_and_opens(page, user_data):
+def test_a_sillytavern_chat_imports_and_opens(page, user_data, tmp_path):
     before = set((user_data / "histories" / "Ember").glob("*.json"))
     page.get_by_text("This chat", exact=True).click()
+    bad = tmp_path / "broken.jsonl"
+    bad.write_text('{"user_name": "A", "character_name": "B"}\n{"mes": "no is_user"}\n')
+    page.set_input_files("#chat-import input[type=file]", str(bad))
+    page.wait_for_function(STATUS_HAS, arg="Not imported")
+    assert "line 2 is not a SillyTavern message" in page.inner_text("#chat-status")
+    assert set((user_data / "histories" / "Ember").glob("*.json")) == before  # nothing written
+
     page.set_input_files("#chat-import input[type=file]", str(ROOT / "tests/fixtures/chats/sillytavern.jsonl"))
     page.wait_for_function(STATUS_HAS, arg="Imported")
     # Seraphina is no character here: the chat goes to the one chosen in the Chat tab.
