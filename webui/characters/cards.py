@@ -1,5 +1,10 @@
-"""V2 character cards: a PNG (the avatar) whose `chara` tEXt chunk holds base64 JSON
-per the chara_card_v2 spec (github.com/malfoyslastname/character-card-spec-v2).
+"""Character cards: a PNG (the avatar) whose `chara` tEXt chunk holds base64 JSON
+per the chara_card_v2 spec (github.com/malfoyslastname/character-card-spec-v2), or whose
+`ccv3` chunk holds a chara_card_v3 card (github.com/kwaipnai/character-card-spec-v3),
+which wins when a PNG has both, as that spec asks. V3's `data` is V2's plus fields kept
+as they are; its avatar is the `icon` asset named "main": `ccdefault:` (the PNG itself),
+a `data:` URI, or `__asset:N` (the PNG's `chara-ext-asset_:N` chunk); any other (a URL)
+is never fetched, and the card's own image is the avatar.
 
 Uploads are untrusted: everything is checked before anything is written (size,
 PNG signature and chunk CRCs, the chunk, base64, JSON, the spec, field types, and
@@ -30,7 +35,10 @@ MAX_CARD_VALUES = 1 << 20
 # a few KiB can claim 100,000 x 100,000 pixels and take 40 GB to decode.
 MAX_AVATAR_SIDE = 4096
 CARD_KEYWORD = b"chara"
+V3_KEYWORD = b"ccv3"
+ASSET_PREFIX = b"chara-ext-asset_:"
 SPEC = "chara_card_v2"
+SPEC_V3 = "chara_card_v3"
 # V2 fields that map onto Character's own; the rest of `data` is kept as is.
 _FIELD_MAP = {"description": "context", "personality": "personality", "scenario": "scenario",
               "first_mes": "greeting", "mes_example": "example_dialogue"}
@@ -69,17 +77,22 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def read_card_json(png: bytes) -> dict[str, Any]:
-    """The card's JSON object, from the PNG's `chara` tEXt chunk."""
-    payload = None
+def _text_chunks(png: bytes) -> dict[bytes, bytes]:
+    """keyword -> text of each tEXt chunk (the first of each keyword)."""
+    out: dict[bytes, bytes] = {}
     for kind, data in _chunks(png):
         if kind == b"tEXt":
             keyword, _, text = data.partition(b"\x00")
-            if keyword == CARD_KEYWORD:
-                payload = text
-                break
+            out.setdefault(keyword, text)
+    return out
+
+
+def read_card_json(png: bytes) -> dict[str, Any]:
+    """The card's JSON object, from the PNG's `ccv3` tEXt chunk, else its `chara` one."""
+    texts = _text_chunks(png)
+    payload = texts.get(V3_KEYWORD, texts.get(CARD_KEYWORD))
     if payload is None:
-        raise CardError("this PNG holds no character card (no 'chara' text chunk)")
+        raise CardError("this PNG holds no character card (no 'chara' or 'ccv3' text chunk)")
     if len(payload) > MAX_CARD_JSON_BYTES * 4 // 3 + 4:
         raise CardError("the card's data is too large")
     try:
@@ -138,13 +151,16 @@ def avatar_problem(png: bytes) -> str | None:
 
 
 def card_to_character(card: dict[str, Any]) -> Character:
-    """A V2 card (or an older V1 one, whose fields sit at the top level)."""
-    if card.get("spec") == SPEC:
+    """A V3 or V2 card (or an older V1 one, whose fields sit at the top level)."""
+    if card.get("spec") in (SPEC, SPEC_V3):
         data = card.get("data")
         if not isinstance(data, dict):
-            raise CardError("the card says chara_card_v2 but has no data object")
+            raise CardError(f"the card says {card['spec']} but has no data object")
+        if card["spec"] == SPEC_V3:
+            data = {"group_only_greetings": [], "assets": [], **data}  # marks it V3 for export
     elif "spec" in card:
-        raise CardError(f"unsupported card spec {str(card['spec'])[:40]!r} (Hearth reads chara_card_v2)")
+        raise CardError(f"unsupported card spec {str(card['spec'])[:40]!r} (Hearth reads chara_card_v2 "
+                        "and chara_card_v3)")
     else:
         data = card
     mapping: dict[str, Any] = {"name": data.get("name")}
@@ -176,20 +192,58 @@ def character_to_card(character: Character) -> dict[str, Any]:
     return {"spec": SPEC, "spec_version": "2.0", "data": data}
 
 
+def is_v3(character: Character) -> bool:
+    """Imported from a V3 card (whose required V3 fields its card section keeps)."""
+    return "group_only_greetings" in character.card
+
+
 def strip_card(png: bytes) -> bytes:
     """The image alone: the PNG without its card chunks (the avatar to keep)."""
     chunks = _chunks(png)
     body = b"".join(_chunk(k, d) for k, d in chunks
-                    if not (k == b"tEXt" and d.partition(b"\x00")[0] in (CARD_KEYWORD, b"ccv3")))
+                    if not (k == b"tEXt" and _is_card_keyword(d.partition(b"\x00")[0])))
     return PNG_SIGNATURE + body
 
 
+def _is_card_keyword(keyword: bytes) -> bool:
+    return keyword in (CARD_KEYWORD, V3_KEYWORD) or keyword.startswith(ASSET_PREFIX)
+
+
+def card_avatar(png: bytes, card: dict[str, Any]) -> bytes:
+    """The avatar of a card: V3's main icon asset when the card holds its image, else the
+    card's own picture. Bare PNG bytes, not yet checked (avatar_problem)."""
+    data = card.get("data") if card.get("spec") == SPEC_V3 else None
+    assets = data.get("assets") if isinstance(data, dict) else None
+    icons = [a for a in assets if isinstance(a, dict) and a.get("type") == "icon"] \
+        if isinstance(assets, list) else []
+    icon = next((a for a in icons if a.get("name") == "main"), icons[0] if icons else None)
+    uri = icon.get("uri") if icon is not None else None
+    raw = None
+    if isinstance(uri, str) and uri.startswith("data:") and ";base64," in uri[:100]:
+        raw = uri.partition(";base64,")[2]
+    elif isinstance(uri, str) and uri.startswith("__asset:"):
+        raw = _text_chunks(png).get(ASSET_PREFIX + uri[len("__asset:"):].encode("utf-8", "replace"))
+    if raw is None:
+        return strip_card(png)
+    try:
+        image = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise CardError("the card's avatar asset is not valid base64") from None
+    if not image.startswith(PNG_SIGNATURE):
+        raise CardError("the card's avatar asset is not a PNG image")
+    return strip_card(image)
+
+
 def write_card(character: Character, avatar_png: bytes | None = None) -> bytes:
-    """A PNG card: the avatar (or a plain square) with the card in a `chara` chunk."""
+    """A PNG card: the avatar (or a plain square) with the card in a `chara` chunk, and
+    for a character from a V3 card in a `ccv3` chunk too (V2 readers read the first)."""
     image = strip_card(avatar_png) if avatar_png else placeholder_png()
-    encoded = base64.b64encode(json.dumps(character_to_card(character), ensure_ascii=False)
-                               .encode("utf-8"))
-    chunk = _chunk(b"tEXt", CARD_KEYWORD + b"\x00" + encoded)
+    card = character_to_card(character)
+    cards = [(CARD_KEYWORD, card)]
+    if is_v3(character):
+        cards.append((V3_KEYWORD, {"spec": SPEC_V3, "spec_version": "3.0", "data": card["data"]}))
+    chunk = b"".join(_chunk(b"tEXt", keyword + b"\x00" + base64.b64encode(
+        json.dumps(value, ensure_ascii=False).encode("utf-8"))) for keyword, value in cards)
     # Right after IHDR, which the PNG format requires to come first.
     ihdr_end = len(PNG_SIGNATURE) + 8 + struct.unpack(">I", image[8:12])[0] + 4
     return image[:ihdr_end] + chunk + image[ihdr_end:]
@@ -197,8 +251,9 @@ def write_card(character: Character, avatar_png: bytes | None = None) -> bytes:
 
 def import_card(png: bytes) -> tuple[Character, bytes]:
     """Check an uploaded card completely; the character and its bare avatar PNG."""
-    character = card_to_character(read_card_json(png))
-    avatar = strip_card(png)
+    card = read_card_json(png)
+    character = card_to_character(card)
+    avatar = card_avatar(png, card)
     problem = avatar_problem(avatar)
     if problem:
         raise CardError(problem)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from webui.characters.cards import avatar_problem, import_card, nesting_problem
+from webui.characters.cards import CardError, avatar_problem, import_card, nesting_problem
 from webui.characters.character import MAX_CHARACTER_FILE_BYTES, Character, CharacterError, character_from_mapping
+from webui.characters.lorebook import LorebookError, character_lorebook
 from webui.userdata.atomic import write_bytes_atomic, write_text_atomic
 from webui.userdata.folders import InvalidName, ShippedAndUserFiles, check_name
 
@@ -83,9 +84,13 @@ class CharacterStore(ShippedAndUserFiles):
             path.with_suffix(".png").unlink(missing_ok=True)
 
     def import_card(self, png: bytes) -> Character:
-        """Import a V2 character card. Everything is checked before anything is
-        written; a name that is taken gets a " (2)" suffix rather than replacing."""
+        """Import a V2 or V3 character card. Everything is checked before anything is
+        written (its lorebook too); a name that is taken gets a " (2)" suffix rather than replacing."""
         character, avatar = import_card(png)
+        try:
+            character_lorebook(character.card, character.name)
+        except LorebookError as e:
+            raise CardError(f"the card's lorebook is unusable: {e}") from None
         character.name = self.free_name(character.name)
         return self.save(character, avatar)
 
