@@ -72,11 +72,11 @@ class AttachmentsPanel:
 
 
 def limits(hearth: Hearth) -> AttachmentLimits:
-    return AttachmentLimits.of(hearth.settings.load())
+    return AttachmentLimits.of(hearth.space().settings.load())
 
 
 def layout(hearth: Hearth) -> AttachmentsPanel:
-    settings = hearth.settings.load()
+    settings = hearth.space().settings.load()
     with gr.Row(equal_height=True):
         upload = gr.UploadButton("📎 Attach", file_count="multiple", size="sm", scale=0, min_width=110,
                                  elem_id="chat-attach")
@@ -206,5 +206,5 @@ def wire(hearth: Hearth, panel: AttachmentsPanel, state: gr.State, status: gr.Ma
                       queue=False)
     panel.clear.click(clear, [state], [panel.chips, panel.clear, status], queue=False)
     if demo is not None:
-        demo.load(lambda: hearth.settings.load().paste_attachment_chars, None, [panel.paste_limit],
+        demo.load(lambda: hearth.space().settings.load().paste_attachment_chars, None, [panel.paste_limit],
                   queue=False).then(None, [panel.paste_limit], None, js=PASTE_JS)
