@@ -1,7 +1,7 @@
-"""Lorebooks and the context budget in a real Chromium against a real server (the
-built-in model): a character whose card carries a lorebook entry keyed "dragon"; after
-a message about dragons, the folded context view under the reply names the entry, and
-opening it shows the budget's parts."""
+"""Lorebooks, the context budget and avatars in a real Chromium against a real server
+(the built-in model): a character whose card carries a lorebook entry keyed "dragon";
+after a message about dragons, the folded context view under the reply names the entry,
+opening it shows the budget's parts, and the character's avatar is beside its reply."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.support import running_server
+from webui.characters.cards import placeholder_png
 
 BOOK = {"entries": [{"keys": ["dragon"], "content": "Dragons sleep under the Ash Hills.", "name": "Dragons",
                      "enabled": True, "insertion_order": 10, "extensions": {}}]}
@@ -23,6 +24,7 @@ def user_data(tmp_path_factory) -> Path:
     (folder / "characters").mkdir()
     (folder / "characters" / "Lorekeeper.yaml").write_text(yaml.safe_dump(
         {"name": "Lorekeeper", "context": "Lorekeeper knows the old tales.", "card": {"character_book": BOOK}}))
+    (folder / "characters" / "Lorekeeper.png").write_bytes(placeholder_png(16, (20, 200, 90)))
     (folder / "settings.yaml").write_text("preset: short\nmode: chat-instruct\ncharacter: Lorekeeper\n")
     return folder
 
@@ -33,7 +35,7 @@ def server(user_data):
         yield url
 
 
-def test_the_context_view_names_the_lorebook_entry_inserted(browser, server):
+def test_the_context_view_names_the_lorebook_entry_and_the_avatar_shows(browser, server):
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     page = context.new_page()
     page.set_default_timeout(30_000)
@@ -53,5 +55,8 @@ def test_the_context_view_names_the_lorebook_entry_inserted(browser, server):
         page.get_by_text("lorebook: Dragons").first.click()  # unfold it
         page.wait_for_function("() => ['Room left for the reply', 'Lorebook', 'History kept']"
                                ".every(s => document.querySelector('#chat').innerText.includes(s))")
+        # The avatar: a copy of Lorekeeper.png, served by Gradio, decoded by the browser.
+        page.wait_for_function("() => [...document.querySelectorAll('#chat .avatar-container img')]"
+                               ".some(i => i.complete && i.naturalWidth === 16)")
     finally:
         context.close()

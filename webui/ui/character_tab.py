@@ -3,20 +3,19 @@ character card (PNG) and export one. A bad upload is refused with one line and
 writes nothing."""
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
-from webui.characters.cards import MAX_AVATAR_SIDE, MAX_CARD_BYTES, PNG_SIGNATURE, avatar_problem, write_card
+from webui.characters.cards import MAX_AVATAR_SIDE, MAX_CARD_BYTES, PNG_SIGNATURE, write_card
 from webui.characters.character import Character, CharacterError
 from webui.errors import UserError
 from webui.hearth import Hearth
+from webui.ui.avatars import avatar_file
 from webui.ui.notices import notice
 
 
@@ -80,35 +79,6 @@ def layout(hearth: Hearth) -> CharacterTab:
                         avatar, save, delete, upload, export, export_file, status, gr.State(None))
 
 
-_AVATAR_COPIES = Path(tempfile.gettempdir()) / "hearth-avatars"
-
-
-def _avatar_image(character: Character) -> str | None:
-    """The avatar as a file Gradio may serve: a copy in the temp folder, because a path
-    outside Gradio's allowed folders could not be served and the user data folder may be
-    anywhere. Its bytes are copied, never decoded here, and only once its PNG header
-    says its size is sane: the browser is the one decoder it meets."""
-    path = character.avatar_path
-    if path is None:
-        return None
-    try:
-        with open(path, "rb") as f:
-            if avatar_problem(f.read(24)):
-                return None  # an avatar saved before the size check: not shown
-        stat = path.stat()
-        key = hashlib.sha256(f"{path.resolve()}|{stat.st_mtime_ns}|{stat.st_size}".encode()).hexdigest()[:32]
-        copy = _AVATAR_COPIES / f"{key}.png"
-        if not copy.is_file():
-            _AVATAR_COPIES.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=_AVATAR_COPIES, suffix=".tmp")  # one per handler thread
-            os.close(fd)
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, copy)
-    except OSError:
-        return None  # the character still shows, without its picture
-    return str(copy)
-
-
 def _png_bytes(path: str | None) -> bytes | None:
     if not path:
         return None
@@ -140,7 +110,7 @@ def wire(hearth: Hearth, tab: CharacterTab, chat_character: gr.Dropdown,
         except (UserError, OSError) as e:
             return [gr.skip()] * 8 + [notice(e)]
         return [c, c.name, c.greeting, c.context, c.personality, c.scenario, c.example_dialogue,
-                _avatar_image(c), ""]
+                avatar_file(c), ""]
 
     def lists(selected: str | None):
         names = store().names()

@@ -27,7 +27,16 @@ from webui.chat.templates import (
 from webui.errors import UserError
 from webui.hearth import Hearth
 from webui.runtime.generation import Failed
-from webui.ui import chat_attachments, chat_budget, chat_group, chat_lore, chat_search, chat_versions, tools_panel
+from webui.ui import (
+    chat_attachments,
+    chat_avatar,
+    chat_budget,
+    chat_group,
+    chat_lore,
+    chat_search,
+    chat_versions,
+    tools_panel,
+)
 from webui.ui.forms import values_to
 from webui.ui.notices import notice
 from webui.ui.session import BrowserSession
@@ -427,6 +436,7 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
     tab.stop.click(stop, [tab.state, session], None, queue=False)
     tools_panel.wire(hearth, tab.tools, tab.state, tab.status, demo)
     chat_lore.wire(tab.lore, tab.state, tab.status, tab.past, demo)
+    chat_avatar.wire(hearth, tab.character, tab.chatbot, tab.status, demo)
     if tab.versions is not None:
         chat_versions.wire(hearth, tab.versions, chat_versions.ChatFace(
             tab, session, param_inputs, names, split, stream, shown, _displayed, past_update))
