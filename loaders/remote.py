@@ -97,6 +97,11 @@ class RemoteOptions:
     remote_dialect: str = setting("auto", "Which sampler fields the engine understands beyond OpenAI's (auto = ask it).",
                                   choices=("auto", *DIALECTS))
     remote_context_length: int = setting(0, "The remote model's context in tokens (0 = ask the engine).", minimum=0, maximum=MAX_CONTEXT_TOKENS, ui_maximum=131072, step=256)
+    # Engines batch the requests they serve at once (llama-server --parallel N, vLLM):
+    # one at a time would leave that batching unused.
+    remote_concurrency: int = setting(1, "Requests forwarded to the engine at once, each its own stream (match "
+                                      "llama-server's --parallel); local models always serve one at a time.",
+                                      minimum=1, maximum=256, ui_maximum=64, step=1)
     remote_timeout: float = setting(600.0, "Seconds to wait for the engine's next token before giving up.", minimum=1.0, maximum=MAX_TIMEOUT, ui_maximum=3600.0, step=1.0, advanced=True)
 
 
@@ -137,6 +142,9 @@ class RemoteLoader:
         client = httpx.Client(
             headers={"Authorization": f"Bearer {key}"} if key else {},
             timeout=httpx.Timeout(options.remote_timeout, connect=5.0),
+            # A connection per concurrent reply, and a few for tokenizing beside them.
+            limits=httpx.Limits(max_connections=options.remote_concurrency + 8,
+                                max_keepalive_connections=options.remote_concurrency + 8),
         )
         try:
             return _connect(client, base, options, sent_key=bool(key))
@@ -192,8 +200,10 @@ def _connect(client, base: str, options: RemoteOptions, sent_key: bool = False) 
     dialect = options.remote_dialect if options.remote_dialect != "auto" else probe.dialect()
     context = (options.remote_context_length or _context_number(chosen.get("max_model_len"))
                or probe.context_length() or FALLBACK_CONTEXT)
-    return RemoteModel(client, base, chosen["id"], DIALECTS[dialect], int(context),
-                       probe.chat_template(), probe.tokenizer())
+    model = RemoteModel(client, base, chosen["id"], DIALECTS[dialect], int(context),
+                        probe.chat_template(), probe.tokenizer())
+    model.concurrency = options.remote_concurrency
+    return model
 
 
 class _Probe:
@@ -265,12 +275,19 @@ class RemoteModel:
         self.context_length = context_length
         self.chat_template = chat_template
         self.supported_params = samplers.supported_params
-        self.last_prompt_eval_tokens = 0
+        # How many replies the generation queue runs at once on this model.
+        self.concurrency = 1
+        self._per_reply = threading.local()  # concurrent replies each read their own count
         self._tokenize_path = tokenize_path
         # The engine takes text, and core hands generate() token ids: remember the
         # text behind the ids that encode() made so nothing is lost in a round trip.
         self._texts: OrderedDict[tuple[int, ...], str] = OrderedDict()
         self._texts_lock = threading.Lock()
+
+    @property
+    def last_prompt_eval_tokens(self) -> int:
+        """The prompt tokens of the latest reply started in this thread."""
+        return getattr(self._per_reply, "prompt_eval_tokens", 0)
 
     # --- tokens ------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -326,7 +343,7 @@ class RemoteModel:
 
         room = check_fits(len(prompt_ids), self.context_length)
         prompt = self.decode(prompt_ids)
-        self.last_prompt_eval_tokens = len(prompt_ids)  # the engine does not say what it reused
+        self._per_reply.prompt_eval_tokens = len(prompt_ids)  # the engine does not say what it reused
         body = self.request_body(prompt, params, min(params.max_new_tokens, room))
         try:
             with self._client.stream("POST", endpoint(self.base, "/v1/completions"), json=body) as response:
