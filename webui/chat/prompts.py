@@ -203,7 +203,9 @@ class _Templated:
             parts = [r.system_prompt.strip(), before, persona, after, *character[1:]]
             system = "\n\n".join(p for p in parts if p)
         if r.group is not None:  # a group chat: the speaker, and a line on each other member
-            system = r.group.system_text(r.user_name, r.system_prompt)
+            self.character_text = r.group.system_text(r.user_name)
+            # The speaker's lorebook entries go around the members' part, as around a character's.
+            system = "\n\n".join(p for p in (r.system_prompt.strip(), before, self.character_text, after) if p)
         self.fixed = [{"role": "system", "content": system}] if system else []
         # Without a counter (rendering ahead, off the worker) nothing is measured.
         self.overhead = _role_overheads(self.template.source, counter, renderer) if counter is not None else {}
@@ -286,7 +288,9 @@ class _Transcript:
         parts = [r.system_prompt.strip(), lore.text("before_char"), persona, lore.text("after_char"), examples]
         self.header = "\n\n".join(p for p in parts if p) + "\n\n"
         if r.group is not None:
-            self.header = r.group.system_text(r.user_name, r.system_prompt, instruct=False) + "\n\n"
+            self.character_text = r.group.system_text(r.user_name, instruct=False)
+            parts = [r.system_prompt.strip(), lore.text("before_char"), self.character_text, lore.text("after_char")]
+            self.header = "\n\n".join(p for p in parts if p) + "\n\n"
         self.names = {"user": r.user_name, "assistant": c.name, "system": "System"}
         self.name_cost = {role: counter.count(f"{name}: ") for role, name in self.names.items()}
 

@@ -9,6 +9,7 @@ from webui.characters.character import Character
 from webui.characters.lorebook import Lorebook, LoreEntry
 from webui.chat.budget import CHARACTER, HISTORY_KEPT, LOREBOOK, SYSTEM_PROMPT, ContextBudget, PromptShare
 from webui.chat.context import TokenCounter
+from webui.chat.group import GroupTurn
 from webui.chat.lore import select_lore, triggered
 from webui.chat.prompts import ChatRequest, build_chat_prompt
 
@@ -97,3 +98,13 @@ def test_the_budget_adds_up_and_counts_what_was_dropped(counter):
     # Saved with the reply and read back; a damaged one is no budget, not an error.
     assert ContextBudget.from_dict(budget.to_dict()) == budget
     assert ContextBudget.from_dict({"parts": "x"}) is None
+
+
+@pytest.mark.parametrize("mode", ["chat", "chat-instruct"])
+def test_a_group_speakers_lorebook_goes_around_the_members(counter, mode):
+    sage = Character(name="Sage", context="SAGE-PERSONA reads the stars.")
+    request = ChatRequest(said("Any dragons in the Castle?"), mode=mode, character=EMBER,
+                          group=GroupTurn(EMBER, (sage,)), lorebooks=[BOOK])
+    text = build_chat_prompt(request, counter, None, 2048, 64).text
+    assert text.index("LORE-CASTLE") < text.index("EMBER-PERSONA") < text.index("SAGE-PERSONA") \
+        < text.index("LORE-DRAGONS")
