@@ -3,7 +3,7 @@ greedy): a text file attached, a binary one refused in one line, a long paste ke
 as pasted.txt, the message sent; the chat shows the files as folded blocks and the
 saved chat keeps their text (the prompt's fencing is tested on the model in
 tests/integration/test_chat_attachments.py); a formula renders with KaTeX while
-"$5 and $10" stays text."""
+"$5 and $10" stays text; Remove last gives the files back with the text."""
 from __future__ import annotations
 
 import json
@@ -97,5 +97,11 @@ def test_attach_paste_send_and_math(browser, server, user_data, tmp_path):
         assert [(a["name"], a["kind"], a["size"]) for a in message["attachments"]] == [
             ("notes.txt", "text", 28), ("pasted.txt", "text", len(long_paste))]
         assert message["attachments"][0]["text"] == "The blue door code is 4172.\n"
+
+        # Remove last gives the text back to the box and the files back to the waiting list.
+        page.click("#chat-remove-last")
+        page.wait_for_function(CHIPS_HAS, arg="📎 pasted.txt")
+        assert "📎 notes.txt" in page.inner_text("#chat-attachments")
+        assert page.input_value("#chat-input textarea") == message["content"]
     finally:
         context.close()

@@ -158,6 +158,21 @@ def _in_chat(state: Any, saved: list[dict]) -> bool:
     return last_user is not None and last_user.get("attachments") == saved
 
 
+def take_back(state: Any, before: list[dict], after: list[dict]) -> None:
+    """Remove last gave the user's text back to the box: its files go back to the
+    waiting list with it (before any still waiting), so nothing is lost."""
+    removed = [m for m in before if m["role"] == "user" and not any(m is k for k in after)]
+    files = [a for m in removed for a in of_message(m)]
+    if files:
+        names = {a.name for a in files}
+        state.attachments = files + [a for a in state.attachments if a.name not in names]
+
+
+def waiting(hearth: Hearth) -> Callable[[Any], tuple[Any, Any]]:
+    """The chips and the Remove button for the files waiting now."""
+    return lambda state: panel_updates(state.attachments, limits(hearth))
+
+
 def refusal(state: Any, enabled_tools: Any) -> str | None:
     """Why the waiting files cannot go with this message, or None."""
     if state.attachments and enabled_tools:

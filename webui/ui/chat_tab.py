@@ -337,9 +337,11 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
     def remove_last(state: ChatState, *opts):
         conv = state.get(hearth, read_options(*opts))
         try:
+            before = list(conv.messages)
             text = conv.remove_last()
         except USER_ERRORS as e:
             return gr.skip(), shown(conv), notice(e), gr.skip()
+        chat_attachments.take_back(state, before, conv.messages)  # with its text, the message's files
         return text, shown(conv), "", past_update(conv)
 
     def new_chat(state: ChatState, *opts):
@@ -355,7 +357,8 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
         shown_messages = _displayed(conv.messages, conv.reply is not None)
         index = shown_messages[index][0] if 0 <= index < len(shown_messages) else index
         if index is None:
-            return shown(conv), "The thinking is the model's own; edit the reply instead."
+            return shown(conv), "This block cannot be edited (thinking, a tool call or an attached file): " \
+                                "edit the message itself."
         try:
             text = data.value if isinstance(data.value, str) else str(data.value)
             conv.edit(index, unlabel(text, conv.messages, index))  # without a group reply's name
@@ -447,7 +450,8 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
         chat_group.wire(hearth, tab.group, tab.state, opts, tab.chatbot, tab.status, tab.character, tab.past,
                         read_options, shown, past_update)
     chat_attachments.wire(hearth, tab.attachments, tab.state, tab.status, demo)
-    tab.remove_last.click(remove_last, [tab.state, *opts], outputs, queue=False)
+    tab.remove_last.click(remove_last, [tab.state, *opts], outputs, queue=False).then(
+        chat_attachments.waiting(hearth), [tab.state], [tab.attachments.chips, tab.attachments.clear], queue=False)
     tab.clear.click(new_chat, [tab.state, *opts], [tab.chatbot, tab.status, tab.past, tab.title], queue=False)
     tab.chatbot.clear(new_chat, [tab.state, *opts], [tab.chatbot, tab.status, tab.past, tab.title], queue=False)
     tab.chatbot.edit(edit, [tab.state, *opts], [tab.chatbot, tab.status], queue=False)
