@@ -292,7 +292,11 @@ class Hearth:
         user's), this app's queue and extensions."""
         space = self.space(user)
         return Conversation(space.characters, space.histories, self, self.extensions, options,
-                            LorebookStore(space.data.lorebooks))
+                            self.lorebooks(user))
+
+    def lorebooks(self, user: str | None = None) -> LorebookStore:
+        """The user's standalone lorebooks (user_data/lorebooks/), which chats and characters choose."""
+        return LorebookStore(self.space(user).data.lorebooks)
 
     def search_chats(self, query: str, user: str | None = None) -> list[SearchHit]:
         """The user's chats (default: the current user's) whose title or messages hold

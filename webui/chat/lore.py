@@ -11,6 +11,7 @@ that fit go before or after the character's description (prompts.py).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -113,14 +114,16 @@ def _matches(entry: LoreEntry, text: str, folded: str) -> bool:
 
 def chat_lorebooks(character: Character | None, chosen: Sequence[str],
                    store: LorebookStore | None) -> tuple[Lorebook, ...]:
-    """The books a turn scans: the character's own (its card's character_book), then the
-    standalone ones the chat chose. A chosen book deleted since is skipped; a broken one
-    (or a broken character_book) raises its one-line LorebookError."""
+    """The books a turn scans: the character's own (its card's character_book), the
+    standalone ones chosen for the character, then those the chat chose. A chosen book
+    deleted since is skipped; a broken one (or a broken character_book) raises its
+    one-line LorebookError."""
     books = []
     own = character_lorebook(character.card, character.name) if character is not None else None
     if own is not None:
         books.append(own)
-    for name in chosen:
+    names = [*(character_lorebook_names(character) if character is not None else []), *chosen]
+    for name in dict.fromkeys(names):
         if store is None or name not in store.names():
             log.warning("lorebook %r is gone; the chat goes on without it", name)
             continue
@@ -133,3 +136,21 @@ def saved_names(value: Any) -> list[str]:
     if not isinstance(value, list):
         return []
     return [v for v in value if isinstance(v, str) and v.strip()][:100]
+
+
+def character_lorebook_names(character: Character) -> list[str]:
+    """The standalone lorebooks chosen for a character, kept in its card's extensions
+    (where the card spec keeps each app's own data, so an exported card carries them)."""
+    hearth = (character.card.get("extensions") or {}).get("hearth") if isinstance(
+        character.card.get("extensions"), dict) else None
+    return saved_names(hearth.get("lorebooks")) if isinstance(hearth, dict) else []
+
+
+def with_lorebook_names(character: Character, names: Sequence[str]) -> Character:
+    """A copy of the character using these standalone lorebooks."""
+    extensions = dict(character.card.get("extensions") or {}) if isinstance(
+        character.card.get("extensions"), dict) else {}
+    hearth = dict(extensions.get("hearth") or {}) if isinstance(extensions.get("hearth"), dict) else {}
+    hearth["lorebooks"] = list(dict.fromkeys(names))
+    extensions["hearth"] = hearth
+    return dataclasses.replace(character, card={**character.card, "extensions": extensions})

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from webui.characters.cards import MAX_AVATAR_SIDE, MAX_CARD_BYTES, PNG_SIGNATURE, write_card
+from webui.characters.cards import MAX_AVATAR_SIDE, MAX_CARD_BYTES, PNG_SIGNATURE, is_v3, write_card
 from webui.characters.character import Character, CharacterError
 from webui.errors import UserError
 from webui.hearth import Hearth
+from webui.ui import character_lore
 from webui.ui.avatars import avatar_file
 from webui.ui.notices import notice
 
@@ -37,6 +38,7 @@ class CharacterTab:
     export_file: gr.File
     status: gr.Markdown
     loaded: gr.State  # the Character being edited (keeps a card's extra fields)
+    lore: character_lore.CharacterLorePanel | None = None  # its lorebooks (character_lore.py)
 
     @property
     def fields(self) -> list:
@@ -68,7 +70,7 @@ def layout(hearth: Hearth) -> CharacterTab:
         save = gr.Button("Save", variant="primary", elem_id="character-save")
         delete = gr.Button("Delete", variant="stop", elem_id="character-delete")
     status = gr.Markdown("", elem_id="character-status")
-    with gr.Accordion("Character cards (V2 PNG)", open=True):
+    with gr.Accordion("Character cards (V2 and V3 PNG)", open=True):
         with gr.Row():
             upload = gr.File(label="Import a card", file_types=[".png"], type="filepath",
                              elem_id="character-import")
@@ -76,7 +78,8 @@ def layout(hearth: Hearth) -> CharacterTab:
                 export = gr.Button("Export as card", elem_id="character-export")
                 export_file = gr.File(label="Card", interactive=False, elem_id="character-export-file")
     return CharacterTab(choice, new, name, greeting, context, personality, scenario, example_dialogue,
-                        avatar, save, delete, upload, export, export_file, status, gr.State(None))
+                        avatar, save, delete, upload, export, export_file, status, gr.State(None),
+                        lore=character_lore.layout())
 
 
 def _png_bytes(path: str | None) -> bytes | None:
@@ -163,7 +166,7 @@ def wire(hearth: Hearth, tab: CharacterTab, chat_character: gr.Dropdown,
         folder = Path(tempfile.mkdtemp(prefix="hearth-card-"))
         path = folder / f"{loaded.name}.png"
         path.write_bytes(card)
-        return str(path), f"Exported **{loaded.name}** as a V2 card."
+        return str(path), f"Exported **{loaded.name}** as a {'V3' if is_v3(loaded) else 'V2'} card."
 
     outputs = [tab.loaded, *tab.fields, tab.avatar, tab.status]
     tab.choice.input(show, [tab.choice], outputs, queue=False)
@@ -175,6 +178,7 @@ def wire(hearth: Hearth, tab: CharacterTab, chat_character: gr.Dropdown,
     tab.upload.upload(upload, [tab.upload], [tab.choice, chat_character, tab.upload, *outputs],
                       queue=False)
     tab.export.click(export, [tab.loaded], [tab.export_file, tab.status], queue=False)
+    character_lore.wire(hearth, tab.lore, tab.loaded, tab.status)
 
     def on_load():
         """A new page opens the character the chat was last with."""

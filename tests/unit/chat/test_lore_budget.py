@@ -3,14 +3,24 @@ insertion order, the token budget, before/after the character) and the context b
 (its parts add up; what was dropped; the room left), with SmolLM2's real tokenizer."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from webui.characters.character import Character
-from webui.characters.lorebook import Lorebook, LoreEntry
+from webui.characters.lorebook import Lorebook, LorebookError, LoreEntry
+from webui.characters.lorebooks import LorebookStore
+from webui.characters.store import CharacterStore
 from webui.chat.budget import CHARACTER, HISTORY_KEPT, LOREBOOK, SYSTEM_PROMPT, ContextBudget, PromptShare
 from webui.chat.context import TokenCounter
 from webui.chat.group import GroupTurn
-from webui.chat.lore import select_lore, triggered
+from webui.chat.lore import (
+    character_lorebook_names,
+    chat_lorebooks,
+    select_lore,
+    triggered,
+    with_lorebook_names,
+)
 from webui.chat.prompts import ChatRequest, build_chat_prompt
 
 DRAGONS = LoreEntry(keys=("dragon",), content="LORE-DRAGONS sleep under the Ash Hills.", name="Dragons",
@@ -108,3 +118,20 @@ def test_a_group_speakers_lorebook_goes_around_the_members(counter, mode):
     text = build_chat_prompt(request, counter, None, 2048, 64).text
     assert text.index("LORE-CASTLE") < text.index("EMBER-PERSONA") < text.index("SAGE-PERSONA") \
         < text.index("LORE-DRAGONS")
+
+
+def test_standalone_books_chosen_for_the_character_and_the_chat(tmp_path):
+    store = LorebookStore(tmp_path / "lorebooks")
+    for name in ("Alpha", "Beta"):
+        store.import_file(json.dumps({"entries": [{"keys": ["a"], "content": name}]}).encode(), name)
+    characters = CharacterStore(tmp_path / "shipped", tmp_path / "characters")
+    own = {"entries": [{"keys": ["x"], "content": "own"}]}
+    ember = characters.save(with_lorebook_names(Character(name="Ember", card={"character_book": own}),
+                                                ["Alpha", "Gone"]))
+    assert character_lorebook_names(characters.load("Ember")) == ["Alpha", "Gone"]  # saved with it
+    books = chat_lorebooks(ember, ["Beta", "Alpha"], store)
+    # Its card's own, the character's (a deleted one skipped), then the chat's; each once.
+    assert [b.name for b in books] == ["Ember's lorebook", "Alpha", "Beta"]
+    (store.folder / "Bad.json").write_text("{")
+    with pytest.raises(LorebookError, match="Bad.json: the lorebook is not valid JSON"):
+        chat_lorebooks(None, ["Bad"], store)
