@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loaders.fields import SettingError, build, setting
+from webui.chat.budget import TEMPLATE, PromptShare
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,13 @@ def note_from_json(data: Any) -> AuthorsNote | None:
     except SettingError as e:
         log.warning("ignoring a damaged author's note in a chat file: %s", e)
         return None
+
+
+def note_shares(note: AuthorsNote | None) -> tuple[PromptShare, ...]:
+    """The note's line in the context budget view under a reply (chat/budget.py): a
+    message of its own, so its tokens come out of what the template adds."""
+    return (PromptShare("Author's note", note.text.strip(), within=TEMPLATE),) if note is not None and note.active \
+        else ()
 
 
 def with_note(messages: Sequence[Message], note: AuthorsNote | None, continuing: bool = False) -> list[Message]:

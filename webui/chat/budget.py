@@ -6,8 +6,8 @@ with the reply (`to_dict`), and shown under it by the Chat tab (ui/chat_budget.p
 
 Other features that put text into the prompt report their share as a `PromptShare`
 on the ChatRequest (`shares`): the text as it appears in the prompt, and which part it
-sits inside (an attachment inside a message: HISTORY_KEPT; an author's note in the
-system message: CHARACTER). The budget counts it with the model's tokenizer and moves
+sits inside (an attachment inside a message: HISTORY_KEPT; the author's note, a
+message of its own: TEMPLATE, the rest). The budget counts it with the model's tokenizer and moves
 those tokens out of that part into a line of their own, so the parts still add up.
 """
 from __future__ import annotations
@@ -93,9 +93,11 @@ def measure_budget(count: Callable[[str], int], *, context_length: int, prompt_t
                HISTORY_KEPT: f"{len(kept)} message{'s' if len(kept) != 1 else ''}"}
     extra: list[BudgetPart] = []
     for share in shares:
-        tokens = min(count(share.text), amounts.get(share.within, 0))
+        tokens = count(share.text)
         if share.within in amounts:
+            tokens = min(tokens, amounts[share.within])
             amounts[share.within] -= tokens
+        # Within TEMPLATE (a message of its own: the author's note) it comes out of the rest below.
         extra.append(BudgetPart(share.name, tokens))
     parts = [BudgetPart(name, tokens, details.get(name, "")) for name, tokens in amounts.items()
              if tokens or name == HISTORY_KEPT or (name == LOREBOOK and lore_left_out)]

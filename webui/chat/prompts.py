@@ -30,7 +30,7 @@ from typing import Any
 from loaders.context_limit import overflow
 from webui.characters.character import Character
 from webui.characters.lorebook import Lorebook
-from webui.chat.authors_note import AuthorsNote, with_note
+from webui.chat.authors_note import AuthorsNote, note_shares, with_note
 from webui.chat.budget import ContextBudget, PromptShare, measure_budget
 from webui.chat.context import ContextOverflow, TokenCounter, fit_history
 from webui.chat.group import GroupTurn
@@ -148,7 +148,8 @@ def build_chat_prompt(request: ChatRequest, counter: TokenCounter, model_templat
                             system_prompt=request.system_prompt, character=shape.character_text,
                             lore=[(i.label, i.tokens) for i in lore.inserted],
                             kept=[m["content"] for m in messages[start:]],
-                            dropped=[m["content"] for m in messages[:start]], shares=request.shares,
+                            dropped=[m["content"] for m in messages[:start]],
+                            shares=[*request.shares, *note_shares(request.authors_note)],
                             reply_reserve=reserve, estimate=counter.estimate, lore_left_out=lore.over_budget)
     return ChatPrompt(text, ids, start, request.stop_strings(shape.template), budget=budget, lore=lore)
 

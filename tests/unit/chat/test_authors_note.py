@@ -55,7 +55,11 @@ def test_instruct_prompt_has_the_note_as_a_system_turn_at_its_depth(counter):
     msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
             {"role": "user", "content": "Tell me a story"}]
     request = ChatRequest(msgs, template=BUILTIN_TEMPLATES["ChatML"], authors_note=AuthorsNote(NOTE, 1))
-    text = build_chat_prompt(request, counter, None, 1024, 64).text
+    prompt = build_chat_prompt(request, counter, None, 1024, 64)
+    text = prompt.text
+    # The budget view under the reply has the note on a line of its own, and still adds up.
+    assert prompt.budget.part("Author's note").tokens == counter.count(NOTE) > 0
+    assert sum(p.tokens for p in prompt.budget.parts) == prompt.budget.prompt_tokens
     assert ("<|im_start|>assistant\nHello<|im_end|>\n<|im_start|>system\nAnswer in rhymes.<|im_end|>\n"
             "<|im_start|>user\nTell me a story<|im_end|>\n<|im_start|>assistant\n") in text
     depth0 = ChatRequest(msgs, template=BUILTIN_TEMPLATES["ChatML"], authors_note=AuthorsNote(NOTE, 0))
