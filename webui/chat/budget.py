@@ -76,11 +76,12 @@ def measure_budget(count: Callable[[str], int], *, context_length: int, prompt_t
                    system_prompt: str, character: str, lore: Sequence[tuple[str, int]],
                    kept: Sequence[str], dropped: Sequence[str], shares: Sequence[PromptShare] = (),
                    reply_reserve: int = 0, estimate: Callable[[str], int] | None = None,
-                   lore_left_out: Sequence[str] = ()) -> ContextBudget:
+                   lore_left_out: Sequence[str] = (), prompt_text: str | None = None) -> ContextBudget:
     """The budget of a built prompt. `lore` is (label, tokens) per inserted entry; `kept`
     and `dropped` are the history's message texts; `count` the model's (cached) counter,
     `estimate` a count that does not tokenize (TokenCounter.estimate), for the dropped
-    messages: a long chat's old turns are never tokenized just to be shown."""
+    messages: a long chat's old turns are never tokenized just to be shown. With
+    `prompt_text`, a share whose text is not in the prompt is left out."""
     estimate = estimate or count
     amounts = {SYSTEM_PROMPT: count(system_prompt.strip()) if system_prompt.strip() else 0,
                CHARACTER: count(character) if character.strip() else 0,
@@ -93,6 +94,8 @@ def measure_budget(count: Callable[[str], int], *, context_length: int, prompt_t
                HISTORY_KEPT: f"{len(kept)} message{'s' if len(kept) != 1 else ''}"}
     extra: list[BudgetPart] = []
     for share in shares:
+        if prompt_text is not None and share.text not in prompt_text:
+            continue  # not in this prompt (inside a message dropped to fit, say)
         tokens = count(share.text)
         if share.within in amounts:
             tokens = min(tokens, amounts[share.within])

@@ -150,7 +150,8 @@ def build_chat_prompt(request: ChatRequest, counter: TokenCounter, model_templat
                             kept=[m["content"] for m in messages[start:]],
                             dropped=[m["content"] for m in messages[:start]],
                             shares=[*request.shares, *note_shares(request.authors_note)],
-                            reply_reserve=reserve, estimate=counter.estimate, lore_left_out=lore.over_budget)
+                            reply_reserve=reserve, estimate=counter.estimate, lore_left_out=lore.over_budget,
+                            prompt_text=text)
     return ChatPrompt(text, ids, start, request.stop_strings(shape.template), budget=budget, lore=lore)
 
 

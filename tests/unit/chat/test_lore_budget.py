@@ -93,7 +93,8 @@ def test_without_lorebooks_the_prompt_is_as_before(counter):
 def test_the_budget_adds_up_and_counts_what_was_dropped(counter):
     msgs = said(*[f"message {i} " + "word " * 30 for i in range(40)])
     request = ChatRequest(msgs, mode="instruct", system_prompt="SYSTEM-RULES be brief.",
-                          shares=[PromptShare("Attachments", msgs[-1]["content"])])
+                          shares=[PromptShare("Attachments", msgs[-1]["content"]),
+                                  PromptShare("Old file", msgs[0]["content"])])
     prompt = build_chat_prompt(request, counter, None, 512, 64)
     budget = prompt.budget
     assert prompt.dropped > 0 and budget.dropped_messages == prompt.dropped
@@ -105,6 +106,7 @@ def test_the_budget_adds_up_and_counts_what_was_dropped(counter):
     assert budget.part(HISTORY_KEPT).detail == f"{len(msgs) - prompt.dropped} messages"
     # The share moved out of the history it sits in.
     assert budget.part("Attachments").tokens == counter.count(msgs[-1]["content"])
+    assert budget.part("Old file") is None  # its message was dropped: not in this prompt
     # Saved with the reply and read back; a damaged one is no budget, not an error.
     assert ContextBudget.from_dict(budget.to_dict()) == budget
     assert ContextBudget.from_dict({"parts": "x"}) is None
