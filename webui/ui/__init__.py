@@ -23,6 +23,7 @@ from webui.ui.session import BrowserSession
 CSS = """
 #chat-status, #model-status { min-height: 1.5em; font-size: 0.9em; opacity: 0.85; }
 """
+CSS += accounts.CSS + "\n"
 
 
 def limit_text_inputs(demo: gr.Blocks, max_chars: int) -> None:
@@ -62,11 +63,11 @@ def build_ui(hearth: Hearth, max_text_chars: int = ServerSettings.max_prompt_cha
         with gr.Tab("Parameters", id="parameters"):
             presets = parameters_tab.preset_layout(hearth)
             params = parameters_tab.layout()
-        with gr.Tab("Model", id="model") as model_tab_block:
+        with gr.Tab("Model", id="model", elem_id="tab-model") as model_tab_block:
             model = model_tab.layout(hearth, model_tab_block)
-        with gr.Tab("Download", id="download") as download_tab_block:
+        with gr.Tab("Download", id="download", elem_id="tab-download") as download_tab_block:
             download = download_tab.layout(download_tab_block)
-        with gr.Tab("Quant advisor", id="advisor") as advisor_tab_block:
+        with gr.Tab("Quant advisor", id="advisor", elem_id="tab-advisor") as advisor_tab_block:
             advisor = advisor_tab.layout(hearth, advisor_tab_block)
         # Extensions: their own tabs, then the tab that lists and switches them.
         ext_tabs = extensions_tab.add_extension_tabs(hearth)

@@ -41,16 +41,26 @@ def header(hearth: Hearth) -> gr.Markdown | None:
     return who
 
 
+# Gradio 6 does not hide a tab's button when an event sets the tab invisible, so
+# the page hides an admin tab's button itself (its elem_id + "-button"), by a class
+# on <body> that each page load sets from the user's role.
+NOT_ADMIN_CLASS = "hearth-not-admin"
+ADMIN_TAB_IDS = ("tab-model", "tab-download", "tab-advisor")
+CSS = ", ".join(f".{NOT_ADMIN_CLASS} #{tab}-button" for tab in ADMIN_TAB_IDS) + " { display: none !important; }"
+_MARK_ROLE = f"(role) => {{ document.body.classList.toggle('{NOT_ADMIN_CLASS}', role !== 'admin'); }}"
+
+
 def wire_roles(hearth: Hearth, demo: gr.Blocks, who: gr.Markdown | None, admin_tabs: list, admin_controls: list) -> None:
-    """On each page load: the user's name, and the admin-only tabs and controls shown to
-    admins only."""
+    """On each page load: the user's name, and the admin-only tabs (elem_ids
+    ADMIN_TAB_IDS) and controls shown to admins only."""
+    role = gr.Textbox(visible=False, elem_id="account-role")
+
     def on_load():
         admin = hearth.is_admin()
         name = event_user()
         shown = [f"Logged in as **{name}**{' (admin)' if admin else ''}"] if who is not None else []
-        return (shown + [gr.update(visible=admin) for _ in admin_tabs]
+        return (shown + ["admin" if admin else "user"] + [gr.update(visible=admin) for _ in admin_tabs]
                 + [gr.update(interactive=admin) for _ in admin_controls])
 
-    outputs = ([who] if who is not None else []) + list(admin_tabs) + list(admin_controls)
-    if outputs:
-        demo.load(on_load, None, outputs, queue=False)
+    outputs = ([who] if who is not None else []) + [role] + list(admin_tabs) + list(admin_controls)
+    demo.load(on_load, None, outputs, queue=False).then(None, [role], None, js=_MARK_ROLE, queue=False)

@@ -1,0 +1,133 @@
+"""Two people on one server, each in their own browser context (real Chromium): alice
+(an admin) and bob (a user). Bob never sees alice's chats, documents, prompt or
+passages, and never gets the admin's tabs and switches."""
+from __future__ import annotations
+
+import pytest
+
+from tests.support import running_server
+from webui.accounts.users import UserBook
+
+pytestmark = pytest.mark.browser
+PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
+# Greedy and short: the replies are read, and only their sources matter.
+PRESET = "temperature: 0.0\ntop_k: 1\ntop_p: 1.0\nmin_p: 0.0\nrepetition_penalty: 1.0\nmax_new_tokens: 40\n"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data = tmp_path_factory.mktemp("user_data")
+    book = UserBook(data / "users.json")
+    for name, password in PASSWORDS.items():
+        book.add(name, password)
+        (data / "users" / name / "presets").mkdir(parents=True)
+        (data / "users" / name / "presets" / "short.yaml").write_text(PRESET)
+        (data / "users" / name / "settings.yaml").write_text("preset: short\n")
+    with running_server("--n-ctx", "2048", "--extensions", "documents", "--user-data", str(data)) as url:
+        yield url, data
+
+
+@pytest.fixture
+def people(browser, server):
+    contexts = []
+
+    def open_as(name: str):
+        context = browser.new_context(viewport={"width": 1200, "height": 900})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(server[0])
+        page.get_by_label("username").fill(name)
+        page.get_by_label("password").fill(PASSWORDS[name])
+        page.get_by_role("button", name="Login").click()
+        page.wait_for_selector("#chat-input textarea")
+        page.wait_for_function("n => document.querySelector('#account-user')?.innerText.includes(n)", arg=name)
+        # The page applies the user's preset once it has loaded: wait for it, so replies are greedy.
+        page.get_by_role("tab", name="Parameters").click()
+        page.wait_for_function("() => document.querySelector('#preset-choice input')?.value === 'short'")
+        return page
+
+    yield open_as
+    for context in contexts:
+        context.close()
+
+
+def add_file(page, path) -> None:
+    page.get_by_role("tab", name="Documents").click()
+    page.set_input_files("#documents-upload input[type=file]", str(path))
+    page.wait_for_function("n => document.querySelector('#documents-list').innerText.includes(n)", arg=path.name)
+
+
+def ask(page, text: str) -> str:
+    """Send a message; the chat's whole text once the reply has finished."""
+    page.get_by_role("tab", name="Chat").click()
+    page.fill("#chat-input textarea", text)
+    page.press("#chat-input textarea", "Enter")
+    page.wait_for_function("() => document.querySelector('#chat-status').innerText.includes('tok/s')")
+    return page.inner_text("#chat")
+
+
+def last_prompt(page, source: str) -> str:
+    """The Documents tab's last prompt, once it shows a passage from `source`."""
+    page.get_by_role("tab", name="Documents").click()
+    page.wait_for_function("s => document.querySelector('#documents-last-prompt').innerText.includes(s)",
+                           arg=f"from {source}")
+    return page.inner_text("#documents-last-prompt")
+
+
+def past_chats(page, own: str) -> list[str]:
+    """The Chat tab's past chats, once the user's own chat `own` is among them."""
+    page.get_by_role("tab", name="Chat").click()
+    page.click("#chat-past input")
+    page.locator("[role=option]", has_text=own).first.wait_for()
+    options = [o.inner_text() for o in page.get_by_role("option").all()]
+    page.keyboard.press("Escape")
+    return options
+
+
+def test_bob_never_sees_alices_chats_documents_prompt_or_passages(people, server, tmp_path):
+    lighthouse, garden = tmp_path / "lighthouse.md", tmp_path / "garden.md"
+    lighthouse.write_text("# Lighthouse keeper's notes\n\nThe lighthouse on Maple Island was built in 1887 "
+                          "by the engineer Clara Voss.\n")
+    garden.write_text("# Garden notes\n\nThe vegetable garden behind the school grows pumpkins and beans.\n")
+
+    alice = people("alice")
+    add_file(alice, lighthouse)
+    assert "Sources (quoted to the model as untrusted data): lighthouse.md" in ask(
+        alice, "Who built the lighthouse on Maple Island?")
+    assert "Clara Voss" in last_prompt(alice, "lighthouse.md")
+
+    bob = people("bob")
+    add_file(bob, garden)
+    files = bob.inner_text("#documents-list")
+    assert "garden.md" in files and "lighthouse.md" not in files
+    reply = ask(bob, "What grows in the vegetable garden behind the school?")
+    assert "lighthouse" not in reply
+    seen = last_prompt(bob, "garden.md")
+    assert "Clara Voss" not in seen and "Maple Island" not in seen and "lighthouse" not in seen
+    assert not any("lighthouse" in chat for chat in past_chats(bob, "vegetable garden"))
+
+    # Alice's own view is unchanged by bob's turn.
+    seen = last_prompt(alice, "lighthouse.md")
+    assert "garden" not in seen
+    assert "garden.md" not in alice.inner_text("#documents-list")
+    # On disk: each library and history in its owner's folder.
+    data = server[1]
+    assert list((data / "users" / "bob" / "histories").rglob("*.json"))
+    assert not list((data / "users" / "bob").rglob("*lighthouse*"))
+
+
+def test_only_the_admin_gets_the_model_tabs_and_extension_switches(people):
+    bob = people("bob")
+    bob.get_by_role("tab", name="Chat").click()
+    bob.wait_for_function("() => document.body.classList.contains('hearth-not-admin')")
+    assert not bob.get_by_role("tab", name="Model").is_visible()
+    assert not bob.get_by_role("tab", name="Download").is_visible()
+    assert bob.get_by_role("tab", name="Parameters").is_visible()
+    bob.get_by_role("tab", name="Extensions").click()
+    assert bob.locator("#ext-toggle-documents input").is_disabled()
+
+    alice = people("alice")
+    alice.get_by_role("tab", name="Model").wait_for(state="visible")
+    alice.get_by_role("tab", name="Extensions").click()
+    assert alice.locator("#ext-toggle-documents input").is_enabled()
