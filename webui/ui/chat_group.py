@@ -45,7 +45,7 @@ def layout(hearth: Hearth) -> GroupPanel:
     specs = {s.name: s for s in describe(Group)}
     with gr.Accordion("Group chat", open=False, elem_id="chat-group"):
         with gr.Row(equal_height=True):
-            members = gr.Dropdown(hearth.characters.names(), value=[], multiselect=True, label="Characters",
+            members = gr.Dropdown(hearth.space().characters.names(), value=[], multiselect=True, label="Characters",
                                   info="Two or more, in their speaking order.", scale=3,
                                   elem_id="chat-group-members")
             turns = component_for(specs["turns"], prefix="chat-group")
@@ -107,12 +107,17 @@ def wire(hearth: Hearth, panel: GroupPanel, state: gr.State, opts: list, chatbot
         return "Author's note saved with this chat." if (text or "").strip() else "Author's note cleared."
 
     def follow(shown_id, state_):
-        """The controls show the group and note of the chat now shown (opened, new, deleted)."""
+        """The controls show the group and note of the chat now shown (opened, new,
+        deleted, the page loaded), and the characters there are now."""
         conv = state_.conversation
         if conv is None or conv.history.id == shown_id:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return (gr.skip(),) * 7
         conv.chosen_speaker = ""
-        return (_speaker_choices(conv), *_note_values(conv), conv.history.id)
+        group = conv.history.group
+        names = hearth.space().characters.names()
+        members = gr.update(choices=names, value=list(group.members)) if group else gr.update(choices=names)
+        return (members, group.turns if group else gr.skip(), _speaker_choices(conv), *_note_values(conv),
+                conv.history.id)
 
     panel.start.click(start, [panel.members, panel.turns, state, *opts],
                       [chatbot, status, character, past, panel.speaker, panel.shown_chat], queue=False)
@@ -123,5 +128,6 @@ def wire(hearth: Hearth, panel: GroupPanel, state: gr.State, opts: list, chatbot
     panel.note_depth.release(save_note, note_inputs, [status], queue=False)
     panel.note_enabled.input(save_note, note_inputs, [status], queue=False)
     chatbot.change(follow, [panel.shown_chat, state],
-                   [panel.speaker, panel.note_text, panel.note_depth, panel.note_enabled, panel.shown_chat],
+                   [panel.members, panel.turns, panel.speaker, panel.note_text, panel.note_depth,
+                    panel.note_enabled, panel.shown_chat],
                    queue=False, trigger_mode="always_last", show_progress="hidden")
