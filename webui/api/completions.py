@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from loaders.fields import SettingError
+from webui.api import file_parts
 from webui.api.deps import get_hearth, get_settings
 from webui.api.errors import APIError, api_error
 from webui.api.limits import check_prompt_size, check_queue
@@ -31,6 +32,7 @@ from webui.api.schemas import (
     to_generation_params,
 )
 from webui.api.streaming import SSE_HEADERS, Text, job_events, sse
+from webui.chat.attachments import AttachmentLimits
 from webui.chat.reasoning import ReasoningSplitter, split_reasoning
 from webui.chat.structured import with_response_format
 from webui.chat.template_fallback import strip_markers
@@ -374,6 +376,9 @@ async def completions(body: CompletionRequest, request: Request, hearth: Hearth 
 async def chat_completions(body: ChatCompletionRequest, request: Request, hearth: Hearth = Depends(get_hearth),
                            settings: ServerSettings = Depends(get_settings)):
     messages = [chat_message(m) for m in body.messages]
+    if file_parts.has_files(body.messages):  # read (a PDF parsed) off the event loop
+        limits = AttachmentLimits.of(hearth.space().settings.load())
+        messages = await anyio.to_thread.run_sync(file_parts.with_files, body.messages, messages, limits)
     check_prompt_size(sum(len(m["content"]) for m in messages), settings.max_prompt_chars, "messages")
     params, model, headers = _prepare(hearth, settings, body)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -113,6 +113,20 @@ class TextPart(_Strict):
     text: str
 
 
+class FileData(_Strict):
+    filename: str | None = Field(None, description="The file's name; its suffix tells Markdown, code or PDF.")
+    file_data: str | None = Field(None, description="The file's bytes: a data: URL "
+                                  "(data:application/pdf;base64,...) or plain base64.")
+    file_id: str | None = Field(None, description="Not supported: Hearth keeps no uploaded files; send file_data.")
+
+
+class FilePart(_Strict):
+    """A text, Markdown, code or PDF file in a user message: its text goes into that
+    message quoted as untrusted data, as the Chat tab's attachments do."""
+    type: Literal["file"]
+    file: FileData
+
+
 class FunctionCall(_Strict):
     name: str
     arguments: str = Field(description="The arguments as a JSON text of an object.")
@@ -126,7 +140,7 @@ class ToolCallMessagePart(_Strict):
 
 class ChatMessage(_Strict):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart] | None = ""
+    content: str | list[TextPart | FilePart] | None = ""
     name: str | None = None
     tool_calls: list[ToolCallMessagePart] | None = Field(None, description="An assistant's calls of tools.")
     tool_call_id: str | None = Field(None, description="With role tool: the call this message answers.")
@@ -135,7 +149,7 @@ class ChatMessage(_Strict):
 
     def text(self) -> str:
         if isinstance(self.content, list):
-            return "".join(p.text for p in self.content)
+            return "".join(p.text for p in self.content if isinstance(p, TextPart))  # files: api/file_parts.py
         return self.content or ""
 
 

@@ -95,25 +95,34 @@ def read_attachment(path: Path, name: str | None, limits: AttachmentLimits) -> A
     path = Path(path)
     name = clean_name(name or path.name, "file")
     try:
-        size = path.stat().st_size
-        if size > limits.file_bytes:
-            raise AttachmentTooLarge(f"{name} is {human_size(size)}; one attachment may be at most "
-                                     f"{human_size(limits.file_bytes)} (attachment_max_mb)")
-        with open(path, "rb") as f:
-            head = f.read(8)
-        if is_pdf(name, head):
-            pages = [p.strip() for p in read_pdf_pages(path, name)]
-            text, kind = "\n\n".join(p for p in pages if p), "pdf"
-            if not text:
-                raise AttachmentError(f"{name} has no text to read (a scanned PDF has only pictures)")
-        else:
-            text, kind = decode_text(path.read_bytes(), name), kind_of(name)
+        _check_size(path.stat().st_size, limits, name)  # before reading it
+        data = path.read_bytes()
     except OSError as e:
         raise AttachmentError(f"{name} cannot be read ({e.strerror or e})") from None
+    return attachment_of(data, name, limits)
+
+
+def attachment_of(data: bytes, name: str | None, limits: AttachmentLimits) -> Attachment:
+    """A file's bytes as an attachment (an API request's file part); raises as read_attachment."""
+    name = clean_name(name or "file", "file")
+    _check_size(len(data), limits, name)
+    if is_pdf(name, data[:8]):
+        pages = [p.strip() for p in read_pdf_pages(data, name)]
+        text, kind = "\n\n".join(p for p in pages if p), "pdf"
+        if not text:
+            raise AttachmentError(f"{name} has no text to read (a scanned PDF has only pictures)")
+    else:
+        text, kind = decode_text(data, name), kind_of(name)
     if not text.strip():
         raise AttachmentError(f"{name} is empty: there is nothing to attach")
     _check_chars(len(text), limits, name)
-    return Attachment(name, size, kind, text)
+    return Attachment(name, len(data), kind, text)
+
+
+def _check_size(size: int, limits: AttachmentLimits, name: str) -> None:
+    if size > limits.file_bytes:
+        raise AttachmentTooLarge(f"{name} is {human_size(size)}; one attachment may be at most "
+                                 f"{human_size(limits.file_bytes)} (attachment_max_mb)")
 
 
 def pasted(text: str) -> Attachment:

@@ -5,6 +5,7 @@ line a person can act on.
 """
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -45,15 +46,15 @@ def decode_text(raw: bytes, name: str, strict: bool = True) -> str:
                             "or attach a PDF") from None
 
 
-def read_pdf_pages(path: Path, name: str) -> list[str]:
-    """The text of each page ("" for a page of pictures only)."""
+def read_pdf_pages(source: Path | bytes, name: str) -> list[str]:
+    """The text of each page ("" for a page of pictures only), from a file or its bytes."""
     try:
         from pypdf import PdfReader
         from pypdf.errors import PdfReadError
     except ImportError:
         raise FileTextError("reading PDFs needs pypdf: .venv/bin/pip install pypdf") from None
     try:
-        reader = PdfReader(str(path))
+        reader = PdfReader(io.BytesIO(source) if isinstance(source, bytes) else str(source))
         if reader.is_encrypted:
             raise FileTextError(f"{name} is encrypted; save an unlocked copy first")
         return [page.extract_text() or "" for page in reader.pages]
