@@ -65,7 +65,9 @@ class ChatHistory:
         """Name a chat after its first message, until the user names it."""
         if self.titled_by_user:
             return
-        first = next((m["content"] for m in self.messages if m["role"] == "user"), "")
+        # A message of attached files only is named after them.
+        first = next((m["content"] or ", ".join(a["name"] for a in m.get("attachments", ()))
+                      for m in self.messages if m["role"] == "user"), "")
         first = " ".join(first.split())
         if first:
             self.title = first if len(first) <= TITLE_LENGTH else first[:TITLE_LENGTH - 1] + "…"

@@ -122,6 +122,7 @@ def test_a_chat_keeps_its_attachments_and_an_old_file_loads_unchanged(tmp_path):
     history.messages.append({"role": "assistant", "content": "ok"})
     store.save(history)
     again = store.load("Ember", history.id)
+    assert again.title == "pasted.txt"  # a message of files only is named after them
     assert again.messages[0]["attachments"] == [{"name": "pasted.txt", "size": 12, "kind": "text",
                                                  "text": "a long paste"}]
     assert attachments.of_message(again.messages[0]) == [a]
