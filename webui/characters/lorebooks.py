@@ -16,6 +16,8 @@ class LorebookStore:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self._lock = threading.Lock()
+        # Every chat turn loads its books: a file is parsed again only when it changed.
+        self._parsed: dict[Path, tuple[tuple[int, int], Lorebook]] = {}
 
     def names(self) -> list[str]:
         if not self.folder.is_dir():
@@ -31,15 +33,22 @@ class LorebookStore:
     def load(self, name: str) -> Lorebook:
         path = self._path(name)
         try:
-            if path.stat().st_size > MAX_LOREBOOK_BYTES:
+            st = path.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+            cached = self._parsed.get(path)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+            if st.st_size > MAX_LOREBOOK_BYTES:
                 raise LorebookError(f"{path.name} is too large to be a lorebook")
             raw = path.read_bytes()
         except FileNotFoundError:
             raise LorebookError(f"no lorebook named {name!r}", kind=ErrorKind.NOT_FOUND) from None
         try:
-            return read_lorebook(raw, path.stem)
+            book = read_lorebook(raw, path.stem)
         except LorebookError as e:
             raise LorebookError(f"{path.name}: {e}") from None
+        self._parsed[path] = (stamp, book)
+        return book
 
     def import_file(self, raw: bytes, name: str) -> Lorebook:
         """Check an uploaded lorebook completely, then keep it under `name` (replacing

@@ -82,6 +82,9 @@ def test_the_lorebook_folder(tmp_path):
     store.import_file(json.dumps(SILLYTAVERN).encode(), "World")
     assert store.names() == ["World"]
     assert len(store.load("World").entries) == 2
+    assert store.load("World") is store.load("World")  # parsed once while unchanged
+    store.import_file(json.dumps({"entries": [{"keys": ["x"], "content": "changed"}]}).encode(), "World")
+    assert store.load("World").entries[0].content == "changed"
     with pytest.raises(LorebookError, match="no lorebook named"):
         store.load("Missing")
     with pytest.raises(LorebookError, match="not a valid lorebook name"):
