@@ -26,9 +26,15 @@ if TYPE_CHECKING:  # NumPy is imported where it is used: `hearth --help` never p
 log = logging.getLogger(__name__)
 
 # Sequences packed into one llama.cpp batch: llama.cpp attends over the whole
-# ubatch behind a mask, so a large batch of short texts wastes work quadratically;
-# 512 tokens (about 4 passages of 100 words) measured fastest of 256/512/1024.
+# ubatch behind a mask. Without flash attention a large batch of short texts wastes
+# work quadratically; with it, masked-out blocks are skipped and only the mask is
+# read: one thread, 32 passages of ~106 tokens, 31.8 ms/passage packed 256, 32.5
+# at 512, 33.4 one passage per batch.
 BATCH_TOKENS = 512
+# Flash attention: llama.cpp's CPU kernel skips the other sequences' masked keys
+# that the plain path multiplies and softmaxes. Measured on one thread, same run:
+# 103 ms/passage without, 39 with (vectors equal to cosine 1.000000).
+FLASH_ATTENTION = True
 MAX_SEQUENCES = 64
 CONVERT_TIMEOUT_S = 300
 # GGUF architectures that are encoders: llama.cpp loads them for embeddings, not text.
@@ -60,7 +66,7 @@ class LlamaEmbedder:
         llm = llama_cpp.Llama(model_path=str(path), embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
                               n_ctx=BATCH_TOKENS, n_batch=BATCH_TOKENS, n_ubatch=BATCH_TOKENS,
                               n_seq_max=MAX_SEQUENCES, n_threads=threads or usable_cpus(),
-                              n_threads_batch=threads or usable_cpus(), verbose=False)
+                              n_threads_batch=threads or usable_cpus(), flash_attn=FLASH_ATTENTION, verbose=False)
         return cls(llm, max_tokens)
 
     def tokenize(self, text: str) -> list[int]:
@@ -131,7 +137,8 @@ class EmbeddingModel(LlamaEmbedder):
 
         try:
             llm = llama_cpp.Llama(model_path=str(path), embedding=True, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
-                                  n_seq_max=MAX_SEQUENCES, n_threads=threads, n_threads_batch=threads, verbose=False)
+                                  n_seq_max=MAX_SEQUENCES, n_threads=threads, n_threads_batch=threads,
+                                  flash_attn=FLASH_ATTENTION, verbose=False)
         except (ValueError, RuntimeError) as e:
             raise LoadError(f"llama.cpp could not load {path.name} as an embedding model: {e}") from None
         return cls(llm, path.name, architecture)
