@@ -10,6 +10,8 @@ ensure_hearth "test"
 ensure_torch_backends
 ensure_documents
 ensure_chromium
+# llama.cpp's own llama-server, for the remote loader's tests (once; minutes on 2 cores).
+ensure_llama_server >/dev/null
 mkdir -p test-artifacts
 # The lint gate first: a finding fails the run in seconds, before the suite's minutes.
 "$VENV/bin/ruff" check --quiet .

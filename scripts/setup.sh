@@ -82,6 +82,38 @@ ensure_llama_cpp_source() {
     echo "$src"
 }
 
+# llama.cpp's own llama-server, built from the same vendored sources as the wheel and
+# with the same CPU flags (GGML_NATIVE without AMX, see native_cflags), so the tests and
+# bench/concurrency.py compare Hearth with the engine its library is. Static libraries:
+# one self-contained binary. No curl/OpenSSL, no web UI assets (both would download).
+# Cached per CPU signature like the wheel; a second call only prints the path.
+# Prints the binary's path. Several minutes on 2 cores (-j2 unless CMAKE_BUILD_PARALLEL_LEVEL).
+ensure_llama_server() {
+    local sig dir bin src build cflags
+    sig="$(cpu_signature)"
+    dir="$CACHE/llama-server-$LLAMA_CPP_VERSION/$sig"
+    bin="$dir/llama-server"
+    if [ ! -x "$bin" ]; then
+        src="$(ensure_llama_cpp_source)/vendor/llama.cpp"
+        build="$dir/build"
+        say "building llama-server $LLAMA_CPP_VERSION for this CPU (once; several minutes on 2 cores)"
+        mkdir -p "$dir"
+        cflags="$(native_cflags)"
+        CFLAGS="${CFLAGS:-} $cflags" CXXFLAGS="${CXXFLAGS:-} $cflags" \
+            cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+            -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+            -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_UI=OFF \
+            -DLLAMA_USE_PREBUILT_UI=OFF >"$dir/configure.log" 2>&1 \
+            || { say "llama-server configure failed: see $dir/configure.log"; return 1; }
+        cmake --build "$build" --target llama-server -j "${CMAKE_BUILD_PARALLEL_LEVEL:-2}" \
+            >"$dir/build.log" 2>&1 \
+            || { say "llama-server build failed: see $dir/build.log"; return 1; }
+        cp "$build/bin/llama-server" "$bin.tmp" && mv "$bin.tmp" "$bin"
+        rm -rf "$build"
+    fi
+    echo "$bin"
+}
+
 # $1: the pip extras to install, e.g. "" or "test"
 ensure_hearth() {
     local extras="$1" stamp
