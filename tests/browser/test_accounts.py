@@ -85,7 +85,7 @@ def past_chats(page, own: str) -> list[str]:
     return options
 
 
-def test_bob_never_sees_alices_chats_documents_prompt_or_passages(people, server, tmp_path):
+def test_bob_never_sees_alices_chats_documents_prompt_passages_or_admin_tabs(people, server, tmp_path):
     lighthouse, garden = tmp_path / "lighthouse.md", tmp_path / "garden.md"
     lighthouse.write_text("# Lighthouse keeper's notes\n\nThe lighthouse on Maple Island was built in 1887 "
                           "by the engineer Clara Voss.\n")
@@ -116,9 +116,8 @@ def test_bob_never_sees_alices_chats_documents_prompt_or_passages(people, server
     assert list((data / "users" / "bob" / "histories").rglob("*.json"))
     assert not list((data / "users" / "bob").rglob("*lighthouse*"))
 
-
-def test_only_the_admin_gets_the_model_tabs_and_extension_switches(people):
-    bob = people("bob")
+    # Only the admin gets the model tabs and the extension switches (the server refuses
+    # them too: tests/integration/test_accounts.py).
     bob.get_by_role("tab", name="Chat").click()
     bob.wait_for_function("() => document.body.classList.contains('hearth-not-admin')")
     assert not bob.get_by_role("tab", name="Model").is_visible()
@@ -126,8 +125,6 @@ def test_only_the_admin_gets_the_model_tabs_and_extension_switches(people):
     assert bob.get_by_role("tab", name="Parameters").is_visible()
     bob.get_by_role("tab", name="Extensions").click()
     assert bob.locator("#ext-toggle-documents input").is_disabled()
-
-    alice = people("alice")
     alice.get_by_role("tab", name="Model").wait_for(state="visible")
     alice.get_by_role("tab", name="Extensions").click()
     assert alice.locator("#ext-toggle-documents input").is_enabled()

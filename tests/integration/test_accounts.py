@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import ipaddress
+import json
 import ssl
 import subprocess
 import sys
@@ -197,3 +198,27 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
 ])
 def test_a_half_or_missing_tls_pair_is_one_line(tmp_path, given, message):
     assert check_network_safety(ServerSettings(user_data=str(tmp_path), **given)) == message
+
+
+def ui_event(served: Served, name: str, api_name: str) -> str:
+    """Send the page's event `api_name` as `name` (Gradio's queue, as the page does);
+    its first output."""
+    with served.client() as http:
+        assert log_in(http, name, PASSWORDS[name]).status_code == 200
+        config = http.get("/config").json()
+        fn = next(d["id"] for d in config["dependencies"] if d.get("api_name") == api_name)
+        session = f"test-{name}"
+        joined = http.post("/gradio_api/queue/join", json={"fn_index": fn, "data": [], "session_hash": session})
+        assert joined.status_code == 200, joined.text
+        with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": session}) as events:
+            for line in events.iter_lines():
+                message = json.loads(line[5:]) if line.startswith("data:") else {}
+                if message.get("msg") == "process_completed":
+                    return message["output"]["data"][0]
+    raise AssertionError(f"{api_name} never completed")
+
+
+def test_the_ui_refuses_a_non_admins_model_event_that_the_page_hides(served):
+    """A client can send any event the page defines: the handler checks the role itself."""
+    assert "only an admin can unload models; you are logged in as 'bob'" in ui_event(served, "bob", "unload")
+    assert "only an admin" not in ui_event(served, "alice", "unload")

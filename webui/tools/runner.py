@@ -10,6 +10,7 @@ in the chat and in the model's tool message, and the loop goes on.
 """
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import queue
@@ -151,7 +152,10 @@ class ToolReply:
         self._decided = threading.Event()
         self._approved = False
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="hearth-tool-loop", daemon=True)
+        # The caller's context vars go along: the loop's chat rounds and extension hooks
+        # run for the same user (current_user()) as the chat that started it.
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
+                                        name="hearth-tool-loop", daemon=True)
 
     def start(self) -> ToolReply:
         self._thread.start()
