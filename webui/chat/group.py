@@ -156,8 +156,9 @@ class GroupTurn:
         return "\n\n".join(p for p in parts if p)
 
     def stop_strings(self, user_name: str) -> tuple[str, ...]:
-        """The other members' name prefixes (the user's is already a stop in chat mode)."""
-        return tuple(f"\n{o.name}:" for o in self.others)
+        """The user's and the other members' name prefixes: the named history invites
+        the model to go on with their lines, in chat-instruct too."""
+        return (f"\n{user_name}:", *(f"\n{o.name}:" for o in self.others))
 
     def template_messages(self, messages: Sequence[Message], user_name: str) -> list[Message]:
         """chat-instruct's history for the template: the speaker's own replies as its

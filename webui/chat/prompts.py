@@ -98,7 +98,7 @@ class ChatRequest:
         else:
             stops = template.stop if template is not None else ()
         # A group member must not write the others' lines either.
-        return stops + (self.group.stop_strings(self.user_name) if self.group is not None else ())
+        return tuple(dict.fromkeys(stops + (self.group.stop_strings(self.user_name) if self.group is not None else ())))
 
 
 @dataclass

@@ -103,7 +103,7 @@ def test_chat_instruct_prompt_names_every_speaker_and_describes_the_others(count
         "<|im_start|>assistant\nWelcome!<|im_end|>\n"
         "<|im_start|>user\nYou: Hi both\n\nSage: Hoo.\n\nYou: Ember, a riddle?<|im_end|>\n"
         "<|im_start|>assistant\n")
-    assert prompt.stop == (*BUILTIN_TEMPLATES["ChatML"].stop, "\nSage:", "\nMoss:")
+    assert prompt.stop == (*BUILTIN_TEMPLATES["ChatML"].stop, "\nYou:", "\nSage:", "\nMoss:")
 
 
 def test_chat_mode_transcript_has_each_speakers_name_and_ends_with_the_speakers(counter):
