@@ -70,7 +70,8 @@ def served(tmp_path_factory):
     for name, password in PASSWORDS.items():
         book.add(name, password)
     keys = {name: book.new_key(name) for name in PASSWORDS}
-    with serving_https(tmp_path_factory.mktemp("tls"), "--user-data", str(data)) as (url, trusted, log):
+    with serving_https(tmp_path_factory.mktemp("tls"), "--user-data", str(data), "--mode", "chat") as (
+            url, trusted, log):
         yield Served(url, trusted, log, data, book, keys)
 
 
@@ -90,6 +91,9 @@ class Served:
 def test_https_serves_and_the_single_user_data_became_the_first_admins(served):
     assert (served.data / "users" / "alice" / "histories" / "Assistant" / "old.json").exists()
     assert not (served.data / "histories").exists()
+    # The chat flags (--mode chat) are remembered in the first admin's settings.
+    assert "mode: chat" in (served.data / "users" / "alice" / "settings.yaml").read_text()
+    assert not (served.data / "settings.yaml").exists()
     log = served.log.read_text()
     assert log.count("it now belongs to user 'alice'") == 1
     assert f"serving on {served.url}" in log and "clear text" not in log

@@ -32,5 +32,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hearth: {problem}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    apply_chat_flags(args, settings.user_data)
+    apply_chat_flags(args, server.chat_settings_folder(settings))
     return server.serve(settings, args)

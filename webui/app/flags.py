@@ -98,6 +98,8 @@ def build_from_args(cls: type, args: argparse.Namespace, fallback: Mapping[str, 
 def _epilog(width: int = 78) -> str:
     download = textwrap.fill("Download a model: hearth download ORG/REPO [--include PATTERN] [--revision REV] "
                              "(see hearth download --help).", width)
+    download += "\n" + textwrap.fill("Several users, each with their own chats and documents: hearth users "
+                                     "add|remove|passwd|role|list|key (see hearth users --help).", width)
     names = max(len(v.name) for v in ENVIRONMENT)
     indent = " " * (names + 4)
     table = [textwrap.fill(f"{v.flag}: {v.help}", width, initial_indent=f"  {v.name.ljust(names)}  ",

@@ -134,6 +134,14 @@ def accounts_for(settings: ServerSettings) -> Accounts:
     return accounts
 
 
+def chat_settings_folder(settings: ServerSettings) -> Path:
+    """Where --mode/--character/--preset... are remembered: the user data folder, or with
+    accounts the first admin's (after the single-user data has moved there)."""
+    accounts = accounts_for(settings)
+    data = UserData.at(settings.user_data)
+    return data.for_user(accounts.first_admin()).root if accounts.separate else data.root
+
+
 def create_hearth(settings: ServerSettings) -> Hearth:
     hearth = Hearth(settings.models_dir, user_data_dir=settings.user_data, accounts=accounts_for(settings))
     hearth.engine.per_owner_limit = settings.max_queue_per_user
