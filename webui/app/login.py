@@ -72,7 +72,7 @@ class LoginThrottle:
         keys = (("address", CLIENT_ADDRESS.get()), ("user", username[:self.NAME_CHARS]))
         async with self._turns(keys):
             if self.verify is not None:
-                # scrypt takes ~50 ms of CPU: in a thread, so the event loop never waits on it.
+                # scrypt takes ~33 ms of CPU: in a thread, so the event loop never waits on it.
                 right = await asyncio.to_thread(self.verify, username, password)
             else:
                 # Both compared in full, whatever the first says, so timing tells nothing.
