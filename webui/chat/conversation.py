@@ -23,7 +23,15 @@ from webui.chat.attachments import Attachment, AttachmentLimits, check_message, 
 from webui.chat.authors_note import AuthorsNote
 from webui.chat.branches import branch
 from webui.chat.budget import keep_budget
-from webui.chat.group import Group, GroupError, check_members, plan_turn, strip_own_name
+from webui.chat.group import (
+    Group,
+    GroupError,
+    carried_group,
+    check_members,
+    open_group,
+    plan_turn,
+    strip_own_name,
+)
 from webui.chat.histories import ChatHistory, ChatSummary, HistoryError, HistoryStore
 from webui.chat.impersonate import impersonation
 from webui.chat.lore import chat_lorebooks
@@ -126,11 +134,15 @@ class Conversation:
         """A fresh chat with the chosen character (its greeting first, in the chat modes)."""
         with self._lock:
             self.stop()
+            previous = getattr(self, "history", None)  # None: the first chat of this conversation
             self.character = self._load_character(options.character)
             greeting = ""
             if options.mode != "instruct" and self.character is not None:
                 greeting = self.character.fill(self.character.greeting, options.user_name).strip()
             self.history = self.histories.new(self._bucket(), options.mode, greeting)
+            group = carried_group(previous.group if previous is not None else None, options.mode, self._bucket())
+            if group is not None:  # New chat in a group chat: the same group
+                open_group(self.history, group)
 
     def open(self, chat_id: str) -> None:
         with self._lock:
@@ -364,10 +376,8 @@ class Conversation:
         with self._lock:
             check_members(self.characters, group, options.mode)
             self.new_chat(dataclasses.replace(options, character=group.members[0]))
-            self.history.group = group
+            open_group(self.history, group)
             self.chosen_speaker = ""
-            if self.history.messages:
-                self.history.messages[0]["name"] = group.members[0]
 
     def choose_speaker(self, name: str) -> None:
         """The group member who speaks next, until changed ("": the group's rule decides)."""

@@ -198,6 +198,21 @@ def load_member(characters: CharacterStore, name: str) -> Character:
         raise GroupError(f"group member {name}: {e}") from None
 
 
+def carried_group(group: Group | None, mode: str, character: str) -> Group | None:
+    """The group a new chat keeps: New chat in a group chat, still with its first
+    member (whose chats it is kept with) in a chat mode, starts the same group."""
+    if group is not None and mode in CHAT_MODES and character == group.members[0]:
+        return group
+    return None
+
+
+def open_group(history: Any, group: Group) -> None:
+    """Make a fresh chat (a ChatHistory) a group chat: its greeting is the first member's."""
+    history.group = group
+    if history.messages and history.messages[0]["role"] == "assistant":
+        history.messages[0]["name"] = group.members[0]
+
+
 def check_members(characters: CharacterStore, group: Group, mode: str) -> None:
     """Refuse a group whose members cannot all be read, or a mode that has no characters."""
     if mode not in CHAT_MODES:

@@ -10,6 +10,7 @@ import pytest
 from webui.characters.character import Character
 from webui.characters.store import CharacterStore
 from webui.chat.context import TokenCounter
+from webui.chat.conversation import ChatOptions, Conversation
 from webui.chat.group import (
     Group,
     GroupError,
@@ -161,3 +162,19 @@ def test_the_group_and_speakers_are_kept_in_the_chat_file_and_old_files_still_op
         old = store.load("Ember", history.id)
         assert old.group is None and len(old.messages) == 3
     assert group_from_json({"members": ["Ember", "Sage"]}) == Group(("Ember", "Sage"))
+
+
+def test_new_chat_in_a_group_chat_starts_the_same_group_unless_the_character_or_mode_changes(tmp_path):
+    ember = ChatOptions(mode="chat", character="Ember")
+    conv = Conversation(CharacterStore(SHIPPED_CHARACTERS, tmp_path / "c"), HistoryStore(tmp_path / "h"),
+                        None, None, ember)  # no reply is asked for: no model needed
+    conv.start_group(make_group(["Ember", "Sage"], "mentioned"), ember)
+    first = conv.history.id
+    conv.new_chat(ember)
+    assert conv.history.id != first and conv.history.group == Group(("Ember", "Sage"), "mentioned")
+    assert conv.messages[0]["name"] == "Ember"  # the first member's greeting, named
+    conv.new_chat(ChatOptions(mode="chat", character="Sage"))  # another character: a plain chat
+    assert conv.history.group is None and "name" not in conv.messages[0]
+    conv.start_group(make_group(["Ember", "Sage"]), ember)
+    conv.new_chat(ChatOptions(mode="instruct", character="Ember"))  # no characters in instruct
+    assert conv.history.group is None
