@@ -39,9 +39,9 @@ def on_disk(conv: Conversation) -> dict:
     return json.loads((conv.histories.root / conv.history.character / f"{conv.history.id}.json").read_text())
 
 
-@pytest.mark.parametrize("mode", ["chat", "chat-instruct"])
-def test_two_members_answer_in_round_robin_order_each_saved_with_its_speaker(conversation, mode):
-    options = ChatOptions(mode=mode, character="Ember")
+def test_two_members_answer_in_round_robin_order_each_saved_with_its_speaker(conversation):
+    # chat-instruct here; chat mode's transcript is the browser test's (tests/browser/test_chat_group.py).
+    options = ChatOptions(mode="chat-instruct", character="Ember")
     conv = conversation(options)
     conv.start_group(make_group(["Ember", "Sage"]), options)
     assert conv.messages[0]["name"] == "Ember" and "fire crackles" in conv.messages[0]["content"]
@@ -57,10 +57,8 @@ def test_two_members_answer_in_round_robin_order_each_saved_with_its_speaker(con
     assert "Sage is an old, dry-humoured owl" in prompt.text
     assert "- Ember: Ember is a cheerful, curious spirit" in prompt.text
     assert "\nEmber:" in prompt.stop  # Sage may not write Ember's lines
-    if mode == "chat":
-        assert prompt.text.endswith("You: Good evening, both of you.\nSage:")
-    else:
-        assert "Ember: *The fire crackles" in prompt.text and prompt.text.endswith("<|im_start|>assistant\n")
+    assert "<|im_start|>user\nEmber: *The fire crackles" in prompt.text  # Ember's greeting, named, not Sage's turn
+    assert prompt.text.endswith("You: Good evening, both of you.<|im_end|>\n<|im_start|>assistant\n")
     assert "Ember is a cheerful" in second.job.prompt.built.text.split("Also in this chat")[0]  # Ember's turn
     saved = on_disk(conv)
     assert saved["group"] == {"members": ["Ember", "Sage"], "turns": "round-robin"}
@@ -71,13 +69,11 @@ def test_the_authors_note_reaches_the_prompt_at_its_depth(conversation):
     options = ChatOptions(mode="chat-instruct", character="Ember")
     conv = conversation(options)
     conv.set_authors_note(AuthorsNote("Reply in exactly one sentence.", depth=1))
-    run(conv, conv.send("Tell me about the cottage.", options, SHORT))
-    text = conv.reply is None and on_disk(conv)["authors_note"]
-    assert text == {"text": "Reply in exactly one sentence.", "depth": 1, "enabled": True}
-    reply = conv.send("And the garden?", options, SHORT)
+    reply = conv.send("Tell me about the cottage.", options, SHORT)
     run(conv, reply)
     assert ("<|im_start|>system\nReply in exactly one sentence.<|im_end|>\n"
-            "<|im_start|>user\nAnd the garden?<|im_end|>") in reply.job.prompt.built.text
+            "<|im_start|>user\nTell me about the cottage.<|im_end|>") in reply.job.prompt.built.text
+    assert on_disk(conv)["authors_note"] == {"text": "Reply in exactly one sentence.", "depth": 1, "enabled": True}
 
 
 def test_instruct_mode_refuses_a_group_reply_in_one_line_and_keeps_the_chat(conversation):
