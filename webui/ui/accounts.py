@@ -54,13 +54,15 @@ def wire_roles(hearth: Hearth, demo: gr.Blocks, who: gr.Markdown | None, admin_t
     """On each page load: the user's name, and the admin-only tabs (elem_ids
     ADMIN_TAB_IDS) and controls shown to admins only."""
     role = gr.Textbox(visible=False, elem_id="account-role")
+    # A control built non-interactive (an extension that cannot be loaded) stays so for admins.
+    usable = [control.interactive is not False for control in admin_controls]
 
     def on_load():
         admin = hearth.is_admin()
         name = event_user()
         shown = [f"Logged in as **{name}**{' (admin)' if admin else ''}"] if who is not None else []
         return (shown + ["admin" if admin else "user"] + [gr.update(visible=admin) for _ in admin_tabs]
-                + [gr.update(interactive=admin) for _ in admin_controls])
+                + [gr.update(interactive=admin and ok) for ok in usable])
 
     outputs = ([who] if who is not None else []) + [role] + list(admin_tabs) + list(admin_controls)
     demo.load(on_load, None, outputs, queue=False).then(None, [role], None, js=_MARK_ROLE, queue=False)
