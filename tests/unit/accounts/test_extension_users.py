@@ -1,0 +1,34 @@
+"""An extension's context knows whose request runs, and its data folder is that user's
+unless the extension declares SHARED_DATA."""
+from __future__ import annotations
+
+import textwrap
+
+from webui.accounts.current import LOCAL_USER, acting_as, current_user
+from webui.extensions import ExtensionManager
+from webui.extensions.store import ExtensionStore
+
+BODY = "EXTENSION_API = 1\n"
+
+
+def manager(tmp_path, extensions: dict[str, str]) -> ExtensionManager:
+    for name, body in extensions.items():
+        (tmp_path / "ext" / name).mkdir(parents=True)
+        (tmp_path / "ext" / name / "script.py").write_text(textwrap.dedent(body))
+    found = ExtensionManager(None, roots=[tmp_path / "ext"], store=ExtensionStore(None), data_root=tmp_path / "shared",
+                             user_data_root=lambda user: tmp_path / "users" / user / "extension_data")
+    found.discover()
+    return found
+
+
+def test_ctx_user_and_data_dir_follow_the_current_user(tmp_path):
+    extensions = manager(tmp_path, {"notes": BODY, "common": BODY + "SHARED_DATA = True\n"})
+    notes, common = extensions.context("notes"), extensions.context("common")
+    assert current_user() == LOCAL_USER and notes.user == LOCAL_USER
+    with acting_as("alice"):
+        assert notes.user == "alice"
+        assert notes.data_dir == tmp_path / "users" / "alice" / "extension_data" / "notes"
+        assert common.data_dir == tmp_path / "shared" / "common"
+    with acting_as("bob"):
+        assert notes.save_file("x.txt", "bob's") == tmp_path / "users" / "bob" / "extension_data" / "notes" / "x.txt"
+    assert not (tmp_path / "users" / "alice" / "extension_data" / "notes" / "x.txt").exists()
