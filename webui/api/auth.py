@@ -84,8 +84,9 @@ def require_admin(hearth: Hearth = Depends(get_hearth)) -> None:
     """The model routes: only an admin's key (403, one line, otherwise)."""
     user = current_user()
     if not hearth.is_admin(user):
-        raise APIError(403, f"only an admin's API key may load, unload or change models; this key belongs "
-                       f"to {user!r}", code="forbidden")
+        whose = (f"this key belongs to {user!r}" if hearth.accounts.exists(user)
+                 else "send an admin's key ('hearth users key NAME')")
+        raise APIError(403, f"only an admin's API key may load, unload or change models; {whose}", code="forbidden")
 
 
 class APIKeyGate:
