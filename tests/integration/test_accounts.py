@@ -170,6 +170,10 @@ def check_sessions(served: Served, http: httpx.Client) -> None:
     assert joins(served, carol.cookies) != 401
     book.remove("carol")  # as `hearth users remove carol` would, while her session is live
     assert joins(served, carol.cookies) == 401
+    with served.client(cookies=carol.cookies) as as_carol:
+        refused = as_carol.post("/gradio_api/queue/join", json={"fn_index": 0, "data": [], "session_hash": "s"})
+    assert refused.json() == {"detail": "log in first: no live session (never logged in, logged out, expired, "
+                                        "or the user was removed)"}
     assert log_in(http, "carol", PASSWORDS["carol"]).status_code == 400
 
 

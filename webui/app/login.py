@@ -182,7 +182,7 @@ class UILoginGate:
 
 
 async def _refuse(send) -> None:
-    body = b'{"detail": "log in first"}'
+    body = b'{"detail": "log in first: no live session (never logged in, logged out, expired, or the user was removed)"}'
     await send({"type": "http.response.start", "status": 401,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
