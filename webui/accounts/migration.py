@@ -1,5 +1,5 @@
 """A single-user data folder becomes the first admin's when accounts are switched on:
-its chats, characters, presets, settings, tools and extension data move from
+its chats, characters, presets, lorebooks, settings and extension data move from
 `user_data/` into `user_data/users/<admin>/`, once. The pieces are moved into a
 staging folder first and that folder is renamed into place in one step, so a crash
 leaves either the old layout or the new one; once the admin's folder exists this is
@@ -16,7 +16,8 @@ from webui.userdata.folders import UserData
 log = logging.getLogger(__name__)
 
 # What a user owns in a single-user folder (UserData's paths, extension data included).
-PERSONAL = ("histories", "characters", "presets", "settings.yaml", "tools", "mcp.json", "extension_data")
+# The Python tools and mcp.json stay: they run in the server process, for every user.
+PERSONAL = ("histories", "characters", "presets", "lorebooks", "settings.yaml", "extension_data")
 
 
 def migrate_single_user(data: UserData, admin: str) -> list[str]:

@@ -14,6 +14,8 @@ def test_single_user_data_moves_to_the_first_admin_once(tmp_path, caplog):
     data.settings_file.write_text("mode: chat\n")
     (data.extension_data / "documents").mkdir(parents=True)
     (tmp_path / "extensions.json").write_text("{}")  # which extensions are on: the server's, stays
+    (data.tools).mkdir()  # the Python tools run for everyone: they stay too
+    data.mcp_file.write_text("{}")
     with caplog.at_level(logging.WARNING):
         moved = migrate_single_user(data, "alice")
     assert sorted(moved) == ["extension_data", "histories", "settings.yaml"]
@@ -21,6 +23,7 @@ def test_single_user_data_moves_to_the_first_admin_once(tmp_path, caplog):
     assert (alice.histories / "Assistant" / "chat.json").read_text() == "{}"
     assert alice.settings_file.read_text() == "mode: chat\n"
     assert not data.histories.exists() and (tmp_path / "extensions.json").exists()
+    assert data.tools.is_dir() and data.mcp_file.exists()
     assert "now belongs to user 'alice'" in caplog.text
     data.settings_file.write_text("mode: instruct\n")  # written again at root later: not moved twice
     assert migrate_single_user(data, "alice") == []
