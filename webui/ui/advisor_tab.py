@@ -15,6 +15,7 @@ from loaders.fields import SettingError
 from webui.errors import UserError
 from webui.hearth import Hearth
 from webui.modelfiles.advisor import HEADERS, AdvisorRun, AdvisorSettings
+from webui.ui.accounts import admin_refusal
 from webui.ui.forms import components_for, values_to
 from webui.ui.notices import notice
 
@@ -95,6 +96,9 @@ def wire(hearth: Hearth, tab: AdvisorTab) -> None:
         yield status, progress_html(run), table_update(run)
 
     def stop():
+        refused = admin_refusal(hearth, "stop the quant advisor")
+        if refused is not None:
+            return notice(refused)
         run = hearth.advisor.current
         if run is not None and not run.done:
             run.stop()
