@@ -73,6 +73,7 @@ class Hearth:
         self.models_dir = Path(models_dir)
         self.models = ModelManager()
         self.engine = GenerationEngine(self.models)
+        self.engine.owner_of = current_user  # the fair queue takes turns between users
         # The user's chats, characters, presets and settings: plain files. The server
         # passes its --user-data; a Hearth made without one (embedded, the tests) falls
         # back the way the command line does ($HEARTH_USER_DATA, else user_data/).

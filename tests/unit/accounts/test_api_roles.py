@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from webui.accounts.current import acting_as
 from webui.accounts.users import UserBook
 from webui.api import install_api
 from webui.config import ServerSettings
@@ -28,6 +29,12 @@ def client(hearth: Hearth, **settings) -> TestClient:
     app = FastAPI()
     install_api(app, hearth, dataclasses.replace(ServerSettings(), **settings))
     return TestClient(app)
+
+
+def test_the_generation_queue_knows_whose_request_it_is(hearth_with_users):
+    with acting_as("bob"):
+        assert hearth_with_users.engine.owner_of() == "bob"
+    assert hearth_with_users.engine.owner_of() == "local"
 
 
 def test_with_users_but_no_key_the_model_routes_ask_for_an_admins_key(hearth_with_users):
