@@ -102,7 +102,7 @@ def test_every_reply_records_what_made_it_and_reproduce_gives_the_same_text(core
     assert record["extensions"] == []
     original = conv.messages[-1]["content"]
 
-    run(conv, conv.reproduce(GREEDY))  # the record's samplers, not these
+    run(conv, conv.reproduce())  # the record's samplers
     reply = conv.messages[-1]
     assert reply["version"] == 1 and reply["content"] == original
     assert reply["provenance"]["params"]["seed"] == seed
@@ -112,7 +112,7 @@ def test_every_reply_records_what_made_it_and_reproduce_gives_the_same_text(core
     reply["provenance"] = {**record, "model": {"name": "other.Q8_0.gguf", "size": 7_000_000_000,
                                                "hash": "0123456789ab"}}
     with pytest.raises(ReproduceError, match=r"made by other\.Q8_0\.gguf \(7\.0 GB, 0123456789ab\); load it"):
-        conv.reproduce(GREEDY)
+        conv.reproduce()
     assert conv.reply is None and conv.messages[-1]["content"] == original
 
 

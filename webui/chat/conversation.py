@@ -346,7 +346,7 @@ class Conversation:
             self._save()
             return shown
 
-    def reproduce(self, params: GenerationParams) -> Reply:
+    def reproduce(self) -> Reply:
         """Regenerate the last reply with exactly its record (model, samplers, seed,
         template, mode); the result becomes a new version of it."""
         with self._lock:
