@@ -101,7 +101,11 @@ def measure_budget(count: Callable[[str], int], *, context_length: int, prompt_t
             tokens = min(tokens, amounts[share.within])
             amounts[share.within] -= tokens
         # Within TEMPLATE (a message of its own: the author's note) it comes out of the rest below.
-        extra.append(BudgetPart(share.name, tokens))
+        same = next((i for i, p in enumerate(extra) if p.name == share.name), None)
+        if same is None:
+            extra.append(BudgetPart(share.name, tokens))
+        else:  # several of a kind (each message's attachments): one line
+            extra[same] = BudgetPart(share.name, extra[same].tokens + tokens)
     parts = [BudgetPart(name, tokens, details.get(name, "")) for name, tokens in amounts.items()
              if tokens or name == HISTORY_KEPT or (name == LOREBOOK and lore_left_out)]
     parts += extra

@@ -23,6 +23,7 @@ from webui.chat.attachments import Attachment, AttachmentLimits, check_message, 
 from webui.chat.authors_note import AuthorsNote
 from webui.chat.branches import branch
 from webui.chat.budget import keep_budget
+from webui.chat.budget_shares import attachment_shares
 from webui.chat.group import (
     Group,
     GroupError,
@@ -192,6 +193,7 @@ class Conversation:
                user_text: str | None) -> Reply:
         request = self._request(options, continue_last)
         request.lorebooks = chat_lorebooks(request.character, self.history.lorebooks, self.lorebooks)
+        request.shares = [*request.shares, *attachment_shares(self.history.messages)]  # for the budget view
         self.history.mode = options.mode
         # The request holds a snapshot: the reply placeholder below is not part of it.
         request.messages = [dict(m) for m in request.messages]

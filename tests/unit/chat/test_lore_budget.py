@@ -11,7 +11,9 @@ from webui.characters.character import Character
 from webui.characters.lorebook import Lorebook, LorebookError, LoreEntry
 from webui.characters.lorebooks import LorebookStore
 from webui.characters.store import CharacterStore
+from webui.chat.attachments import pasted, prompt_messages
 from webui.chat.budget import CHARACTER, HISTORY_KEPT, LOREBOOK, SYSTEM_PROMPT, ContextBudget, PromptShare
+from webui.chat.budget_shares import attachment_shares
 from webui.chat.context import TokenCounter
 from webui.chat.group import GroupTurn
 from webui.chat.lore import (
@@ -137,3 +139,14 @@ def test_standalone_books_chosen_for_the_character_and_the_chat(tmp_path):
     (store.folder / "Bad.json").write_text("{")
     with pytest.raises(LorebookError, match="Bad.json: the lorebook is not valid JSON"):
         chat_lorebooks(None, ["Bad"], store)
+
+
+def test_attached_files_get_their_own_line(counter):
+    history = said("hi", "hello") + [{"role": "user", "content": "What does it say?",
+                                      "attachments": [pasted("ATTACHED " + "notes " * 40).to_dict()]}]
+    request = ChatRequest(prompt_messages(history), shares=attachment_shares(history))
+    budget = build_chat_prompt(request, counter, None, 2048, 64).budget
+    files = budget.part("Attachments")
+    assert files is not None and files.tokens > 40
+    assert sum(p.tokens for p in budget.parts) == budget.prompt_tokens
+    assert attachment_shares(said("no files")) == ()
