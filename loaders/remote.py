@@ -82,6 +82,9 @@ _WIRE_NAMES: dict[str, tuple[str | None, str | None, str | None, str | None]] = 
     "xtc_threshold":            (None,                "xtc_threshold",      None,                None),
 }
 
+# Samplers whose -1 means "the whole context" in GenerationParams.
+_WHOLE_CONTEXT_AT_MINUS_ONE = frozenset({"dry_penalty_last_n", "repetition_penalty_range"})
+
 DIALECTS = {engine: SamplerSupport(
     f"remote ({engine})",
     {field: names[i] for field, names in _WIRE_NAMES.items() if names[i] is not None},
@@ -334,6 +337,10 @@ class RemoteModel:
                 value = list(value)
             elif name == "grammar" and not value:
                 continue
+            elif name in _WHOLE_CONTEXT_AT_MINUS_ONE and value < 0:
+                # llama-server (since its request schema) refuses -1 for "the whole context"
+                # with a 400; the context's length in tokens says the same to every engine.
+                value = self.context_length
             body[wire] = value
         return body
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from loaders.params import GenerationParams
+from tests.support import running_llama_server
 from webui.runtime.default_model import default_model_path
 
 # Every Hearth the tests create in this process (and every server they start, unless
@@ -33,6 +34,14 @@ def hearth(default_model):
     yield core
     core.unload_model()
     core.engine.close()
+
+
+@pytest.fixture(scope="session")
+def llama_server(default_model):
+    """llama.cpp's own llama-server (built by scripts/setup.sh) serving the built-in
+    model with 4 slots of 2048 tokens; yields its base URL."""
+    with running_llama_server(default_model, parallel=4) as (_, url):
+        yield url
 
 
 @pytest.fixture

@@ -69,6 +69,45 @@ def running_server(*args: str, env: dict | None = None, timeout: float = 60.0,
         scratch.cleanup()
 
 
+def llama_server_binary() -> Path:
+    """llama.cpp's llama-server, built from the wheel's own vendored sources by
+    scripts/setup.sh (ensure_llama_server: instant once built, minutes the first time)."""
+    out = subprocess.run(["bash", "-c", "source scripts/setup.sh && ensure_llama_server"], cwd=ROOT,
+                         capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+@contextmanager
+def running_llama_server(model: Path, parallel: int = 1, n_ctx: int = 2048, port: int | None = None,
+                         timeout: float = 60.0) -> Iterator[tuple[subprocess.Popen, str]]:
+    """llama-server serving `model` with `parallel` slots of n_ctx tokens each, on a free
+    port (or `port`); yields the process and its base URL, and stops it."""
+    port = port or free_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / f"llama-server-{port}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [str(llama_server_binary()), "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
+             "--parallel", str(parallel), "--ctx-size", str(n_ctx * parallel), "--threads", "2"],
+            stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"llama-server exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
+                try:
+                    with urllib.request.urlopen(url + "/health", timeout=2):
+                        break
+                except OSError:  # not listening yet, or 503 while it loads the model
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"llama-server did not start: {log_path.read_text()[-2000:]}") from None
+                    time.sleep(0.2)
+            yield proc, url
+        finally:
+            stop_process(proc)
+
+
 def run_on_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
     """asyncio.run(coroutine) in a thread of its own. The browser tests run first in a
     full run, and the session's Playwright browser keeps an event loop running in the
