@@ -69,7 +69,9 @@ class ServerSettings:
     max_queue: int = setting(64, "refuse API requests (429) while this many wait in the queue", minimum=1,
                              group=API_GROUP)
     # The queue takes turns between users; this bounds what one user can pile up in it.
-    max_queue_per_user: int = setting(16, "refuse a user's requests (429 in the API, a notice in the UI) while "
+    # Half of max_queue: one user cannot fill the queue, and a lone user's script may
+    # still keep dozens of requests waiting (the API tests send 20 at once).
+    max_queue_per_user: int = setting(32, "refuse a user's requests (429 in the API, a notice in the UI) while "
                                       "this many of theirs wait in the queue", minimum=1, group=API_GROUP)
     max_upload_mb: float = setting(100.0, "largest file the UI takes as an upload, in MiB", minimum=0,
                                    exclusive_minimum=True, metavar="MB", group=SERVER_GROUP)
