@@ -217,3 +217,31 @@ def test_an_engine_that_dies_is_a_clear_error_not_a_hang(remote, engine):
     threading.Thread(target=wait, daemon=True).start()
     assert done.wait(15), "the job hung on a dead engine"
     assert outcome["error"] == f"cannot reach the engine at {url}: connection refused"
+
+
+def test_a_json_schema_reply_through_the_engine_follows_the_schema(remote):
+    """Official openai client -> Hearth's API -> remote loader -> llama_cpp.server: the
+    schema reaches the engine (as the GBNF grammar its /v1/completions takes) and the
+    reply is JSON that the schema accepts."""
+    import json
+
+    import jsonschema
+    import openai
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from webui.api import install_api
+    from webui.config import ServerSettings
+
+    schema = {"type": "object", "properties": {"colour": {"type": "string", "enum": ["red", "green", "blue"]},
+                                               "count": {"type": "integer"}},
+              "required": ["colour", "count"], "additionalProperties": False}
+    app = FastAPI()
+    install_api(app, remote, ServerSettings())
+    with TestClient(app) as http:
+        client = openai.OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=http, max_retries=0)
+        reply = client.chat.completions.create(
+            model="remote", messages=[{"role": "user", "content": "Name a colour and a number."}],
+            temperature=0, max_tokens=60,
+            response_format={"type": "json_schema", "json_schema": {"name": "pick", "schema": schema, "strict": True}})
+    jsonschema.validate(json.loads(reply.choices[0].message.content), schema)
