@@ -41,6 +41,10 @@ class GenerationParams:
     grammar: str = setting("", "GBNF grammar that the output must follow (empty = none).",
                            max_length=MAX_GRAMMAR_CHARS, advanced=True)
     stop: tuple[str, ...] = setting((), "Stop strings: the reply ends before the first one that appears.")
+    # Not a setting (no control, flag or API field of its own): a request's OpenAI
+    # response_format as JSON, set instead of the grammar for a backend whose engine
+    # takes it (loaders/remote.py: vLLM's response_format, llama.cpp's json_schema).
+    response_format: str = ""
 
     def __post_init__(self) -> None:
         validate(self)

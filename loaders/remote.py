@@ -85,6 +85,12 @@ _WIRE_NAMES: dict[str, tuple[str | None, str | None, str | None, str | None]] = 
 # Samplers whose -1 means "the whole context" in GenerationParams.
 _WHOLE_CONTEXT_AT_MINUS_ONE = frozenset({"dry_penalty_last_n", "repetition_penalty_range"})
 
+# Where each engine's /v1/completions takes OpenAI's response_format as it came.
+# llama-cpp-python's takes only a GBNF grammar (Hearth's, through "grammar" above), and
+# plain OpenAI's /v1/completions none at all: a response_format then gets the core's
+# one-line refusal (webui/chat/structured.require_grammar).
+_RESPONSE_FORMAT_FIELDS = {"llama.cpp": "json_schema", "vllm": "response_format"}
+
 DIALECTS = {engine: SamplerSupport(
     f"remote ({engine})",
     {field: names[i] for field, names in _WIRE_NAMES.items() if names[i] is not None},
@@ -206,6 +212,7 @@ def _connect(client, base: str, options: RemoteOptions, sent_key: bool = False) 
     model = RemoteModel(client, base, chosen["id"], DIALECTS[dialect], int(context),
                         probe.chat_template(), probe.tokenizer())
     model.concurrency = options.remote_concurrency
+    model.response_format_field = _RESPONSE_FORMAT_FIELDS.get(dialect)
     return model
 
 
@@ -282,6 +289,8 @@ class RemoteModel:
         self.concurrency = 1
         self._per_reply = threading.local()  # concurrent replies each read their own count
         self._tokenize_path = tokenize_path
+        # The request field this engine takes a response_format in (None: it takes none).
+        self.response_format_field: str | None = None
         # The engine takes text, and core hands generate() token ids: remember the
         # text behind the ids that encode() made so nothing is lost in a round trip.
         self._texts: OrderedDict[tuple[int, ...], str] = OrderedDict()
@@ -322,6 +331,10 @@ class RemoteModel:
             raise GenerationError(f"the engine's reply to {path} has no text")
         return text
 
+    @property
+    def takes_response_format(self) -> bool:
+        return self.response_format_field is not None
+
     # --- generation --------------------------------------------------------------
     def request_body(self, prompt: str, params: GenerationParams, max_tokens: int) -> dict:
         body: dict[str, Any] = {"model": self.model_id, "prompt": prompt, "stream": True}
@@ -342,7 +355,18 @@ class RemoteModel:
                 # with a 400; the context's length in tokens says the same to every engine.
                 value = self.context_length
             body[wire] = value
+        if params.response_format:
+            body.update(self._response_format_body(json.loads(params.response_format)))
         return body
+
+    def _response_format_body(self, response_format: dict) -> dict:
+        if self.response_format_field is None:
+            raise GenerationError("this engine takes no response_format")
+        if self.response_format_field == "json_schema":
+            # llama.cpp's server turns a schema into its grammar itself; json_object is any object.
+            spec = response_format.get("json_schema") if response_format.get("type") == "json_schema" else None
+            return {"json_schema": spec["schema"] if spec else {"type": "object"}}
+        return {"response_format": response_format}
 
     def generate(self, prompt_ids: Sequence[int], params: GenerationParams,
                  cancel: threading.Event) -> Iterator[str]:

@@ -22,7 +22,7 @@ from webui.chat.prompts import ChatRequest, Message, chat_prompt
 from webui.chat.reasoning import ReasoningFormat
 from webui.chat.search import SearchHit, search_chats
 from webui.chat.settings import SettingsStore
-from webui.chat.structured import require_grammar, response_format_grammar
+from webui.chat.structured import passed_through, require_grammar, response_format_grammar
 from webui.chat.template_fallback import TemplateChoice, model_facts, template_of
 from webui.chat.tool_calls import ToolCall
 from webui.chat.tools import ToolRequest, plan_tools, template_source, tool_chat_prompt
@@ -243,8 +243,12 @@ class Hearth:
             if params.grammar or (plan and plan.grammar and format_grammar):
                 raise UserError("give only one of grammar, response_format and a forced tool_choice",
                                 kind=ErrorKind.INVALID)
-            require_grammar(loaded.model.supported_params, "response_format" if response_format else "tool_choice")
-            params = dataclasses.replace(params, grammar=grammar)
+            as_is = passed_through(params, response_format, loaded.model) if format_grammar else None
+            if as_is is not None:
+                params = as_is
+            else:
+                require_grammar(loaded.model.supported_params, "response_format" if response_format else "tool_choice")
+                params = dataclasses.replace(params, grammar=grammar)
         # enable_thinking goes to the template as Hugging Face's apply_chat_template passes it
         # (Qwen3's reads it); None leaves the template's own default.
         thinking = {} if enable_thinking is None else {"enable_thinking": enable_thinking}

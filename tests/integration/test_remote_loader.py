@@ -2,6 +2,7 @@
 built-in SmolLM2 GGUF on a free port, driven through Hearth's own core and queue."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ import pytest
 from loaders.base import GenerationError, LoadError
 from loaders.params import GenerationParams
 from tests.support import ARTIFACTS, ROOT, free_port, stop_process
+from webui.errors import UserError
 from webui.hearth import Hearth
 from webui.runtime.generation import Delta, Finished
 
@@ -245,3 +247,46 @@ def test_a_json_schema_reply_through_the_engine_follows_the_schema(remote):
             temperature=0, max_tokens=60,
             response_format={"type": "json_schema", "json_schema": {"name": "pick", "schema": schema, "strict": True}})
     jsonschema.validate(json.loads(reply.choices[0].message.content), schema)
+
+
+SCHEMA_FORMAT = {"type": "json_schema", "json_schema": {"name": "pick", "strict": True, "schema": {
+    "type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}}
+
+
+@pytest.mark.parametrize("dialect, sent", [
+    ("vllm", {"response_format": SCHEMA_FORMAT}),
+    ("llama.cpp", {"json_schema": SCHEMA_FORMAT["json_schema"]["schema"]}),
+])
+def test_response_format_goes_to_an_engine_that_takes_it(engine, dialect, sent):
+    """vLLM's /v1/completions takes OpenAI's response_format and llama.cpp's server a
+    json_schema: Hearth hands the request's format on as it came, with no grammar of its
+    own. (The real server here is llama-cpp-python's; the dialect is set by hand, and
+    the request body the engine would get is what is checked.)"""
+    core = Hearth(models_dir=ROOT / "no-models-here")
+    try:
+        core.load_model(engine[1] + "/v1", options={"remote_context_length": 2048, "remote_dialect": dialect})
+        job = core.chat([{"role": "user", "content": "A number?"}], GenerationParams(max_new_tokens=1, temperature=0),
+                        response_format=SCHEMA_FORMAT)
+        job.stop()
+        assert job.params.grammar == ""
+        body = core.models.current.model.request_body("p", job.params, 1)
+        assert {k: body[k] for k in sent} == sent
+        json_object = dataclasses.replace(job.params, response_format='{"type": "json_object"}')
+        if dialect == "llama.cpp":
+            assert core.models.current.model.request_body("p", json_object, 1)["json_schema"] == {"type": "object"}
+    finally:
+        core.unload_model()
+        core.engine.close()
+
+
+def test_an_engine_that_takes_no_response_format_refuses_it_in_one_line(engine):
+    """Plain OpenAI's /v1/completions has no response_format and no grammar."""
+    core = Hearth(models_dir=ROOT / "no-models-here")
+    try:
+        core.load_model(engine[1] + "/v1", options={"remote_context_length": 2048, "remote_dialect": "openai"})
+        with pytest.raises(UserError) as refused:
+            core.chat([{"role": "user", "content": "A number?"}], GenerationParams(max_new_tokens=1), response_format=SCHEMA_FORMAT)
+        assert "response_format" in str(refused.value) and "\n" not in str(refused.value)
+    finally:
+        core.unload_model()
+        core.engine.close()

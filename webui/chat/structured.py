@@ -101,6 +101,15 @@ def with_response_format(params: GenerationParams, response_format: Mapping[str,
     return dataclasses.replace(params, grammar=grammar)
 
 
+def passed_through(params: GenerationParams, response_format: Mapping[str, Any], model) -> GenerationParams | None:
+    """`params` carrying response_format as it came, for a model whose engine takes it
+    (a remote vLLM or llama.cpp server: its own constraint, its own tokenizer); None for
+    a backend that applies Hearth's grammar itself."""
+    if not getattr(model, "takes_response_format", False):
+        return None
+    return dataclasses.replace(params, response_format=json.dumps(response_format))
+
+
 def require_grammar(supported_params: Sequence[str], why: str) -> None:
     """One line when the loaded backend cannot constrain its output to a grammar."""
     if "grammar" not in supported_params:
