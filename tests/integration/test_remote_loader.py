@@ -201,26 +201,6 @@ def test_a_dead_port_is_one_clear_line_and_keeps_the_loaded_model(hearth):
     core.engine.close()
 
 
-def test_an_engine_that_dies_is_a_clear_error_not_a_hang(remote, engine):
-    """Last: stops the engine this module shares."""
-    proc, url = engine
-    stop(proc)
-    job = remote.complete(PROMPT, GenerationParams(max_new_tokens=5))
-    done = threading.Event()
-    outcome = {}
-
-    def wait():
-        try:
-            job.result()
-        except GenerationError as e:
-            outcome["error"] = str(e)
-        done.set()
-
-    threading.Thread(target=wait, daemon=True).start()
-    assert done.wait(15), "the job hung on a dead engine"
-    assert outcome["error"] == f"cannot reach the engine at {url}: connection refused"
-
-
 def test_a_json_schema_reply_through_the_engine_follows_the_schema(remote):
     """Official openai client -> Hearth's API -> remote loader -> llama_cpp.server: the
     schema reaches the engine (as the GBNF grammar its /v1/completions takes) and the
@@ -290,3 +270,23 @@ def test_an_engine_that_takes_no_response_format_refuses_it_in_one_line(engine):
     finally:
         core.unload_model()
         core.engine.close()
+
+
+def test_an_engine_that_dies_is_a_clear_error_not_a_hang(remote, engine):
+    """Last: stops the engine this module shares."""
+    proc, url = engine
+    stop(proc)
+    job = remote.complete(PROMPT, GenerationParams(max_new_tokens=5))
+    done = threading.Event()
+    outcome = {}
+
+    def wait():
+        try:
+            job.result()
+        except GenerationError as e:
+            outcome["error"] = str(e)
+        done.set()
+
+    threading.Thread(target=wait, daemon=True).start()
+    assert done.wait(15), "the job hung on a dead engine"
+    assert outcome["error"] == f"cannot reach the engine at {url}: connection refused"
