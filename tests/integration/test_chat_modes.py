@@ -20,8 +20,13 @@ SHORT = GenerationParams(temperature=0.0, seed=1, max_new_tokens=16)
 @pytest.fixture
 def core(hearth, tmp_path, monkeypatch):
     """The session's real model, with this test's own folder for chats and characters."""
-    monkeypatch.setattr(hearth, "histories", HistoryStore(tmp_path / "histories"))
-    monkeypatch.setattr(hearth, "characters", CharacterStore(SHIPPED_CHARACTERS, tmp_path / "characters"))
+    histories = HistoryStore(tmp_path / "histories")
+    characters = CharacterStore(SHIPPED_CHARACTERS, tmp_path / "characters")
+    # Conversations read the user's space (one space when there are no accounts).
+    monkeypatch.setattr(hearth, "_single", dataclasses.replace(hearth._single, histories=histories,
+                                                               characters=characters))
+    monkeypatch.setattr(hearth, "histories", histories)
+    monkeypatch.setattr(hearth, "characters", characters)
     return hearth
 
 
