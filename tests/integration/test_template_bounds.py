@@ -6,6 +6,7 @@ stays put; a custom template typed in one browser session is that session's own 
 never reaches the API."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -55,6 +56,8 @@ def core(hearth, tmp_path, monkeypatch):
     monkeypatch.setattr(hearth, "histories", HistoryStore(tmp_path / "histories"))
     monkeypatch.setattr(hearth, "characters", CharacterStore(SHIPPED_CHARACTERS, tmp_path / "characters"))
     monkeypatch.setattr(hearth, "settings", SettingsStore(tmp_path / "settings.yaml"))
+    # Conversations read the user's space (one space when there are no accounts).
+    monkeypatch.setattr(hearth, "_single", dataclasses.replace(hearth._single, histories=hearth.histories, characters=hearth.characters, settings=hearth.settings))
     return hearth
 
 
