@@ -101,15 +101,20 @@ def edit_message(page, locator, text):
     page.click("#chat button[aria-label='Submit']")
 
 
+def bubbles(page):
+    """The chat's bot messages, less the folded context-budget block under a reply."""
+    return page.locator(BOT).filter(has_not_text="Context: ")
+
+
 def test_a_full_chat_with_a_character(page, user_data):
     page.locator("#chat-mode label", has_text="chat").first.click()  # "chat", not "chat-instruct"
     page.wait_for_function("() => document.querySelector(\"#chat [data-testid='bot']\")")
-    assert "Pull up a chair" in page.locator(BOT).first.inner_text()  # Ember's greeting
+    assert "Pull up a chair" in bubbles(page).first.inner_text()  # Ember's greeting
     assert yaml.safe_load((user_data / "settings.yaml").read_text())["mode"] == "chat"
 
     send(page, "Hello Ember! What is your favourite story?")
     page.wait_for_function(STATUS_HAS, arg="tok/s")
-    assert page.locator(BOT).count() == 2
+    assert bubbles(page).count() == 2
     [saved] = chats(user_data).values()  # written after the message and the reply
     assert [m["role"] for m in saved["messages"]] == ["assistant", "user", "assistant"]
     assert saved["messages"][2]["content"].strip()
@@ -117,23 +122,23 @@ def test_a_full_chat_with_a_character(page, user_data):
     before = page.inner_text("#chat-status")
     page.click("#chat-regenerate")
     page.wait_for_function(STATUS_CHANGED, arg=before)
-    assert page.locator(BOT).count() == 2 and page.locator(USER).count() == 1
+    assert bubbles(page).count() == 2 and page.locator(USER).count() == 1
 
     # Edit the reply into an unfinished sentence, then Continue it.
     opening = "Once upon a time, in a little cottage by the sea, there lived a"
-    edit_message(page, page.locator(BOT).last, opening)
+    edit_message(page, bubbles(page).last, opening)
     eventually(page, lambda: last_chat(user_data)[-1]["content"] == opening, "the edit to be saved")
     page.click("#chat-continue")
     page.wait_for_function(STATUS_HAS, arg="tok/s")
     continued = last_chat(user_data)[-1]["content"]
     assert continued.startswith(opening) and len(continued) > len(opening), page.inner_text("#chat-status")
-    assert page.locator(BOT).count() == 2  # the same reply, longer
-    assert page.locator(BOT).last.inner_text().startswith(opening)
+    assert bubbles(page).count() == 2  # the same reply, longer
+    assert bubbles(page).last.inner_text().startswith(opening)
 
     edit_message(page, page.locator(USER).last, "Tell me a riddle instead.")
     eventually(page, lambda: last_chat(user_data)[1]["content"] == "Tell me a riddle instead.", "the user edit")
     code = "Here is code:\n\n```python\nprint('riddle')\n```"
-    edit_message(page, page.locator(BOT).last, code)
+    edit_message(page, bubbles(page).last, code)
     eventually(page, lambda: last_chat(user_data)[2]["content"] == code, "the reply edit")
     page.wait_for_selector("#chat pre code")
     assert "print('riddle')" in page.inner_text("#chat pre code")  # markdown and code render
