@@ -51,12 +51,12 @@ def switch_on(page, name: str) -> None:
 
 def ask(page, text: str) -> str:
     page.get_by_role("tab", name="Chat").click()
-    before = page.locator(BOT).count()
+    before = page.locator(BOT).filter(has_not_text="Context: ").count()
     page.fill("#chat-input textarea", text)
     page.press("#chat-input textarea", "Enter")
     page.wait_for_function(STATUS_HAS, arg="tok/s")
     page.wait_for_function(f"n => document.querySelectorAll(\"{BOT}\").length > n", arg=before)
-    return page.locator(BOT).last.inner_text()
+    return page.locator(BOT).filter(has_not_text="Context: ").last.inner_text()
 
 
 def test_documents_switched_on_in_the_ui_answers_about_an_uploaded_file(ext_page, server, tmp_path):
