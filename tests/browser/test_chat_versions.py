@@ -57,10 +57,20 @@ def test_swipes_details_impersonate_and_branch(browser, server, user_data):
         page.click("#chat-version-prev")
         page.wait_for_function(VERSION_IS, arg="Reply 1 / 2")
         page.wait_for_function(STATUS_HAS, arg="version 1 of 2")
+        # The file is written when the switch is handled; poll it rather than read it once.
+        def switched_back():
+            (saved,) = chat_files(user_data).values()
+            reply = saved["messages"][-1]
+            return reply.get("version") == 0 and len(reply.get("versions", [])) == 2 and reply
+        reply = None
+        for _ in range(150):
+            reply = switched_back()
+            if reply:
+                break
+            page.wait_for_timeout(100)
+        assert reply, "the chosen version was not saved"
         (saved,) = chat_files(user_data).values()
-        reply = saved["messages"][-1]
-        assert reply["version"] == 0 and len(reply["versions"]) == 2
-        assert reply["content"] in page.inner_text("#chat")
+        page.wait_for_function("t => document.querySelector('#chat').innerText.includes(t)", arg=reply["content"])
 
         # The reply's record: model, loader, the seed used.
         page.get_by_text("Reply details").click()
