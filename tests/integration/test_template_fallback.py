@@ -120,7 +120,7 @@ def test_a_reply_cut_inside_a_marker_is_saved_without_it(core):
     conv.update(sent, text)
     conv.finish(sent, failed=False)
     assert conv.messages[-1]["content"] == "Dog."
-    saved = json.loads((core.histories.root / conv.history.character / f"{conv.history.id}.json").read_text())
+    saved = json.loads((core.space().histories.root / conv.history.character / f"{conv.history.id}.json").read_text())
     assert saved["messages"][-1]["content"] == "Dog."
 
 

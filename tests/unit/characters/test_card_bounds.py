@@ -123,7 +123,7 @@ def test_a_yaml_alias_bomb_stops_at_the_value_count(store):
 def test_a_stored_avatar_is_shown_without_decoding(store, monkeypatch):
     from PIL import Image
 
-    from webui.ui import character_tab
+    from webui.ui.avatars import avatar_file
 
     saved = store.save(Character(name="Pic"), placeholder_png(16))
 
@@ -131,10 +131,10 @@ def test_a_stored_avatar_is_shown_without_decoding(store, monkeypatch):
         raise AssertionError("the avatar was decoded to be shown")
 
     monkeypatch.setattr(Image, "open", no_decoding)
-    shown = character_tab._avatar_image(saved)
+    shown = avatar_file(saved)
     assert open(shown, "rb").read() == saved.avatar_path.read_bytes()
-    assert character_tab._avatar_image(saved) == shown  # copied once, served again
+    assert avatar_file(saved) == shown  # copied once, served again
 
     # An oversized avatar written before the check existed: not shown, never decoded.
     saved.avatar_path.write_bytes(claimed_png(100_000, 100_000))
-    assert character_tab._avatar_image(saved) is None
+    assert avatar_file(saved) is None
