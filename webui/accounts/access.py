@@ -56,6 +56,17 @@ class Accounts:
             return True
         return self.book.get(name) is not None if self.separate else name == LOCAL_USER
 
+    def session_stamp(self, name: str) -> str | None:
+        """What a UI session of `name` must still match to stay live (Sessions): None once
+        the user is gone; their password hash, which `hearth users passwd` (and a removal
+        followed by an add of the same name) replaces, salt and all."""
+        if self.shortcut and name == self.shortcut[0]:
+            return ""
+        if not self.separate:
+            return "" if name == LOCAL_USER else None
+        user = self.book.get(name)
+        return user.password_hash if user is not None else None
+
     def is_admin(self, name: str) -> bool:
         if not self.separate or (self.shortcut and name == self.shortcut[0]):
             return True  # single-user: the one user runs everything

@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from webui.accounts.current import LOCAL_USER
 from webui.accounts.passwords import dummy_hash, hash_password, key_digest, verify_password
 from webui.errors import ErrorKind, UserError
 from webui.userdata.atomic import write_text_atomic
@@ -37,11 +38,16 @@ class UnknownUser(AccountError):
 
 
 def check_user_name(name: str) -> str:
-    """A user name is also a folder name (user_data/users/NAME): letters, digits, _ and -."""
+    """A user name is also a folder name (user_data/users/NAME): letters, digits, _ and -.
+    "local" is taken: it is who an API request without a key runs as, so a user of that
+    name would hand their role and their folder to every keyless request."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         shown = repr(name[:40]) if isinstance(name, str) else "that"
         raise AccountError(f"{shown} is not a valid user name: 1 to 32 letters, digits, '_' or '-', "
                            "starting with a letter or digit")
+    if name == LOCAL_USER:
+        raise AccountError(f"{name!r} is reserved (requests without a login or key run as {LOCAL_USER!r}): "
+                           "choose another user name")
     return name
 
 
@@ -71,7 +77,9 @@ class UserBook:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._seen: tuple[int, int] | None = None  # (mtime_ns, size) of the file last read
+        # (inode, mtime_ns, size) of the file last read: every write replaces the file, so
+        # a new inode says it changed even when the clock and the size say nothing.
+        self._seen: tuple[int, int, int] | None = None
         self._users: dict[str, User] = {}
 
     # --- reading ------------------------------------------------------------------
@@ -82,15 +90,17 @@ class UserBook:
             except FileNotFoundError:
                 self._seen, self._users = None, {}
                 return self._users
-            if self._seen != (stat.st_mtime_ns, stat.st_size):
+            seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            if self._seen != seen:
                 try:
                     data = json.loads(self.path.read_text(encoding="utf-8"))
-                    users = {name: User(name, entry["role"], entry["password"], entry.get("key"))
+                    # A hand-edited name is checked too: it becomes a folder name and a queue owner.
+                    users = {check_user_name(name): User(name, entry["role"], entry["password"], entry.get("key"))
                              for name, entry in data["users"].items()}
                 except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
                     # Never fall back to "no users": that would open a server meant to be closed.
                     raise AccountError(f"cannot read the users file {self.path}: {e}") from None
-                self._seen, self._users = (stat.st_mtime_ns, stat.st_size), users
+                self._seen, self._users = seen, users
             return self._users
 
     def users(self) -> list[User]:

@@ -65,8 +65,9 @@ def create_app(hearth: Hearth, settings: ServerSettings):
                         max_file_size=int(settings.max_upload_mb * MIB))
     if throttle is not None:
         # Gradio's own token table, kept in Sessions: they expire, /logout ends them, and
-        # a user removed with `hearth users remove` is logged out at the next request.
-        sessions = Sessions(settings.session_hours * 3600, user_exists=accounts.exists)
+        # a user removed with `hearth users remove` or given a new password with
+        # `hearth users passwd` is logged out at the next request.
+        sessions = Sessions(settings.session_hours * 3600, stamp_of=accounts.session_stamp)
         gradio_app_of(app).tokens = SessionTokens(sessions)
         app.add_middleware(UILoginGate, logged_in=gradio_session_check(app), exempt=API_PREFIXES)
     # Outermost: a request must name this server and come from no other web page.

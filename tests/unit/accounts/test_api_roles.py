@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from webui.accounts.current import acting_as
-from webui.accounts.users import UserBook
+from webui.accounts.users import AccountError, UserBook
 from webui.api import install_api
 from webui.config import ServerSettings
 from webui.hearth import Hearth
@@ -60,3 +60,10 @@ def test_without_users_the_local_api_is_open_and_an_admins_as_before(tmp_path):
         assert client(hearth).post("/v1/internal/model/unload").status_code == 200
     finally:
         hearth.engine.close()
+
+
+def test_a_keyless_request_is_nobodys_admin(hearth_with_users):
+    """With users but no keys, a request without a key runs as "local", which no user may be called."""
+    with pytest.raises(AccountError, match="reserved"):
+        hearth_with_users.accounts.book.add("local", "local-password", role="admin")
+    assert client(hearth_with_users).post("/v1/internal/model/unload").status_code == 403

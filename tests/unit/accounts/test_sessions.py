@@ -2,7 +2,9 @@
 that the test moves: the real Sessions, not a stand-in)."""
 from __future__ import annotations
 
+from webui.accounts.access import Accounts
 from webui.accounts.sessions import Sessions
+from webui.accounts.users import UserBook
 
 
 class Clock:
@@ -35,9 +37,28 @@ def test_logout_ends_one_session_and_end_user_ends_all_of_a_users():
 
 
 def test_a_removed_users_live_session_ends_at_its_next_request():
-    users = {"alice", "bob"}
-    sessions = Sessions(3600, user_exists=users.__contains__, clock=Clock())
-    token = sessions.start("bob")
-    users.discard("bob")
+    users = {"alice": "stamp", "bob": "stamp"}
+    sessions = Sessions(3600, stamp_of=users.get, clock=Clock())
+    token, other = sessions.start("bob"), sessions.start("bob")
+    del users["bob"]
+    assert sessions.tokens() == []  # never listed again, so never looked up half-ended
     assert sessions.user_of(token) is None
     assert sessions.user_of(None) is None and sessions.user_of("made-up") is None
+    users["bob"] = "stamp of a new bob"  # removed and added again: the old cookies stay dead
+    assert sessions.user_of(other) is None
+
+
+def test_a_new_password_ends_the_users_sessions_through_the_users_file(tmp_path):
+    book = UserBook(tmp_path / "users.json")
+    book.add("alice", "alice-password")
+    book.add("bob", "bob-password")
+    accounts = Accounts(book)
+    sessions = Sessions(3600, stamp_of=accounts.session_stamp, clock=Clock())
+    alice, bob = sessions.start("alice"), sessions.start("bob")
+    book.set_role("bob", "admin")  # a new role is read at each request: the session goes on
+    assert sessions.user_of(bob) == "bob"
+    book.set_password("bob", "a-new-password")  # as `hearth users passwd bob` would
+    assert sessions.user_of(bob) is None and sessions.user_of(alice) == "alice"
+    book.remove("bob")
+    book.add("bob", "bob-password")
+    assert sessions.user_of(bob) is None

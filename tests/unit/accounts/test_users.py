@@ -126,3 +126,20 @@ def test_the_file_is_json_with_a_version(tmp_path):
     UserBook(tmp_path / "users.json").add("alice", "alice-password")
     data = json.loads((tmp_path / "users.json").read_text())
     assert data["version"] == 1 and data["users"]["alice"]["role"] == "admin"
+
+
+def test_local_is_reserved_even_in_a_hand_edited_file(tmp_path):
+    """Requests without a login or key run as "local": a user of that name would get them."""
+    book = UserBook(tmp_path / "users.json")
+    with pytest.raises(AccountError, match="'local' is reserved"):
+        book.add("local", "local-password")
+    book.add("alice", "alice-password")
+    for name in ("local", "../x"):
+        data = json.loads((tmp_path / "users.json").read_text())
+        data["users"][name] = dict(data["users"]["alice"])
+        (tmp_path / "users.json").write_text(json.dumps(data))
+        with pytest.raises(AccountError, match="cannot read the users file") as caught:
+            UserBook(tmp_path / "users.json").names()
+        assert "\n" not in str(caught.value)
+        del data["users"][name]
+        (tmp_path / "users.json").write_text(json.dumps(data))
