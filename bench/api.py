@@ -15,10 +15,8 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import httpx
@@ -26,7 +24,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support import free_port  # noqa: E402
+from bench.servers import start  # noqa: E402
+from tests.support import free_port, stop_process  # noqa: E402
 from webui.runtime.default_model import default_model_path  # noqa: E402
 
 # About 280 tokens: an API request with some context, not a one-line chat message.
@@ -35,23 +34,6 @@ CONTEXT = (" The lighthouse stands on a cliff above a cold northern sea. Its kee
            "rowing to the village once a month for flour, oil and letters.") * 5
 PROMPT = ("<|im_start|>user\nStory {n}." + CONTEXT + " Write a long story about the keeper finding a "
           "message in a bottle.<|im_end|>\n<|im_start|>assistant\n")
-
-
-def start(cmd: list[str], url: str, log: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"{cmd[2]} exited: {log.read_text()[-1500:]}")
-        try:
-            with urllib.request.urlopen(url + "/v1/models", timeout=2):
-                return proc
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise SystemExit(f"{cmd[2]} did not start") from None
-            time.sleep(0.3)
 
 
 # The same sampler on both sides, spelt each side's way: llama_cpp.server's own
@@ -137,8 +119,7 @@ def main() -> None:
                     print(f"round {n}: the replies part where two tokens were nearly tied")
     finally:
         for proc in (hearth, raw):
-            proc.terminate()
-            proc.wait(timeout=20)
+            stop_process(proc, grace_s=20)
     med = {side: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs))
            for side, rs in results.items()}
     print()

@@ -30,7 +30,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +38,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.servers import start  # noqa: E402
 from tests.support import free_port, llama_server_binary  # noqa: E402
 from webui.runtime.default_model import default_model_path  # noqa: E402
 
@@ -47,23 +47,6 @@ SUBJECTS = ("a lighthouse keeper", "a lost cat", "a mountain village", "a river 
 PROMPT = "<|im_start|>user\nWrite a long story about {subject} (story {n}).<|im_end|>\n<|im_start|>assistant\n"
 N_CTX = 2048  # per sequence, on every side
 REMOTE_PARALLEL = 4
-
-
-def start(cmd: list[str], url: str, log: Path, ready_path: str = "/v1/models") -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"{cmd[0]} exited: {log.read_text()[-1500:]}")
-        try:
-            with urllib.request.urlopen(url + ready_path, timeout=2):
-                return proc
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise SystemExit(f"{cmd} did not start") from None
-            time.sleep(0.3)
 
 
 @dataclass

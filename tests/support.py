@@ -1,4 +1,4 @@
-"""Shared helpers for tests: free ports, and a real Hearth server in a subprocess."""
+"""Shared helpers for tests: free ports, polling, and real servers in subprocesses."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +25,38 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def eventually(predicate: Callable[[], T], timeout: float = 15.0, what: str = "the condition",
+               interval: float = 0.1) -> T:
+    """Call `predicate` until it returns something truthy, and return that; raise
+    TimeoutError naming `what` after `timeout` seconds. For state a test cannot wait on
+    directly (a file the server writes after the page changes, a server coming up); an
+    exception from `predicate` ends the wait at once."""
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+    return result
+
+
+def wait_until_answering(proc: subprocess.Popen, url: str, log_path: Path, name: str, timeout: float) -> None:
+    """Wait until `url` answers (any 2xx/3xx); RuntimeError with the log's tail if the
+    process exits first or `timeout` seconds pass."""
+    def answering() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except OSError:  # not listening yet, or an error status while it starts (llama-server: 503)
+            return False
+
+    try:
+        eventually(answering, timeout, f"{name} at {url}", interval=0.2)
+    except TimeoutError:
+        raise RuntimeError(f"{name} did not start: {log_path.read_text()[-2000:]}") from None
 
 
 @contextmanager
@@ -51,17 +83,7 @@ def running_server(*args: str, env: dict | None = None, timeout: float = 60.0,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(url + health_path, timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start: {log_path.read_text()[-2000:]}") from None
-                time.sleep(0.2)
+        wait_until_answering(proc, url + health_path, log_path, "server", timeout)
         yield url
     finally:
         stop_process(proc)
@@ -92,17 +114,7 @@ def running_llama_server(model: Path, parallel: int = 1, n_ctx: int = 2048, port
             stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"llama-server exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
-                try:
-                    with urllib.request.urlopen(url + "/health", timeout=2):
-                        break
-                except OSError:  # not listening yet, or 503 while it loads the model
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"llama-server did not start: {log_path.read_text()[-2000:]}") from None
-                    time.sleep(0.2)
+            wait_until_answering(proc, url + "/health", log_path, "llama-server", timeout)
             yield proc, url
         finally:
             stop_process(proc)
