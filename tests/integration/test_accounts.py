@@ -213,16 +213,20 @@ def ui_event(served: Served, name: str, api_name: str) -> str:
     its first output."""
     with served.client() as http:
         assert log_in(http, name, PASSWORDS[name]).status_code == 200
-        config = http.get("/config").json()
-        fn = next(d["id"] for d in config["dependencies"] if d.get("api_name") == api_name)
-        session = f"test-{name}"
-        joined = http.post("/gradio_api/queue/join", json={"fn_index": fn, "data": [], "session_hash": session})
-        assert joined.status_code == 200, joined.text
-        with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": session}) as events:
-            for line in events.iter_lines():
-                message = json.loads(line[5:]) if line.startswith("data:") else {}
-                if message.get("msg") == "process_completed":
-                    return message["output"]["data"][0]
+        return send_event(http, api_name, f"test-{name}")
+
+
+def send_event(http: httpx.Client, api_name: str, session: str) -> str:
+    """The page's event `api_name` on a logged-in client; its first output."""
+    config = http.get("/config").json()
+    fn = next(d["id"] for d in config["dependencies"] if d.get("api_name") == api_name)
+    joined = http.post("/gradio_api/queue/join", json={"fn_index": fn, "data": [], "session_hash": session})
+    assert joined.status_code == 200, joined.text
+    with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": session}) as events:
+        for line in events.iter_lines():
+            message = json.loads(line[5:]) if line.startswith("data:") else {}
+            if message.get("msg") == "process_completed":
+                return message["output"]["data"][0]
     raise AssertionError(f"{api_name} never completed")
 
 
@@ -230,3 +234,51 @@ def test_the_ui_refuses_a_non_admins_model_event_that_the_page_hides(served):
     """A client can send any event the page defines: the handler checks the role itself."""
     assert "only an admin can unload models; you are logged in as 'bob'" in ui_event(served, "bob", "unload")
     assert "only an admin" not in ui_event(served, "alice", "unload")
+
+
+def test_a_role_change_takes_effect_on_live_sessions_and_keys_at_once(served):
+    """No stale role: bob's session and key, made while he was an admin, lose the model
+    controls at the next request after `hearth users role bob user`."""
+    bob_key = {"Authorization": f"Bearer {served.keys['bob']}"}
+    with served.client() as http:
+        assert log_in(http, "bob", PASSWORDS["bob"]).status_code == 200
+        served.book.set_role("bob", "admin")  # as `hearth users role bob admin` would
+        try:
+            assert "only an admin" not in send_event(http, "unload", "role-bob")
+            assert http.post("/v1/internal/model/unload", headers=bob_key).status_code == 200
+            served.book.set_role("bob", "user")
+            assert "only an admin can unload models; you are logged in as 'bob'" in send_event(
+                http, "unload", "role-bob")
+            refused = http.post("/v1/internal/model/unload", headers=bob_key)
+            assert refused.status_code == 403 and "this key belongs to 'bob'" in refused.json()["error"]["message"]
+        finally:
+            served.book.set_role("bob", "user")
+
+
+def test_a_removed_users_key_and_a_changed_password_end_access_in_one_line(served):
+    """dave's key and dave's UI session, then `hearth users remove dave`: the next API call
+    is a one-line 401, not a 500 and not served as dave; erin's session ends when her
+    password changes; a logout while a removed user's session is in the table works."""
+    book = served.book
+    book.add("dave", "dave-password")
+    book.add("erin", "erin-password")
+    dave_key = {"Authorization": f"Bearer {book.new_key('dave')}"}
+    with served.client() as http:
+        assert http.get("/v1/models", headers=dave_key).status_code == 200
+        dave = log_in(http, "dave", "dave-password")
+        erin = log_in(http, "erin", "erin-password")
+        assert joins(served, dave.cookies) != 401 and joins(served, erin.cookies) != 401
+        book.remove("dave")
+        with served.client(cookies=erin.cookies) as as_erin:  # Gradio's logout looks up every token, dave's too
+            assert as_erin.get("/logout").status_code == 302
+        assert joins(served, erin.cookies) == 401
+        refused = http.post("/v1/chat/completions", headers=dave_key,
+                            json={"messages": [{"role": "user", "content": "Hi"}]})
+        assert refused.status_code == 401
+        assert refused.json()["error"]["message"] == "the API key is wrong"
+        assert joins(served, dave.cookies) == 401
+        erin = log_in(http, "erin", "erin-password")
+        book.set_password("erin", "a-new-erin-password")  # as `hearth users passwd erin` would
+        assert joins(served, erin.cookies) == 401
+        assert log_in(http, "erin", "a-new-erin-password").status_code == 200
+    book.remove("erin")
