@@ -23,6 +23,7 @@ from loaders.gguf_embedder import ENCODER_ARCHITECTURES, EmbeddingModel
 from loaders.grammar_sampler import GrammarCheckedSampler
 from loaders.hf_common import model_format, wrong_format
 from loaders.kv_reuse import apply_shift, plan_shift
+from loaders.llamacpp_batch import BatchedDecoder, BatchReply, context_params
 from loaders.load_progress import LoadProgress, llama_callback, no_progress
 from loaders.logprobs import TokenLogprob, describe_token, last_logits, prompt_logprobs
 from loaders.lora import GGUF_LORA_HELP, AdapterSpec, lora_setting, parse_entries
@@ -54,6 +55,8 @@ MAX_ROPE_FREQ_BASE = 1e10
 # what the GGUF header says.
 ROPE_SCALING_TYPES = {"model": -1, "none": 0, "linear": 1, "yarn": 2}
 KV_GROUP = "KV cache"
+# llama.cpp's LLAMA_MAX_SEQ is 256; past a few dozen replies a CPU gains nothing.
+MAX_PARALLEL = 64
 ROPE_GROUP = "RoPE scaling (past the trained context)"
 
 
@@ -63,6 +66,32 @@ ROPE_GROUP = "RoPE scaling (past the trained context)"
 # streaming starts, so it takes every CPU.
 def _default_threads() -> int:
     return max(1, usable_cpus() - 1)
+
+
+# What parallel=0 ("auto") becomes: the composition root raises the floor to 2 when
+# the server listens on the network (several people may ask at once).
+_auto_parallel_floor = 1
+
+
+def serve_many_clients(listening: bool) -> None:
+    """Tell the loader whether the server takes requests from other machines, which
+    makes parallel=0 serve at least 2 replies at once."""
+    global _auto_parallel_floor
+    _auto_parallel_floor = 2 if listening else 1
+
+
+def resolve_parallel(options: LlamaCppOptions) -> int:
+    """How many replies decode together. Auto: 1 on a localhost server (one person:
+    the single-sequence path is the fastest for one stream), else one per 2 CPUs,
+    2 to 4, as llama-server's auto picks 4; always 1 where the batched path cannot
+    serve (speculative decoding, the prompt cache)."""
+    if options.parallel:
+        return options.parallel
+    if options.draft_model or options.prompt_lookup_ngram or options.prompt_cache != "off":
+        return 1
+    if _auto_parallel_floor < 2:
+        return 1
+    return max(_auto_parallel_floor, min(4, usable_cpus() // 2))
 
 
 @dataclass(frozen=True)
@@ -93,6 +122,7 @@ class LlamaCppOptions:
     yarn_orig_ctx: int = setting(0, "YaRN: the context the model was trained at (0 = from the GGUF).", minimum=0, maximum=MAX_CONTEXT_TOKENS, ui_maximum=131072, step=256, advanced=True, group=ROPE_GROUP)
     yarn_ext_factor: float = setting(-1.0, "YaRN extrapolation mix (negative = 1 with yarn, else 0; 0 turns YaRN's interpolation ramp off).", minimum=-1.0, maximum=1.0, step=0.05, advanced=True, group=ROPE_GROUP)
     lora: tuple[str, ...] = lora_setting(GGUF_LORA_HELP)
+    parallel: int = setting(0, "Replies decoded together from this one model (continuous batching, as llama-server's --parallel; each reply gets its own n_ctx of KV cache). 0 = auto: 1 on localhost, 2-4 with --listen. A reply decoded beside others may drift from the same reply decoded alone after some tokens (batched kernels round differently; see docs/BENCHMARKS.md). Above 1: no speculative decoding, prompt cache or prompt logprobs (echo).", minimum=0, maximum=MAX_PARALLEL, ui_maximum=16, step=1)
 
     def __post_init__(self) -> None:
         # Combinations llama.cpp refuses or silently ignores, refused here in one line
@@ -100,6 +130,12 @@ class LlamaCppOptions:
         if self.type_v in KV_CACHE_TYPES and kv_type_is_quantized(self.type_v) and not self.flash_attn:
             raise SettingError(f"type_v={self.type_v} needs flash_attn on (llama.cpp keeps a quantized V cache "
                                "only with flash attention); turn flash_attn on or use type_v=f16")
+        if self.parallel > 1:
+            for name, on in (("draft_model", bool(self.draft_model)), ("prompt_lookup_ngram", self.prompt_lookup_ngram > 0),
+                             ("prompt_cache", self.prompt_cache != "off")):
+                if on:
+                    raise SettingError(f"{name} works only with parallel=1 (got parallel={self.parallel}); "
+                                       f"turn {name} off or set parallel to 1")
         if self.rope_scaling == "none" and self.rope_freq_scale not in (0.0, 1.0):
             raise SettingError(f"rope_freq_scale={self.rope_freq_scale:g} does nothing with rope_scaling=none; "
                                "choose rope_scaling linear or yarn")
@@ -193,7 +229,10 @@ class LlamaCppLoader:
         if header.architecture in ENCODER_ARCHITECTURES:  # BERT and kin: texts into vectors, no text out
             return EmbeddingModel.load(path, header.architecture, min(n_ctx, header.context_length or n_ctx),
                                        options.n_threads_batch or usable_cpus())
-        _check_memory(path, header, n_ctx, options)
+        parallel = resolve_parallel(options)
+        # Every sequence gets a KV stream of n_ctx cells (llama-server's --parallel N
+        # without --kv-unified), so one reply never runs out of room because of another.
+        _check_memory(path, header, n_ctx * parallel, options)
         _check_prompt_cache(options)
         adapters = parse_entries(options.lora)
         check_gguf_adapters(adapters, header)  # before the model is read
@@ -205,10 +244,11 @@ class LlamaCppLoader:
         threads = options.n_threads or _default_threads()
         try:
             on_progress = llama_callback(progress)  # referenced until the constructor returns
-            with cpu_repack.model_params(use_extra_bufts=repack, progress_callback=on_progress):
+            with cpu_repack.model_params(use_extra_bufts=repack, progress_callback=on_progress), \
+                    context_params(n_seq_max=parallel, kv_unified=False):
                 llm = llama_cpp.Llama(
                     model_path=str(path),
-                    n_ctx=n_ctx,
+                    n_ctx=n_ctx * parallel,
                     n_threads=threads,
                     n_threads_batch=options.n_threads_batch or usable_cpus(),
                     n_batch=options.n_batch,
@@ -234,7 +274,8 @@ class LlamaCppLoader:
         except BaseException:
             llm.close()
             raise
-        model = LlamaCppModel(llm, header.chat_template, n_ctx, drafter, context_shift=options.context_shift)
+        model = LlamaCppModel(llm, header.chat_template, n_ctx, drafter, context_shift=options.context_shift,
+                              parallel=parallel)
         # What picks a chat template for a file that ships none (webui/chat/template_fallback.py).
         model.architecture, model.special_tokens = header.architecture, read_special_tokens(path)
         model.adapters = LlamaCppAdapters(llm, header)
@@ -332,20 +373,41 @@ def _check_memory(path: Path, header, n_ctx: int, options: LlamaCppOptions) -> N
 class LlamaCppModel:
     adapters: LlamaCppAdapters | None = None  # set by the loader
 
-    def __init__(self, llm, chat_template: str | None, n_ctx: int, drafter=None, context_shift: bool = True):
+    def __init__(self, llm, chat_template: str | None, n_ctx: int, drafter=None, context_shift: bool = True,
+                 parallel: int = 1):
+        import llama_cpp
+
         self._llm = llm
         self.context_shift = context_shift
         self._drafter = drafter
         # Drafted and accepted tokens of the last reply (None without speculation).
         self.last_speculation: SpeculationCounts | None = None
-        self.context_length = n_ctx
+        self.context_length = n_ctx  # per reply, also with parallel > 1
         self.chat_template = chat_template
         self.supported_params = SAMPLERS.supported_params
-        self.last_prompt_eval_tokens = 0
+        # Replies decoded at once; the generation engine runs this many side by side.
+        self.concurrency = parallel
+        # Concurrent replies each read their own prompt count and logprobs; a reader
+        # in another thread gets the latest reply's count.
+        self._per_reply = threading.local()
+        self._latest_prompt_eval_tokens = 0
         self._params: GenerationParams | None = None
         # Hearth builds the sampler chain itself: llama-cpp-python's own skips XTC,
         # DRY, top-n-sigma and dynamic temperature.
         llm._init_sampler = self._make_sampler
+        vocab = llm._model.vocab
+        self._decoder = None if parallel < 2 else BatchedDecoder(
+            llm, parallel, llm.n_batch, context_shift, lambda token: llama_cpp.llama_vocab_is_eog(vocab, token))
+
+    @property
+    def last_prompt_eval_tokens(self) -> int:
+        """Prompt tokens the latest reply started in this thread evaluated (any
+        thread's latest where this thread started none)."""
+        return getattr(self._per_reply, "prompt_eval_tokens", self._latest_prompt_eval_tokens)
+
+    @last_prompt_eval_tokens.setter
+    def last_prompt_eval_tokens(self, count: int) -> None:
+        self._per_reply.prompt_eval_tokens = self._latest_prompt_eval_tokens = count
 
     def encode(self, text: str) -> list[int]:
         return self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
@@ -353,14 +415,14 @@ class LlamaCppModel:
     def decode(self, ids: Sequence[int]) -> str:
         return self._llm.detokenize(list(ids), special=True).decode("utf-8", errors="replace")
 
-    def _make_sampler(self, **_ignored):
+    def _make_sampler(self, params: GenerationParams | None = None, **_ignored):
         import llama_cpp
         from llama_cpp._internals import LlamaSampler
 
         llm = self._llm
         s = LlamaSampler()
         grammar = None
-        for method, args in sampler_chain(self._params, llm.n_ctx(), llm.n_vocab()):
+        for method, args in sampler_chain(params or self._params, self.context_length, llm.n_vocab()):
             if method == "grammar":
                 # Not LlamaSampler.add_grammar: it adds llama.cpp's result unchecked, and a
                 # grammar that fails to parse comes back NULL and crashes the process.
@@ -386,7 +448,11 @@ class LlamaCppModel:
         room = check_fits(len(prompt_ids), self.context_length)
         # One seed for the whole reply, even if llama-cpp-python rebuilds the sampler.
         seed = params.seed if params.seed >= 0 else int.from_bytes(os.urandom(4), "little")
-        self._params = dataclasses.replace(params, seed=seed) if seed != params.seed else params
+        params = dataclasses.replace(params, seed=seed) if seed != params.seed else params
+        if self._decoder is not None:
+            yield from self._generate_batched(list(prompt_ids), params, cancel, min(params.max_new_tokens, room))
+            return
+        self._params = params
         if llm.cache is not None:
             self._restore_from_cache(prompt_ids)
         self.last_prompt_eval_tokens = self._prefill(list(prompt_ids))
@@ -416,13 +482,44 @@ class LlamaCppModel:
             if llm.cache is not None:
                 llm.cache[list(prompt_ids) + produced] = llm.save_state()
 
+    def _generate_batched(self, prompt_ids: list[int], params: GenerationParams, cancel: threading.Event,
+                          limit: int) -> Iterator[str]:
+        """One reply through the batched decoder (llamacpp_batch.py): this thread only
+        waits for its tokens and turns them into text."""
+        llm = self._llm
+        if limit <= 0:
+            self.last_prompt_eval_tokens = 0
+            return
+        sampler = self._make_sampler(params)
+        reply = self._decoder.submit(BatchReply(prompt_ids, sampler, limit, not params.ignore_eos))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        local = self._per_reply
+        try:
+            first = True
+            while (token := reply.next_token()) is not None:
+                if first:
+                    self.last_prompt_eval_tokens = reply.prompt_eval_tokens
+                    first = False
+                local.token, local.logits = token, reply.logits
+                yield decoder.decode(llm.detokenize([token]))
+                if cancel.is_set():
+                    break
+        finally:
+            # The slot is free at the decoder's next step; the sampler is ours to close
+            # once the decoder can no longer sample with it (it has ended the reply or
+            # will skip it as closed).
+            self._decoder.release(reply)
+            local.logits = None
+
     def token_logprobs(self, top: int) -> TokenLogprob:
         """The token `generate` has just yielded, with the `top` likeliest tokens at its
         position; valid only until the generator resumes (llama.cpp still holds the
-        logits the sampler read)."""
+        logits the sampler read; the batched path keeps a copy per reply)."""
         if self._drafter is not None:
             raise GenerationError("logprobs are not available with speculative decoding on; "
                                   "load the model without a draft model or prompt lookup")
+        if self._decoder is not None:
+            return describe_token(self._llm, self._per_reply.token, self._per_reply.logits, top)
         return describe_token(self._llm, self._last_token, last_logits(self._llm), top)
 
     def prompt_logprobs(self, ids: Sequence[int], top: int) -> list[TokenLogprob]:
@@ -430,6 +527,9 @@ class LlamaCppModel:
         None); the prompt stays in the KV cache for a reply that follows."""
         if not ids:
             raise GenerationError("the prompt is empty")
+        if self._decoder is not None:
+            raise GenerationError(f"logprobs of the prompt (echo) need the model loaded with parallel=1 "
+                                  f"(it has parallel={self.concurrency})")
         check_fits(len(ids), self.context_length)
         return prompt_logprobs(self._llm, ids, top)
 
@@ -476,6 +576,8 @@ class LlamaCppModel:
         """Apply exactly these LoRA adapters, without reloading; the KV cache is not
         reused across a change (LlamaCppAdapters.apply)."""
         self.adapters.apply(adapters)
+        if self._decoder is not None:
+            self._decoder.forget()
 
     def unload(self) -> None:
         if self.adapters is not None:  # off the context and freed while the model exists
@@ -484,6 +586,9 @@ class LlamaCppModel:
         if self._drafter is not None:
             self._drafter.close()
             self._drafter = None
+        if self._decoder is not None:  # its thread ends before the context it decodes on
+            self._decoder.close()
+            self._decoder = None
         if self._llm is not None:
             self._llm.close()
             self._llm = None

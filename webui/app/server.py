@@ -12,6 +12,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from loaders.base import LoadError  # noqa: E402
+from loaders.llamacpp import serve_many_clients  # noqa: E402
 from webui import __version__  # noqa: E402
 from webui.accounts.access import Accounts  # noqa: E402
 from webui.accounts.migration import migrate_single_user  # noqa: E402
@@ -146,6 +147,7 @@ def chat_settings_folder(settings: ServerSettings) -> Path:
 def create_hearth(settings: ServerSettings) -> Hearth:
     hearth = Hearth(settings.models_dir, user_data_dir=settings.user_data, accounts=accounts_for(settings))
     hearth.engine.per_owner_limit = settings.max_queue_per_user
+    serve_many_clients(settings.listen)  # llama.cpp's parallel=0 then serves 2+ replies at once
     return hearth
 
 
