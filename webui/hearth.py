@@ -11,7 +11,7 @@ import loaders
 from loaders.lora import AdapterSpec, parse_entries
 from loaders.params import GenerationParams
 from webui.accounts.access import Accounts
-from webui.accounts.current import current_user
+from webui.accounts.current import current_user, queue_owner
 from webui.accounts.users import UserBook
 from webui.characters.lorebooks import LorebookStore
 from webui.characters.store import CharacterStore
@@ -73,7 +73,7 @@ class Hearth:
         self.models_dir = Path(models_dir)
         self.models = ModelManager()
         self.engine = GenerationEngine(self.models)
-        self.engine.owner_of = current_user  # the fair queue takes turns between users
+        self.engine.owner_of = queue_owner  # the fair queue takes turns between users (and their end users)
         # The user's chats, characters, presets and settings: plain files. The server
         # passes its --user-data; a Hearth made without one (embedded, the tests) falls
         # back the way the command line does ($HEARTH_USER_DATA, else user_data/).

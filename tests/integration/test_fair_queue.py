@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import uuid
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from loaders.params import GenerationParams
+from tests.support import eventually
 from webui.api import install_api
 from webui.config import ServerSettings
 
@@ -56,3 +58,70 @@ def test_a_full_per_user_queue_answers_429_naming_the_limit(hearth):
     finally:
         hearth.engine.per_owner_limit = None
         running.stop()
+
+
+def held_worker(hearth) -> threading.Event:
+    """A task that holds the generation worker until the returned gate is set, so the
+    replies sent meanwhile are all queued before any starts."""
+    gate, started = threading.Event(), threading.Event()
+    hearth.engine.submit_task(lambda cancel: (started.set(), gate.wait(60)))
+    assert started.wait(30)
+    return gate
+
+
+def test_the_openai_user_field_makes_each_end_user_of_a_key_an_owner_within_its_user(hearth):
+    """One key (here: no key, the local user) serving ann and ben: ben's one request is not
+    queued behind ann's three, and the key's user as a whole still takes turns with bob.
+    Each request is known by its length (max_tokens with ignore_eos); recent_stats is
+    the order they ran in."""
+    app = FastAPI()
+    install_api(app, hearth, ServerSettings())
+    fresh = uuid.uuid4().hex[:8]  # owners no earlier test has been served as
+    ann, ben = f"ann-{fresh}", f"ben-{fresh}"
+    sent = [(ann, 1), (ann, 2), (ann, 3), (ben, 4)]
+    hearth.complete("Hi", GenerationParams(max_new_tokens=1)).result()  # the local user: served last
+    with TestClient(app) as client:
+        gate = held_worker(hearth)
+        threads = []
+        try:
+            for end_user, tokens in sent:  # one at a time, so they arrive in this order
+                body = {"prompt": "The sky is", "max_tokens": tokens, "ignore_eos": True, "temperature": 0,
+                        "user": end_user}
+                threads.append(threading.Thread(target=client.post, args=("/v1/completions",), kwargs={"json": body}))
+                threads[-1].start()
+                eventually(lambda: hearth.engine.queue_length == len(threads), 30, f"{end_user}'s request queued")
+            bob = hearth.engine.submit("The sea is", GenerationParams(max_new_tokens=5, ignore_eos=True,
+                                                                      temperature=0), owner=f"bob-{fresh}")
+        finally:
+            gate.set()
+            for thread in threads:
+                thread.join(60)
+        bob.result()
+    ran = [stats.completion_tokens for stats in list(hearth.engine.recent_stats)[-5:]]
+    # bob (never served) first, then the local user's turns: ann, ben, ann, ann. Without
+    # end users the local user's four would run in arrival order: [5, 1, 2, 3, 4].
+    assert ran == [5, 1, 4, 2, 3]
+
+
+def test_naming_end_users_does_not_get_a_key_past_its_users_queue_limit(hearth):
+    app = FastAPI()
+    install_api(app, hearth, ServerSettings())
+    hearth.engine.per_owner_limit = 1
+    body = {"prompt": "Hi", "max_tokens": 1, "user": "ann"}
+    try:
+        with TestClient(app) as client:
+            gate = held_worker(hearth)
+            waiting = threading.Thread(target=client.post, args=("/v1/completions",), kwargs={"json": body})
+            try:
+                waiting.start()
+                eventually(lambda: hearth.engine.queue_length == 1, 30, "ann's request queued")
+                full = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}],
+                                                                "max_tokens": 1, "user": "ben"})
+                assert full.status_code == 429 and "--max-queue-per-user 1" in full.json()["error"]["message"]
+                too_long = client.post("/v1/completions", json={**body, "user": "x" * 257})
+                assert too_long.status_code in (400, 422) and "user" in too_long.json()["error"]["message"]
+            finally:
+                gate.set()
+                waiting.join(60)
+    finally:
+        hearth.engine.per_owner_limit = None

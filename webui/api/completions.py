@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from loaders.fields import SettingError
+from webui.accounts.current import for_end_user
 from webui.api import file_parts
 from webui.api.deps import get_hearth, get_settings
 from webui.api.errors import APIError, api_error
@@ -364,7 +365,8 @@ async def completions(body: CompletionRequest, request: Request, hearth: Hearth 
         params = with_response_format(params, body.response_format, hearth.models.current.model.supported_params)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     submit = functools.partial(hearth.complete, logprobs=logprobs)
-    job = await anyio.to_thread.run_sync(submit, body.prompt, params, limiter=_SUBMIT_LIMITER)
+    with for_end_user(body.user):  # queued as this key's end user (the thread gets a copy of the context)
+        job = await anyio.to_thread.run_sync(submit, body.prompt, params, limiter=_SUBMIT_LIMITER)
     reply = Reply(False, model, include_usage)
     if logprobs is not None and (logprobs.prompt or logprobs.reply):
         reply.logprobs = LogprobsShape(chat=False, offset=0 if body.echo else len(body.prompt))
@@ -387,7 +389,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, hearth
         logprobs = chat_request(body.logprobs, body.top_logprobs)
         submit = functools.partial(hearth.chat, tools=tools, response_format=body.response_format,
                                    logprobs=logprobs, enable_thinking=thinking_switch(body))
-        job = await anyio.to_thread.run_sync(submit, messages, params, limiter=_SUBMIT_LIMITER)
+        with for_end_user(body.user):
+            job = await anyio.to_thread.run_sync(submit, messages, params, limiter=_SUBMIT_LIMITER)
     except ChatTemplateError as e:
         raise APIError(400, f"the model's chat template failed: {e}", code="chat_template_error") from None
     reply = Reply(True, model, include_usage)

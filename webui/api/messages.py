@@ -27,9 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from loaders.fields import SettingError
 from loaders.params import GenerationParams
+from webui.accounts.current import for_end_user
 from webui.api.deps import get_hearth, get_settings
 from webui.api.errors import APIError, api_error
 from webui.api.limits import check_prompt_size, check_queue
+from webui.api.schemas import END_USER_CHARS
 from webui.api.streaming import SSE_HEADERS, job_events
 from webui.chat.reasoning import ReasoningSplitter
 from webui.chat.templates import ChatTemplateError
@@ -77,7 +79,9 @@ class MessagesRequest(_Strict):
                                             "comes back as thinking blocks.")
     grammar: str | None = Field(None, description="Hearth's own: a GBNF grammar the reply must follow "
                                 "(llama.cpp), as on /v1/chat/completions.")
-    metadata: dict[str, Any] | None = Field(None, description="Accepted and ignored.")
+    metadata: dict[str, Any] | None = Field(None, description="user_id: the end user this request is for, "
+                                            "queued as OpenAI's `user` is (see /v1/chat/completions); "
+                                            "the rest is ignored.")
     service_tier: str | None = Field(None, description="Accepted and ignored.")
     cache_control: dict[str, Any] | None = Field(None, description="Accepted and ignored: Hearth reuses a "
                                                  "cached prompt prefix by itself.")
@@ -87,6 +91,14 @@ class MessagesRequest(_Strict):
                                                "\"tool\", \"name\": ...} or {\"type\": \"none\"}; any and tool constrain "
                                                "the reply with a grammar (llama.cpp). disable_parallel_tool_use: "
                                                "at most one call.")
+
+
+def end_user_of(metadata: dict[str, Any] | None) -> str | None:
+    """metadata.user_id, Anthropic's name for the end user a request is for."""
+    user_id = (metadata or {}).get("user_id")
+    if user_id is not None and (not isinstance(user_id, str) or len(user_id) > END_USER_CHARS):
+        raise MessageError(400, f"metadata.user_id: a string of at most {END_USER_CHARS} characters")
+    return user_id
 
 
 class MessageError(Exception):
@@ -492,7 +504,8 @@ async def messages(request: Request, hearth: Hearth = Depends(get_hearth),
         def submit() -> GenerationJob:
             return hearth.chat(convo, params, system, tools=tools, enable_thinking=enable_thinking)
 
-        job = await anyio.to_thread.run_sync(submit, limiter=_SUBMIT_LIMITER)
+        with for_end_user(end_user_of(body.metadata)):
+            job = await anyio.to_thread.run_sync(submit, limiter=_SUBMIT_LIMITER)
         events = job_events(job, request.receive)
         first = await anext(events)
         if isinstance(first, Failed):

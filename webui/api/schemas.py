@@ -62,6 +62,10 @@ def _refuse_if_set(cls, value, info):
     return value
 
 
+# OpenAI's `user` and Anthropic's metadata.user_id: an opaque id (a hash, an e-mail), kept short.
+END_USER_CHARS = 256
+
+
 class _Strict(BaseModel):
     # A misspelt sampler that is silently ignored is an error nobody ever finds.
     model_config = ConfigDict(extra="forbid")
@@ -77,7 +81,11 @@ class _OpenAICommon(_Strict):
     stream: bool = Field(False, description="Send the reply as server-sent events, a chunk at a time.")
     stream_options: StreamOptions | None = None
     n: int | None = Field(1, ge=1, le=1, description="Replies per request: only 1 is supported.")
-    user: str | None = Field(None, description="Accepted and ignored.")
+    user: str | None = Field(None, max_length=END_USER_CHARS, description=(
+        "The end user this request is for (an app serving many people with one key): the generation "
+        "queue takes turns between a key's end users as it does between Hearth's users, within that "
+        "key's user's turns and per-user limit (--max-queue-per-user). Only an owner in the queue: the "
+        "request still runs as the key's user, with their role and data."))
     logit_bias: dict[str, float] | None = Field(None, description="Not supported: must be empty.")
 
     @field_validator("logit_bias")

@@ -5,6 +5,13 @@ Round-robin by "least recently served": the next reply goes to the owner with qu
 replies who was served longest ago (an owner never served comes first), so one user's
 ten queued requests take turns with another's one instead of running ahead of it.
 
+An owner may name an end user of an account: "ACCOUNT/END" (an app's API key serving
+many people, each named in the request's OpenAI `user` field). Turns are then taken in
+two steps: between accounts first, and within the account chosen, between its end users
+(its own requests without an end user are one more of them), both least recently
+served first. So an account gets no more turns by naming more end users, and the
+per-owner limit counts the whole account's waiting replies.
+
 A barrier (the quant advisor's exclusive task, the engine's close) keeps its place in
 arrival order: everything queued before it is taken before it, everything queued
 after it waits for it. Pure policy and locking: no model, no threads of its own.
@@ -26,6 +33,11 @@ LOCAL_OWNER = "local"  # every request's owner when there are no user accounts
 # Owners whose last turn is remembered. Past this the longest-unserved are forgotten,
 # which only moves them to the front, where least-recently-served puts them anyway.
 _REMEMBERED_OWNERS = 4096
+
+
+def account_of(owner: str) -> str:
+    """The account part of "ACCOUNT/END" (user names hold no "/"); the owner itself otherwise."""
+    return owner.partition("/")[0]
 
 
 class QueueFull(UserError):
@@ -57,21 +69,24 @@ class FairQueue(Generic[T]):
         self._cond = threading.Condition()
         self._clock = itertools.count(1)
         self._served: dict[str, int] = {}  # owner -> tick of their latest turn
-        self._queued: dict[str, int] = {}  # owner -> replies waiting
+        self._served_accounts: dict[str, int] = {}  # account -> tick of its latest turn
+        self._queued: dict[str, int] = {}  # account -> replies waiting, its end users' included
 
     def __len__(self) -> int:
         with self._cond:
             return sum(len(s) if isinstance(s, _Group) else 1 for s in self._segments)
 
     def queued_for(self, owner: str) -> int:
+        """Replies waiting for the owner's account (all its end users together)."""
         with self._cond:
-            return self._queued.get(owner, 0)
+            return self._queued.get(account_of(owner), 0)
 
     def put(self, item: T, owner: str = LOCAL_OWNER) -> None:
-        """Queue a reply; raises QueueFull (naming the limit) when `owner` already has
-        per_owner_limit replies waiting."""
+        """Queue a reply; raises QueueFull (naming the limit) when `owner`'s account
+        already has per_owner_limit replies waiting."""
+        account = account_of(owner)
         with self._cond:
-            waiting = self._queued.get(owner, 0)
+            waiting = self._queued.get(account, 0)
             limit = self.per_owner_limit
             if limit is not None and waiting >= limit:
                 raise QueueFull(f"{waiting} of your requests are already waiting, the most one user may queue "
@@ -80,7 +95,7 @@ class FairQueue(Generic[T]):
                 self._segments.append(_Group())
             group = self._segments[-1]
             group.by_owner.setdefault(owner, deque()).append(item)
-            self._queued[owner] = waiting + 1
+            self._queued[account] = waiting + 1
             self._cond.notify_all()
 
     def put_barrier(self, item: T) -> None:
@@ -127,8 +142,12 @@ class FairQueue(Generic[T]):
         return None
 
     def _next_owner(self, group: _Group[T]) -> str:
-        # Least recently served first; ties (never served) in arrival order (dicts keep it).
-        return min(group.by_owner, key=lambda owner: self._served.get(owner, 0))
+        # Least recently served account, then its least recently served owner; ties
+        # (never served) in arrival order (dicts keep it, and min keeps the first).
+        account = min((account_of(owner) for owner in group.by_owner),
+                      key=lambda name: self._served_accounts.get(name, 0))
+        return min((owner for owner in group.by_owner if account_of(owner) == account),
+                   key=lambda owner: self._served.get(owner, 0))
 
     def _pop(self) -> None:
         head = self._segments[0]
@@ -142,12 +161,15 @@ class FairQueue(Generic[T]):
             del head.by_owner[owner]
         if not head.by_owner:
             self._segments.popleft()
-        left = self._queued[owner] - 1
+        account = account_of(owner)
+        left = self._queued[account] - 1
         if left:
-            self._queued[owner] = left
+            self._queued[account] = left
         else:
-            del self._queued[owner]
-        self._served.pop(owner, None)  # re-inserted last: the dict stays in turn order
-        self._served[owner] = next(self._clock)
-        while len(self._served) > _REMEMBERED_OWNERS:
-            del self._served[next(iter(self._served))]
+            del self._queued[account]
+        tick = next(self._clock)
+        for served, name in ((self._served, owner), (self._served_accounts, account)):
+            served.pop(name, None)  # re-inserted last: the dict stays in turn order
+            served[name] = tick
+            while len(served) > _REMEMBERED_OWNERS:
+                del served[next(iter(served))]

@@ -87,3 +87,26 @@ def test_take_waits_until_the_head_is_ready_or_gives_up():
     timer.start()
     assert q.take(ready=lambda item, barrier: slots["free"]) == ("a0", False)
     timer.join()
+
+
+def test_end_users_of_one_account_take_turns_within_that_accounts_turns():
+    """An app's key (account "app") names its end users ("app/ann", "app/ben"): they take
+    turns with each other, and the account as a whole takes turns with bob."""
+    q = FairQueue()
+    for i in range(3):
+        q.put(f"ann{i}", "app/ann")
+    q.put("ben0", "app/ben")
+    q.put("app0", "app")  # the key's own request, naming nobody
+    q.put("bob0", "bob")
+    q.put("bob1", "bob")
+    assert drain(q) == ["ann0", "bob0", "ben0", "bob1", "app0", "ann1", "ann2"]
+
+
+def test_naming_end_users_does_not_get_past_the_accounts_limit():
+    q = FairQueue(per_owner_limit=2)
+    q.put("a", "app/ann")
+    q.put("b", "app/ben")
+    with pytest.raises(QueueFull, match="--max-queue-per-user 2"):
+        q.put("c", "app/cid")
+    assert q.queued_for("app") == 2 and q.queued_for("app/ann") == 2
+    q.put("bob0", "bob")
