@@ -56,38 +56,35 @@ def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float)
     return (x - mean) / np.sqrt(var + eps) * weight + bias
 
 
-class MiniLMEmbedder:
+class BatchedTextEncoder:
+    """The tokenizer side of an all-MiniLM-L6-v2 encoder: texts cut at MAX_TOKENS,
+    sorted by length and padded per batch (sentence-transformers' batching: padding
+    costs as much as text). A subclass turns one padded batch into unit vectors."""
+
     dimensions = 384
     can_embed = True
     max_tokens = MAX_TOKENS
+    vocab_size = 30522
 
     def __init__(self, model_dir: Path | None = None):
-        import numpy as np
         try:
-            from safetensors.numpy import load_file
             from tokenizers import Tokenizer
         except ImportError as e:
             raise RuntimeError(f"the built-in embedding model needs the {e.name} package: run "
                                "./start.sh --extensions documents once, or pip install 'hearth[documents]'") from None
-
-        model_dir = Path(model_dir) if model_dir is not None else bundled_model_dir()
-        config = json.loads((model_dir / "config.json").read_text())
-        self.heads = config["num_attention_heads"]
-        self.layers = config["num_hidden_layers"]
-        self.eps = config["layer_norm_eps"]
-        weights = load_file(str(model_dir / "model.safetensors"))
-        # Linear weights transposed once, contiguous: x @ W then runs as one BLAS call.
-        self.w = {k: np.ascontiguousarray(v.T if k.endswith(
-            ("dense.weight", "query.weight", "key.weight", "value.weight")) else v, dtype=np.float32)
-            for k, v in weights.items()}
+        self.model_dir = Path(model_dir) if model_dir is not None else bundled_model_dir()
+        config = json.loads((self.model_dir / "config.json").read_text())
         self.dimensions = config["hidden_size"]
-        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.vocab_size = config["vocab_size"]
+        self.tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
-        self._plain = Tokenizer.from_file(str(model_dir / "tokenizer.json"))  # unpadded: token counts
+        self._plain = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))  # unpadded: token counts
         self._plain.enable_truncation(MAX_TOKENS)
         self._plain.no_padding()  # tokenizer.json pads to 128
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest in a batch
-        self._lock = threading.Lock()  # the tokenizer's padding settings are shared state
+        # The tokenizer's padding settings are shared state, and an encoder runs one batch
+        # at a time (its threads are busy with the one).
+        self._lock = threading.Lock()
 
     def count_tokens(self, texts: list[str]) -> int:
         """Tokens the model reads for `texts` (after truncation, with [CLS] and [SEP])."""
@@ -99,17 +96,12 @@ class MiniLMEmbedder:
         import numpy as np
         if not texts:
             return np.zeros((0, self.dimensions), np.float32)
-        # Texts of similar length batched together: padding costs as much as text.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), self.dimensions), np.float32)
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             out[chunk] = self._embed_batch([texts[i] for i in chunk])
         return out
-
-    @property
-    def vocab_size(self) -> int:
-        return self.w["embeddings.word_embeddings.weight"].shape[0]
 
     def embed_ids(self, sequences: list[list[int]], batch_size: int = 16) -> np.ndarray:
         """Like `embed`, for texts already tokenized with this model's tokenizer (ids
@@ -121,23 +113,52 @@ class MiniLMEmbedder:
             chunk = order[start:start + batch_size]
             longest = max(len(sequences[i]) for i in chunk)
             ids = np.zeros((len(chunk), longest), np.int64)
-            mask = np.zeros((len(chunk), longest), np.float32)
+            mask = np.zeros((len(chunk), longest), np.int64)
             for row, i in enumerate(chunk):
                 ids[row, :len(sequences[i])] = sequences[i]
-                mask[row, :len(sequences[i])] = 1.0
-            out[chunk] = self._pooled(ids, mask)
+                mask[row, :len(sequences[i])] = 1
+            with self._lock:
+                out[chunk] = self._pooled(ids, mask)
         return out
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         import numpy as np
         with self._lock:
             encodings = self.tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
-        return self._pooled(ids, mask)
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            return self._pooled(ids, mask)
+
+    def _pooled(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Unit vectors (batch, dimensions) float32 for ids and mask (batch, length),
+        padded on the right."""
+        raise NotImplementedError
+
+
+class MiniLMEmbedder(BatchedTextEncoder):
+    """The NumPy encoder: no runtime beyond NumPy (the fallback of the faster ones)."""
+
+    def __init__(self, model_dir: Path | None = None):
+        import numpy as np
+        super().__init__(model_dir)
+        try:
+            from safetensors.numpy import load_file
+        except ImportError as e:
+            raise RuntimeError(f"the built-in embedding model needs the {e.name} package: run "
+                               "./start.sh --extensions documents once, or pip install 'hearth[documents]'") from None
+        config = json.loads((self.model_dir / "config.json").read_text())
+        self.heads = config["num_attention_heads"]
+        self.layers = config["num_hidden_layers"]
+        self.eps = config["layer_norm_eps"]
+        weights = load_file(str(self.model_dir / "model.safetensors"))
+        # Linear weights transposed once, contiguous: x @ W then runs as one BLAS call.
+        self.w = {k: np.ascontiguousarray(v.T if k.endswith(
+            ("dense.weight", "query.weight", "key.weight", "value.weight")) else v, dtype=np.float32)
+            for k, v in weights.items()}
 
     def _pooled(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         import numpy as np
+        mask = mask.astype(np.float32)
         hidden = self._forward(ids, mask)
         pooled = (hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)

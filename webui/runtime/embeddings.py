@@ -1,6 +1,7 @@
-"""Texts into vectors: the built-in all-MiniLM-L6-v2, or the loaded model when it is
-an embedding model (a GGUF BERT through llama.cpp). /v1/embeddings and the documents
-extension both call this one service, so both use the same encoder.
+"""Texts into vectors: the built-in all-MiniLM-L6-v2 (ONNX Runtime where installed),
+or the loaded model when it is an embedding model (a GGUF BERT through llama.cpp).
+/v1/embeddings and the documents extension both call this one service, so both use
+the same encoder.
 
 Which model: the name the request gives; without one, the loaded model if it embeds,
 else the built-in. Every input a user can get wrong is a one-line UserError.
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from loaders import minilm
 from loaders.base import TextEmbeddings
 from loaders.gguf_embedder import LlamaEmbedder, minilm_gguf
+from loaders.minilm_onnx import OnnxMiniLM
 from webui.errors import ErrorKind, UserError
 from webui.runtime.model_manager import ModelManager
 
@@ -47,18 +49,26 @@ class Embeddings:
         self._builtin_lock = threading.Lock()
 
     def builtin(self) -> TextEmbeddings:
-        """The built-in encoder, loaded on first use and kept: llama.cpp's embedding
-        mode on the model's GGUF (converted once, then cached: bench/embeddings.py),
-        else the NumPy encoder (no llama.cpp sources or PyTorch to convert with).
-        Their vectors agree to cosine 0.9999999."""
+        """The built-in encoder, loaded on first use and kept, the fastest that can run
+        here (bench/embeddings.py): ONNX Runtime on a graph built once from the weights,
+        else llama.cpp's embedding mode on the model's GGUF (converted once), else the
+        NumPy encoder. Their vectors agree to cosine 0.99999."""
         with self._builtin_lock:
             if self._builtin is None:
                 try:
                     minilm.bundled_model_dir()  # a one-line install hint when it is missing
-                    self._builtin = self._gguf_builtin() or minilm.MiniLMEmbedder()
+                    self._builtin = self._onnx_builtin() or self._gguf_builtin() or minilm.MiniLMEmbedder()
                 except RuntimeError as e:
                     raise UserError(str(e), kind=ErrorKind.UNAVAILABLE) from None
             return self._builtin
+
+    @staticmethod
+    def _onnx_builtin() -> TextEmbeddings | None:
+        try:
+            return OnnxMiniLM.open()
+        except (RuntimeError, OSError, ValueError) as e:  # a bad cached graph: the other encoders still work
+            log.warning("%s: ONNX Runtime could not run it (%s); trying llama.cpp", BUILTIN, e)
+            return None
 
     @staticmethod
     def _gguf_builtin() -> TextEmbeddings | None:
