@@ -89,7 +89,7 @@ def test_the_openai_user_field_makes_each_end_user_of_a_key_an_owner_within_its_
                         "user": end_user}
                 threads.append(threading.Thread(target=client.post, args=("/v1/completions",), kwargs={"json": body}))
                 threads[-1].start()
-                eventually(lambda: hearth.engine.queue_length == len(threads), 30, f"{end_user}'s request queued")
+                eventually(lambda: hearth.engine.queue_length == len(threads), 30, what=f"{end_user}'s request queued")
             bob = hearth.engine.submit("The sea is", GenerationParams(max_new_tokens=5, ignore_eos=True,
                                                                       temperature=0), owner=f"bob-{fresh}")
         finally:
@@ -114,10 +114,13 @@ def test_naming_end_users_does_not_get_a_key_past_its_users_queue_limit(hearth):
             waiting = threading.Thread(target=client.post, args=("/v1/completions",), kwargs={"json": body})
             try:
                 waiting.start()
-                eventually(lambda: hearth.engine.queue_length == 1, 30, "ann's request queued")
+                eventually(lambda: hearth.engine.queue_length == 1, 30, what="ann's request queued")
                 full = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}],
                                                                 "max_tokens": 1, "user": "ben"})
                 assert full.status_code == 429 and "--max-queue-per-user 1" in full.json()["error"]["message"]
+                anthropic = client.post("/v1/messages", json={"model": "x", "max_tokens": 1, "metadata": {"user_id": "cid"},
+                                                              "messages": [{"role": "user", "content": "Hi"}]})
+                assert anthropic.status_code == 429 and "--max-queue-per-user 1" in anthropic.text
                 too_long = client.post("/v1/completions", json={**body, "user": "x" * 257})
                 assert too_long.status_code in (400, 422) and "user" in too_long.json()["error"]["message"]
             finally:
