@@ -24,6 +24,7 @@ from webui.app.guards import RequestGuard  # noqa: E402
 from webui.app.hosts import ServedHosts  # noqa: E402
 from webui.app.load_bar import load_bar  # noqa: E402
 from webui.app.login import LoginThrottle, SessionTokens, UILoginGate, parse_auth  # noqa: E402
+from webui.app.quiet_server import quiet_uvicorn_server  # noqa: E402
 from webui.config import ServerSettings  # noqa: E402
 from webui.hearth import Hearth  # noqa: E402
 from webui.userdata.folders import UserData  # noqa: E402
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 # Gradio's file uploads: the one UI path allowed bodies over --max-request-mb.
 GRADIO_UPLOAD_PATH = "/gradio_api/upload"
 MIB = 1 << 20
+UVICORN_STARTUP_FAILURE = 3  # the exit status uvicorn.run gives when the server could not start
 
 
 def create_app(hearth: Hearth, settings: ServerSettings):
@@ -42,6 +44,7 @@ def create_app(hearth: Hearth, settings: ServerSettings):
 
     from webui.api import API_PREFIXES, install_api
     from webui.ui import CSS, build_ui
+    from webui.ui.quiet_queue import quiet_gradio_queue
 
     app = FastAPI(title="Hearth", version=__version__, docs_url="/docs")
 
@@ -61,7 +64,9 @@ def create_app(hearth: Hearth, settings: ServerSettings):
     if settings.api_key and not accounts.api_key:
         accounts.api_key = settings.api_key
     throttle = LoginThrottle(verify=accounts.check_password) if accounts.login_required else None
-    gr.mount_gradio_app(app, build_ui(hearth, max_text_chars=settings.max_prompt_chars), path="/",
+    blocks = build_ui(hearth, max_text_chars=settings.max_prompt_chars)
+    quiet_gradio_queue(blocks)  # no polling while idle: docs/BENCHMARKS.md, "Idle cost"
+    gr.mount_gradio_app(app, blocks, path="/",
                         auth=throttle.check if throttle else None, css=CSS, ssr_mode=False, footer_links=[],
                         max_file_size=int(settings.max_upload_mb * MIB))
     if throttle is not None:
@@ -174,9 +179,14 @@ def serve(settings: ServerSettings, args: argparse.Namespace) -> int:
     if warning:
         print(f"hearth: {warning}", file=sys.stderr, flush=True)
     print(f"hearth: serving on {'https' if tls else 'http'}://{shown}:{settings.port}", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
-                ssl_certfile=settings.ssl_certfile, ssl_keyfile=settings.ssl_keyfile,
-                http=bounded_h11_protocol(settings.max_connections_per_client, settings.header_timeout),
-                # An idle keep-alive connection is closed after 5 s; h11 refuses headers over 16 KiB.
-                timeout_keep_alive=5, h11_max_incomplete_event_size=16 * 1024)
-    return 0
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                            ssl_certfile=settings.ssl_certfile, ssl_keyfile=settings.ssl_keyfile,
+                            http=bounded_h11_protocol(settings.max_connections_per_client, settings.header_timeout),
+                            # An idle keep-alive connection is closed after 5 s; h11 refuses headers over 16 KiB.
+                            timeout_keep_alive=5, h11_max_incomplete_event_size=16 * 1024)
+    server = quiet_uvicorn_server(config)  # ticks once a second, not ten times: docs/BENCHMARKS.md, "Idle cost"
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it caught once it has shut down
+        pass
+    return 0 if server.started else UVICORN_STARTUP_FAILURE
