@@ -6,6 +6,7 @@ Whatever goes wrong becomes one line: the chat shows it and goes on.
 """
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -42,7 +43,10 @@ def run_with_limit(name: str, fn: Callable[[], Any], timeout: float) -> Any:
         except BaseException as e:  # noqa: BLE001 - a tool's bug is a line in the chat
             box["error"] = e
 
-    thread = threading.Thread(target=target, name=f"hearth-tool-{name}", daemon=True)
+    # The caller's context goes along: an extension's tool reads ctx.user (whose documents
+    # library to search, say), which a bare thread would see as nobody's.
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(target,), name=f"hearth-tool-{name}",
+                              daemon=True)
     thread.start()
     thread.join(timeout)
     if thread.is_alive():

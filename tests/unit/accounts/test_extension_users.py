@@ -7,6 +7,7 @@ import textwrap
 from webui.accounts.current import LOCAL_USER, acting_as, current_user
 from webui.extensions import ExtensionManager
 from webui.extensions.store import ExtensionStore
+from webui.tools.registry import ToolRegistry
 
 BODY = "EXTENSION_API = 1\n"
 
@@ -32,3 +33,26 @@ def test_ctx_user_and_data_dir_follow_the_current_user(tmp_path):
     with acting_as("bob"):
         assert notes.save_file("x.txt", "bob's") == tmp_path / "users" / "bob" / "extension_data" / "notes" / "x.txt"
     assert not (tmp_path / "users" / "alice" / "extension_data" / "notes" / "x.txt").exists()
+
+
+def test_an_extensions_tool_runs_as_the_user_whose_chat_called_it(tmp_path):
+    """The chat's tool call runs in a thread of its own with a time limit: it still knows
+    whose chat it is (the documents extension's search_documents searches that user's library)."""
+    extensions = manager(tmp_path, {"whoami": BODY + textwrap.dedent('''
+        _ctx = {}
+
+        def setup(ctx):
+            _ctx["ctx"] = ctx
+
+        def whoami() -> str:
+            """Who is asking."""
+            return _ctx["ctx"].user + " " + str(_ctx["ctx"].data_dir)
+
+        def tools(ctx):
+            return [whoami]
+        ''')})
+    extensions.enable("whoami", persist=False)
+    registry = ToolRegistry([], None, extensions.tools)
+    with acting_as("alice"):
+        answer = registry.get("whoami").invoke({}, 10)
+    assert answer == f"alice {tmp_path / 'users' / 'alice' / 'extension_data' / 'whoami'}"
