@@ -1,18 +1,18 @@
 """A loaded Transformers causal LM behind Hearth's Model contract; the Transformers and
 GPTQ loaders both return one (GPTQModel wraps an ordinary Transformers model).
 
-Generation is Transformers' own `model.generate`, run in a helper thread with a
-streamer that hands each sampled token id back here, so whatever Transformers does
-(caches, attention kernels, its sampler) is exactly what the user gets, and the bench
-can compare it with a plain `model.generate`. `cancel` is a stopping criterion checked
-after every token, so a Stop takes effect within one token.
+Generation is loaders/hf_decode.py's token loop in the caller's thread: the model's
+own forward, KV cache and attention kernels, and Transformers' own logits processors
+in `model.generate`'s order, so the same seed gives the same tokens as a plain
+`model.generate` (which the bench compares it with), without the helper thread and
+streamer that cost 16x on a GPU. `cancel` is checked before every step, so a Stop
+takes effect within one token.
 
 torch and transformers are imported inside the functions that use them.
 """
 from __future__ import annotations
 
 import os
-import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,7 +20,9 @@ from typing import Any
 
 from loaders.base import GenerationError
 from loaders.context_limit import check_fits
+from loaders.errors import UserError
 from loaders.hf_common import one_line
+from loaders.hf_decode import ForwardStyle, decode_tokens, logits_processors
 from loaders.lora import AdapterError, AdapterSpec
 from loaders.lora_peft import PeftAdapters
 from loaders.params import GenerationParams
@@ -75,9 +77,10 @@ class IncrementalDetokenizer:
 
 
 def generation_kwargs(params: GenerationParams, max_new_tokens: int) -> dict[str, Any]:
-    """GenerationParams as `model.generate` keyword arguments. Every sampler is given
-    explicitly ("off" values included) so a model's generation_config.json cannot
-    slip its own defaults in underneath the user's settings."""
+    """GenerationParams as `model.generate` keyword arguments, from which
+    hf_decode.logits_processors builds the processors generate would. Every sampler is
+    given explicitly ("off" values included), so that passed to `model.generate` a
+    model's generation_config.json could not slip its own defaults in underneath."""
     kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "repetition_penalty": 1.0}
     if params.ignore_eos:
         kw["min_new_tokens"] = max_new_tokens  # Transformers masks EOS until then
@@ -149,8 +152,6 @@ class HFModel:
         if eos is None:
             eos = tokenizer.eos_token_id
         self._eos = frozenset(eos if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else []))
-        pad = model.generation_config.pad_token_id
-        self._pad = pad if pad is not None else (min(self._eos) if self._eos else 0)
 
     @property
     def hf_model(self):
@@ -170,76 +171,33 @@ class HFModel:
     def generate(self, prompt_ids: Sequence[int], params: GenerationParams,
                  cancel: threading.Event) -> Iterator[str]:
         import torch
-        from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
-        from transformers.generation.streamers import BaseStreamer
 
         prompt_ids = list(prompt_ids)
         if not prompt_ids:  # this tokenizer adds no BOS: there is nothing to continue
             raise GenerationError("the prompt is empty")
         room = check_fits(len(prompt_ids), self.context_length)
-        self.last_prompt_eval_tokens = len(prompt_ids)  # Transformers re-reads the whole prompt each time
-        tokens: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        finished = object()
-        halt = threading.Event()  # set when the consumer stops reading
-
-        class TokenStreamer(BaseStreamer):
-            def __init__(self):
-                self.prompt_seen = False
-
-            def put(self, value):
-                if not self.prompt_seen:  # generate() first hands over the prompt
-                    self.prompt_seen = True
-                    return
-                for t in value.reshape(-1).tolist():
-                    tokens.put(t)
-
-            def end(self):
-                pass
-
-        class StopWhenAsked(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                stop = cancel.is_set() or halt.is_set()
-                return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
-
-        processors = LogitsProcessorList([p for p in [penalties_processor(params)] if p is not None])
-        kwargs = generation_kwargs(params, min(params.max_new_tokens, room))
+        self.last_prompt_eval_tokens = len(prompt_ids)  # no KV reuse: the whole prompt is read each time
+        max_new = min(params.max_new_tokens, room)
+        if max_new <= 0:
+            return
+        kwargs = generation_kwargs(params, max_new)
+        model = self._model
+        processors = logits_processors(kwargs, penalties_processor(params), self._eos, len(prompt_ids), model.device)
         seed = params.seed if params.seed >= 0 else int.from_bytes(os.urandom(4), "little")
-        device = self._model.device
-        input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
-
-        def run() -> None:
-            try:
-                torch.manual_seed(seed)
-                with torch.inference_mode():
-                    self._model.generate(
-                        input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                        pad_token_id=self._pad, streamer=TokenStreamer(),
-                        stopping_criteria=StoppingCriteriaList([StopWhenAsked()]),
-                        logits_processor=processors, **kwargs)
-            except BaseException as e:  # reported to the consumer, which raises it
-                tokens.put(e)
-            finally:
-                tokens.put(finished)
-
-        worker = threading.Thread(target=run, name="hearth-hf-generate", daemon=True)
-        worker.start()
+        torch.manual_seed(seed)
+        tokens = decode_tokens(model, ForwardStyle.of(model), prompt_ids, max_new_tokens=max_new,
+                               do_sample=kwargs["do_sample"], processors=processors,
+                               stop_ids=frozenset() if params.ignore_eos else self._eos, cancel=cancel)
         text = IncrementalDetokenizer(self.decode, prompt_ids[-_DECODE_CONTEXT:])
         try:
-            while True:
-                item = tokens.get()
-                if item is finished:
-                    break
-                if isinstance(item, BaseException):
-                    raise GenerationError(f"generation failed: {one_line(item)}") from item
-                if item in self._eos and not params.ignore_eos:
-                    continue  # generate() stops right after it
-                if cancel.is_set():
-                    break  # the worker may be a token ahead; that token is not wanted
-                yield text.push(item)
+            for token in tokens:
+                yield text.push(token)
+        except UserError:
+            raise
+        except Exception as e:  # torch and Transformers raise many kinds; the user needs one line
+            raise GenerationError(f"generation failed: {one_line(e)}") from e
         finally:
-            # The model must be idle again before the next job drives it.
-            halt.set()
-            worker.join()
+            tokens.close()
         tail = text.flush()
         if tail:
             yield tail
