@@ -1,4 +1,4 @@
-"""EXL2 checkpoints through exllamav2 (config, paged cache, dynamic generator, streaming).
+"""EXL2 checkpoints through exllamav2 (config, cache, dynamic generator, streaming).
 
 ExLlamaV2 runs on CUDA GPUs only: its kernels are a C++/CUDA extension that it compiles
 on first import. So `load` asks PyTorch for a GPU *before* importing exllamav2, and
@@ -7,9 +7,17 @@ without one says so in one line instead of starting a compiler that cannot succe
 A folder is EXL2 when config.json's quantization_config says quant_method "exl2", or
 when its safetensors hold EXL2's own tensor names (q_weight, q_invperm, ...), which
 conversions without that config entry still have.
+
+The dynamic generator's paged mode needs flash-attn 2.5.7 or later, which is a
+separate CUDA build that many machines lack (the lent H200 had none: the load failed
+with "Paged attention required Flash Attention 2.5.7 or later"). Without it the
+generator runs unpaged (`paged=False`, one sequence at a time, which is all Hearth
+asks of it) and the loaded model carries a `load_note` saying so.
 """
 from __future__ import annotations
 
+import importlib.metadata
+import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -35,6 +43,8 @@ from loaders.option_limits import MAX_CONTEXT_TOKENS
 from loaders.params import GenerationParams
 from loaders.registry import register
 from loaders.samplers import SamplerSupport
+
+log = logging.getLogger(__name__)
 
 NO_CUDA = ("ExLlamaV2 needs a CUDA GPU and PyTorch sees none here (torch.cuda.is_available() is False): "
            "load a GGUF of this model with llama.cpp, or a GPTQ or Transformers checkpoint, on the CPU")
@@ -104,6 +114,36 @@ def job_arguments(params: GenerationParams, eos_token_id: int | None, room: int)
     }
 
 
+def flash_attn_version() -> str | None:
+    """The installed flash-attn's version, read without importing it (a CUDA library)."""
+    try:
+        return importlib.metadata.version("flash-attn")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def unpaged_note(flash_attn: str | None) -> str:
+    found = f"flash-attn {flash_attn} is installed" if flash_attn else "flash-attn is not installed"
+    return (f"ExLlamaV2 runs unpaged, one sequence at a time: its paged attention needs flash-attn "
+            f"2.5.7 or later, and {found}")
+
+
+def make_generator(generator_cls, attn, *, model, cache, tokenizer) -> tuple[object, str | None]:
+    """exllamav2's dynamic generator, paged where flash-attn allows it, else unpaged;
+    and the note to show when it is unpaged. `attn` is exllamav2.attn, whose
+    `has_flash_attn_with_paged` is what the paged generator asserts."""
+    if getattr(attn, "has_flash_attn_with_paged", False):
+        try:
+            return generator_cls(model=model, cache=cache, tokenizer=tokenizer), None
+        except AssertionError as e:  # e.g. flash-attn turned off in the model's config
+            if "flash" not in str(e).lower() and "paged" not in str(e).lower():
+                raise
+    note = unpaged_note(flash_attn_version())
+    log.warning("%s", note)
+    # max_batch_size=1: an unpaged generator runs one sequence; its buffers are sized for it.
+    return generator_cls(model=model, cache=cache, tokenizer=tokenizer, paged=False, max_batch_size=1), note
+
+
 @register
 class ExLlamaV2Loader:
     name = "ExLlamaV2"
@@ -127,6 +167,7 @@ class ExLlamaV2Loader:
             raise LoadError(NO_CUDA)
         try:
             import exllamav2
+            import exllamav2.attn
             from exllamav2.generator import ExLlamaV2DynamicGenerator, ExLlamaV2Sampler
         except ImportError:
             raise missing_library("exllamav2", "exllamav2") from None
@@ -139,7 +180,8 @@ class ExLlamaV2Loader:
             cache = getattr(exllamav2, _CACHES[options.cache_mode])(model, max_seq_len=config.max_seq_len, lazy=True)
             model.load_autosplit(cache, callback=lambda done, total: progress(done / max(total, 1), "loading layers"))
             tokenizer = exllamav2.ExLlamaV2Tokenizer(config)
-            generator = ExLlamaV2DynamicGenerator(model=model, cache=cache, tokenizer=tokenizer)
+            generator, note = make_generator(ExLlamaV2DynamicGenerator, exllamav2.attn, model=model, cache=cache,
+                                             tokenizer=tokenizer)
         except MemoryError:
             raise
         except Exception as e:  # exllamav2 raises asserts, ValueErrors, CUDA errors...
@@ -148,12 +190,14 @@ class ExLlamaV2Loader:
         add_bos = bool(read_json(tok_config).get("add_bos_token", False)) if tok_config.is_file() else False
         return ExLlamaV2Model(model, cache, tokenizer, generator, ExLlamaV2Sampler,
                               chat_template=read_chat_template(folder), context_length=config.max_seq_len,
-                              add_bos=add_bos)
+                              add_bos=add_bos, load_note=note)
 
 
 class ExLlamaV2Model:
-    def __init__(self, model, cache, tokenizer, generator, sampler, *, chat_template, context_length, add_bos):
+    def __init__(self, model, cache, tokenizer, generator, sampler, *, chat_template, context_length, add_bos,
+                 load_note: str | None = None):
         self._model, self._cache, self._tokenizer, self._generator = model, cache, tokenizer, generator
+        self.load_note = load_note  # what the Model tab's status shows beside "Loaded" (the unpaged fallback)
         self._sampler = sampler
         self._add_bos = add_bos
         self.chat_template = chat_template

@@ -42,6 +42,9 @@ def status_text(hearth: Hearth) -> str:
         return "No model loaded."
     text = (f"**Loaded:** {loaded.name} · {loaded.loader} · context {loaded.model.context_length} "
             f"tokens · loaded in {loaded.load_seconds:.1f}s")
+    note = getattr(loaded.model, "load_note", None)  # how a loader adapted to this machine (ExLlamaV2 unpaged)
+    if note:
+        text += f"\n\n**Note:** {html.escape(note)}"
     adapters = parse_entries(getattr(loaded.options, "lora", ()))
     if adapters:
         text += "\n\n**LoRA:** " + ", ".join(f"{html.escape(a.path.name)} ×{a.scale:g}" for a in adapters)
