@@ -2,7 +2,8 @@
 llama-cpp-python's server, on the same model, prompts, threads and machine, in one run.
 
 Sides (each a real server subprocess, all started before the first round):
-  hearth         Hearth with its own llama.cpp loader (one reply at a time)
+  hearth         Hearth with its own llama.cpp loader, --parallel N for N clients (one
+                 instance per N, as llama-server): continuous batching in process
   hearth-remote  Hearth's remote loader in front of llama-server --parallel 4, with
                  --remote-concurrency 4: Hearth's queue and API over the engine's batching
   llama-server   llama-server --parallel N for N clients (one instance per N), built by
@@ -132,11 +133,14 @@ def main() -> None:
                                 "--threads-batch", t], servers[n], logs / f"bench-concurrency-llama-server-{n}.log",
                                ready_path="/health"))
         urls["llama-server"] = servers
-        port = free_port()
-        urls["hearth"] = f"http://127.0.0.1:{port}"
-        procs.append(start([sys.executable, "-m", "webui", "--port", str(port), "--n-ctx", str(N_CTX),
-                            "--n-threads", t, "--n-threads-batch", t], urls["hearth"],
-                           logs / "bench-concurrency-hearth.log"))
+        hearths: dict[int, str] = {}
+        for n in counts:  # --n-ctx is per reply: each of the N sequences gets N_CTX cells
+            port = free_port()
+            hearths[n] = f"http://127.0.0.1:{port}"
+            procs.append(start([sys.executable, "-m", "webui", "--port", str(port), "--n-ctx", str(N_CTX),
+                                "--parallel", str(n), "--n-threads", t, "--n-threads-batch", t], hearths[n],
+                               logs / f"bench-concurrency-hearth-{n}.log"))
+        urls["hearth"] = hearths
         port = free_port()
         urls["hearth-remote"] = f"http://127.0.0.1:{port}"
         procs.append(start([sys.executable, "-m", "webui", "--port", str(port), "--model",

@@ -110,6 +110,11 @@ class BatchedDecoder:
         import llama_cpp
 
         self._llm = llm
+        # llama.cpp runs any batch of more than one token on n_threads_batch; a step of
+        # only generated tokens gets the generation thread count instead (Hearth leaves
+        # a core to the server and browser while replies stream: see _default_threads).
+        self._threads = (llm.n_threads, llm.n_threads_batch)
+        self._threads_now = self._threads
         self._ctx = llm._ctx
         self._mem = llama_cpp.llama_get_memory(llm._ctx.ctx)
         self._n_vocab = llm.n_vocab()
@@ -244,6 +249,10 @@ class BatchedDecoder:
                 chunks.append((slot, take))
         if n == 0:
             return
+        threads = self._threads if chunks else (self._threads[0], self._threads[0])
+        if threads != self._threads_now:
+            llama_cpp.llama_set_n_threads(self._ctx.ctx, *threads)
+            self._threads_now = threads
         b.n_tokens = n
         status = llama_cpp.llama_decode(self._ctx.ctx, b)
         if status != 0:
