@@ -12,6 +12,13 @@ generated token (from the first token on) is reported too: it counts the work do
 not the waiting for a core.
 
     .venv/bin/python bench/structured.py [--rounds 6] [--tokens 96]
+
+With --tool-grammar the two sides are a plain-text reply (a poem) to a request that
+offers a tool with tool_choice auto: without a grammar (--tool-grammar required-only)
+and under the text-or-call grammar (--tool-grammar auto, webui/chat/structured.py),
+which checks every token of the free text for the start of a call.
+
+    .venv/bin/python bench/structured.py --tool-grammar [--rounds 6] [--tokens 96]
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loaders.params import GenerationParams  # noqa: E402
+from webui.chat.tools import check_tool_request  # noqa: E402
 from webui.hearth import Hearth  # noqa: E402
 from webui.runtime.generation import Failed, Finished  # noqa: E402
 
@@ -35,6 +43,11 @@ SCHEMA = {"type": "object", "properties": {"books": {"type": "array", "items": {
     "required": ["title", "author", "year", "summary"], "additionalProperties": False}}},
     "required": ["books"], "additionalProperties": False}
 FORMAT = {"type": "json_schema", "json_schema": {"name": "books", "schema": SCHEMA, "strict": True}}
+PLAIN_ASK = [{"role": "user", "content": "Write a long poem about the sea."}]
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+                   "required": ["city", "days"]}}}
 
 
 def _cpu_seconds() -> float:
@@ -42,15 +55,27 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def one_round(core: Hearth, tokens: int, constrained: bool) -> tuple[float, float, int, str]:
+def submit(core: Hearth, tokens: int, constrained: bool, tool_grammar: bool):
+    """One side's job: the JSON Schema comparison, or with `tool_grammar` a plain reply
+    under tool_choice auto without (free side) or with the text-or-call grammar."""
+    if tool_grammar:
+        core.tool_grammar = "auto" if constrained else "required-only"
+        params = GenerationParams(temperature=0.0, max_new_tokens=tokens, seed=1, ignore_eos=True)
+        return core.chat(PLAIN_ASK, params, tools=check_tool_request([WEATHER], "auto", None, PLAIN_ASK))
+    params = GenerationParams(temperature=0.0, max_new_tokens=tokens, seed=1, ignore_eos=not constrained)
+    return core.chat(ASK, params, response_format=FORMAT if constrained else None)
+
+
+def one_round(core: Hearth, tokens: int, constrained: bool, tool_grammar: bool = False) -> tuple[float, float, int, str]:
     """(generation tok/s, CPU ms per token, tokens, text). The free side ignores
     end-of-text, so both sides generate the same number of tokens (the schema's array
     keeps the grammar side going). CPU time counts from the first token, as tok/s does:
     the prompt's batch runs on every core, and its threads spin at barriers on a busy
     machine (1-3 s of CPU for this 49-token prompt at load 8)."""
     core.models.current.model._llm.reset()  # both sides read the whole prompt every round
-    params = GenerationParams(temperature=0.0, max_new_tokens=tokens, seed=1, ignore_eos=not constrained)
-    job = core.chat(ASK, params, response_format=FORMAT if constrained else None)
+    job = submit(core, tokens, constrained, tool_grammar)
+    if constrained and not job.params.grammar:
+        raise SystemExit("the constrained side has no grammar")
     parts, cpu = [], None
     for event in job.events():
         if isinstance(event, Failed):
@@ -68,22 +93,25 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--tokens", type=int, default=96)
+    ap.add_argument("--tool-grammar", action="store_true",
+                    help="plain text under tool_choice auto, without and with the text-or-call grammar")
     args = ap.parse_args()
     core = Hearth()
     core.load_model("")
-    one_round(core, 8, True)  # warm-up: first grammar parse, caches
+    one_round(core, 8, True, args.tool_grammar)  # warm-up: first grammar parse, caches
     free, constrained, counts, cpu = [], [], {True: [], False: []}, {True: [], False: []}
-    text = ""
+    text = {}
     for _ in range(args.rounds):
         for side in (False, True):
-            tps, cpu_ms, n, out = one_round(core, args.tokens, side)
+            tps, cpu_ms, n, out = one_round(core, args.tokens, side, args.tool_grammar)
             (constrained if side else free).append(tps)
             counts[side].append(n)
             cpu[side].append(cpu_ms)
-            text = out if side else text
+            text[side] = out
+    grammar = "text-or-call grammar" if args.tool_grammar else "json_schema grammar"
     print(f"model: built-in SmolLM2-135M Q4_1, greedy, up to {args.tokens} tokens, {args.rounds} interleaved rounds")
     print(f"unconstrained:        {statistics.median(free):7.1f} tok/s (median; {statistics.median(counts[False])} tokens)")
-    print(f"json_schema grammar:  {statistics.median(constrained):7.1f} tok/s (median; "
+    print(f"{grammar + ':':22}{statistics.median(constrained):7.1f} tok/s (median; "
           f"{statistics.median(counts[True])} tokens)")
     print(f"ratio constrained/unconstrained: {statistics.median(constrained) / statistics.median(free):.2f}")
     # Each round's own ratio: on a shared machine the load changes between rounds, and
@@ -92,10 +120,13 @@ def main() -> None:
     print("per-round ratios: " + ", ".join(f"{r:.2f}" for r in rounds)
           + f" (median {statistics.median(rounds):.2f})")
     free_cpu, constrained_cpu = statistics.median(cpu[False]), statistics.median(cpu[True])
-    print(f"CPU per token: unconstrained {free_cpu:.1f} ms, json_schema grammar {constrained_cpu:.1f} ms "
+    print(f"CPU per token: unconstrained {free_cpu:.1f} ms, {grammar} {constrained_cpu:.1f} ms "
           f"(medians); speed ratio by CPU time: {free_cpu / constrained_cpu:.2f}")
+    if args.tool_grammar:
+        print("the two sides' last replies are " + ("the same text" if text[True] == text[False] else "different"))
+        return
     try:
-        json.loads(text)
+        json.loads(text[True])
         print("last constrained reply: complete JSON")
     except ValueError:
         print("last constrained reply: valid JSON prefix, cut at the token limit")

@@ -100,6 +100,8 @@ class Hearth:
         self.advisor = Advisor(self.engine)
         # The chat's tools: shipped and user Python files, MCP servers; read on first use.
         self.tools = ToolRegistry([(SHIPPED_TOOLS, "shipped"), (self.user_data.tools, "user")],
+        # What constrains a reply under tool_choice auto (--tool-grammar; chat/tools.py).
+        self.tool_grammar = "auto"
                                   self.user_data.mcp_file, self.extensions.tools)
 
     # --- users ------------------------------------------------------------------
@@ -236,7 +238,7 @@ class Hearth:
         facts = model_facts(loaded.model, loaded.name)
         # Tools, tool calls or a response format: the grammar that forces them, and the
         # template rendered with the tools (chat/tools.py); job.tool_plan reads the reply.
-        plan = plan_tools(tools, template_source(loaded.model.chat_template, facts)) if tools else None
+        plan = plan_tools(tools, template_source(loaded.model.chat_template, facts), self.tool_grammar) if tools else None
         format_grammar = response_format_grammar(response_format)
         grammar = plan.grammar if plan and plan.grammar else format_grammar
         if grammar:
@@ -251,6 +253,10 @@ class Hearth:
                 params = dataclasses.replace(params, grammar=grammar)
         # enable_thinking goes to the template as Hugging Face's apply_chat_template passes it
         # (Qwen3's reads it); None leaves the template's own default.
+        elif plan and plan.text_or_call_grammar and not params.grammar and "grammar" in loaded.model.supported_params:
+            # tool_choice auto: text stays free, a call once begun is forced to valid arguments.
+            # Only where the backend takes a grammar: elsewhere the reply is checked as before.
+            params = dataclasses.replace(params, grammar=plan.text_or_call_grammar)
         thinking = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
         source = template_source(loaded.model.chat_template, facts)
         if tools is not None:

@@ -64,7 +64,7 @@ def test_required_streams_tool_call_deltas(client):
 
 
 def test_auto_leaves_the_choice_to_the_model(client):
-    """No grammar: whatever the model writes comes back as text or as checked calls."""
+    """Whatever the model writes comes back as text or as checked calls."""
     reply = client.chat.completions.create(model="x", messages=ASK, tools=[WEATHER], tool_choice="auto",
                                            parallel_tool_calls=False, **{**GREEDY, "max_tokens": 12})
     choice = reply.choices[0]
@@ -73,6 +73,38 @@ def test_auto_leaves_the_choice_to_the_model(client):
         _check_weather_args(choice.message.tool_calls[0].function.arguments)
     else:
         assert choice.message.content and not choice.message.tool_calls
+
+
+# The built-in model begins a <tool_call> here and, left free, writes the tool's own
+# description as its arguments (invalid JSON at character 117); the text-or-call grammar
+# (--tool-grammar auto, the default) holds it to the schema once the call has begun.
+CALL_ME = [{"role": "user", "content": "Reply with a <tool_call> for get_weather: the weather in Paris for 2 days."}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_auto_forces_valid_arguments_once_a_call_begins(client, stream):
+    reply = client.chat.completions.create(model="x", messages=CALL_ME, tools=[WEATHER], tool_choice="auto",
+                                           stream=stream, **{**GREEDY, "max_tokens": 60})
+    if stream:
+        chunks = [c for c in reply if c.choices]
+        deltas = [d for c in chunks for d in (c.choices[0].delta.tool_calls or [])]
+        assert [d.function.name for d in deltas if d.function.name] == ["get_weather"]
+        arguments, finish = "".join(d.function.arguments or "" for d in deltas), chunks[-1].choices[0].finish_reason
+    else:
+        [call] = reply.choices[0].message.tool_calls
+        assert call.function.name == "get_weather"
+        arguments, finish = call.function.arguments, reply.choices[0].finish_reason
+    assert finish == "tool_calls"
+    assert _check_weather_args(arguments)["city"] == "Paris"
+
+
+def test_auto_leaves_plain_text_free(client):
+    reply = client.chat.completions.create(
+        model="x", messages=[{"role": "user", "content": "Write a short poem about the sea."}], tools=[WEATHER],
+        tool_choice="auto", **{**GREEDY, "max_tokens": 24})
+    choice = reply.choices[0]
+    assert choice.finish_reason == "length" and not choice.message.tool_calls
+    assert "sea" in choice.message.content.lower()
 
 
 def test_tool_results_go_back_through_the_template(client):

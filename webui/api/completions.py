@@ -362,7 +362,7 @@ async def completions(body: CompletionRequest, request: Request, hearth: Hearth 
         body = body.model_copy(update={"max_tokens": None})
     params, model, headers = _prepare(hearth, settings, body)
     if body.response_format is not None:
-        params = with_response_format(params, body.response_format, hearth.models.current.model.supported_params)
+        params = with_response_format(params, body.response_format, hearth.models.current.model)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     submit = functools.partial(hearth.complete, logprobs=logprobs)
     with for_end_user(body.user):  # queued as this key's end user (the thread gets a copy of the context)

@@ -111,7 +111,8 @@ class CompletionRequest(_CompletionBase):
     best_of: int | None = Field(1, ge=1, le=1, description="Only 1 is supported.")
     response_format: dict[str, Any] | None = Field(None, description="As for chat completions: {\"type\": "
                                                    "\"json_object\"} or {\"type\": \"json_schema\", ...}, "
-                                                   "enforced by a grammar (llama.cpp).")
+                                                   "enforced by a grammar (llama.cpp), or handed on as it came "
+                                                   "to a remote vLLM or llama.cpp server.")
 
     _unsupported = field_validator("suffix")(_refuse_if_set)
 
@@ -172,7 +173,11 @@ class ChatCompletionRequest(_CompletionBase):
                                                "{\"type\": \"function\", \"function\": {\"name\", \"description\", \"parameters\"}}.")
     tool_choice: str | dict[str, Any] | None = Field(None, description="none, auto, required, or {\"type\": "
                                                      "\"function\", \"function\": {\"name\": ...}}; required and a "
-                                                     "named function constrain the reply with a grammar (llama.cpp).")
+                                                     "named function constrain the reply with a grammar (llama.cpp); "
+                                                     "auto leaves text free and, once the model begins a call, "
+                                                     "forces arguments matching the schema (server flag "
+                                                     "--tool-grammar auto, the default; required-only: no "
+                                                     "grammar for auto).")
     parallel_tool_calls: bool | None = Field(None, description="Allow several calls in one reply (default true).")
     response_format: dict[str, Any] | None = Field(None, description="{\"type\": \"text\"}, {\"type\": "
                                                    "\"json_object\"} or {\"type\": \"json_schema\", \"json_schema\": "

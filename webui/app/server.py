@@ -156,6 +156,7 @@ def create_hearth(settings: ServerSettings) -> Hearth:
     return hearth
 
 
+    hearth.tool_grammar = settings.tool_grammar
 def clear_text_warning(settings: ServerSettings) -> str | None:
     """Said once at start-up: on the network without TLS, anyone on the LAN can read a login."""
     if settings.listen and not settings.ssl_certfile:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from loaders.grammar_check import MAX_GRAMMAR_CHARS
@@ -89,15 +90,19 @@ def schema_text_grammar(text: str, what: str = "the JSON schema") -> str:
 
 
 def with_response_format(params: GenerationParams, response_format: Mapping[str, Any] | None,
-                         supported_params: Sequence[str]) -> GenerationParams:
+                         model) -> GenerationParams:
     """`params` constrained by OpenAI's response_format (unchanged for text or none), for a
-    completion, which has no template or tools to weigh against it."""
+    completion, which has no template or tools to weigh against it: handed on as it came
+    to an engine that takes it (passed_through), else as Hearth's grammar."""
     grammar = response_format_grammar(response_format)
     if not grammar:
         return params
     if params.grammar:
         raise UserError("give only one of grammar and response_format", kind=ErrorKind.INVALID)
-    require_grammar(supported_params, "response_format")
+    as_is = passed_through(params, response_format, model)
+    if as_is is not None:
+        return as_is
+    require_grammar(model.supported_params, "response_format")
     return dataclasses.replace(params, grammar=grammar)
 
 
@@ -154,12 +159,97 @@ def json_object_grammar() -> str:
 def tool_call_grammar(tools: Sequence[Mapping], args_key: str, prefix: str, suffix: str) -> str:
     """GBNF for exactly one call of one of `tools` (each {"name", "parameters"}), as
     `prefix {"name": ..., args_key: {...}} suffix`."""
+    converter, rule = _calls_converter(tools, args_key)
+    root = f"\nroot ::= {_literal(prefix)} {rule} {_literal(suffix)}\n" if (prefix or suffix) else f"\nroot ::= {rule}\n"
+    return _finish(converter, root, "the tools' schemas")
+
+
+@dataclass(frozen=True)
+class CallShape:
+    """How a chat template writes tool calls: `marker` opens them in a reply ("" for
+    none), then `opening`, the calls (objects with "name" and `args_key`) separated by
+    `separator`, then `closing`. `bare`: a reply whose first text is "{" is a call
+    without the marker (Llama 3's own form; a generic JSON call)."""
+    args_key: str
+    marker: str = ""
+    opening: str = ""
+    separator: str = ""
+    closing: str = ""
+    bare: bool = False
+
+
+def text_or_call_grammar(tools: Sequence[Mapping], shape: CallShape, parallel: bool) -> str:
+    """GBNF for tool_choice "auto": free text, in which the shape's marker cannot occur
+    except to open calls of `tools` whose arguments match their schemas (one call, or
+    several when `parallel`), after which the reply ends.
+
+    Free text is a chain of states over how much of the marker was last seen (the
+    Knuth-Morris-Pratt automaton of the marker), so every character is one step on
+    a few grammar stacks and a reply that never starts a call pays little for it."""
+    converter, call = _calls_converter(tools, shape.args_key)
+    calls = f"{call} ( {_literal(shape.separator)} {call} )*" if parallel and shape.separator else call
+    rules = {"tool-calls": calls}
+    if shape.marker:
+        after = " ".join(filter(None, [_literal(shape.opening), "tool-calls", _literal(shape.closing)]))
+        rules.update(_free_text_rules(shape.marker, after))
+        free = "free-text-0"
+    else:
+        rules["free-text-any"] = ". *"
+        free = "free-text-any"
+    if shape.bare:
+        # Leading whitespace, then a call (the reply's first text is "{") or text that starts otherwise.
+        first = _free_text_alternatives(shape.marker, 0, after, exclude="{ \t\n") if shape.marker \
+            else ["[^{ \\t\\n] free-text-any"]
+        rules["root"] = f"[ \\t\\n]* ( tool-calls | {' | '.join(first)} )?"
+    else:
+        rules["root"] = free
+    extra = "".join(f"\n{name} ::= {body}" for name, body in rules.items()) + "\n"
+    return _finish(converter, extra, "the tools' schemas")
+
+
+def _free_text_rules(marker: str, on_marker: str) -> dict[str, str]:
+    """Rules free-text-0 .. free-text-(n-1): text in which `marker` does not occur and
+    which may end anywhere; free-text-i has just seen the marker's first i characters.
+    Where the marker completes, `on_marker` follows instead."""
+    return {f"free-text-{i}": f"( {' | '.join(_free_text_alternatives(marker, i, on_marker))} )?"
+            for i in range(len(marker))}
+
+
+def _free_text_alternatives(marker: str, state: int, on_marker: str, exclude: str = "") -> list[str]:
+    alternatives, taken = [], set(exclude)
+    for char in dict.fromkeys(marker):
+        if char in taken:
+            continue
+        seen = _marker_prefix_after(marker, state, char)
+        if seen == len(marker):
+            alternatives.append(f"{_literal(char)} {on_marker}")
+        elif seen > 0:
+            alternatives.append(f"{_literal(char)} free-text-{seen}")
+        else:
+            continue
+        taken.add(char)
+    alternatives.append(f"[^{''.join(_class_char(c) for c in sorted(taken))}] free-text-0")
+    return alternatives
+
+
+def _marker_prefix_after(marker: str, state: int, char: str) -> int:
+    """How much of `marker` the text ends with after its first `state` characters and `char`."""
+    text = marker[:state] + char
+    return next((k for k in range(min(len(text), len(marker)), 0, -1) if text.endswith(marker[:k])), 0)
+
+
+def _class_char(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02X}" if code < 0x80 else f"\\u{code:04X}" if code < 0x10000 else f"\\U{code:08X}"
+
+
+def _calls_converter(tools: Sequence[Mapping], args_key: str) -> tuple[Any, str]:
+    """A converter holding the rules of one call of one of `tools`, and that rule's name."""
     calls = [{"type": "object", "properties": {"name": {"const": t["name"]}, args_key: t["parameters"]},
               "required": ["name", args_key]} for t in tools]
     converter = _converter()
-    rule = _convert(converter, calls[0] if len(calls) == 1 else {"anyOf": calls}, "call", "the tools' schemas")
-    root = f"\nroot ::= {_literal(prefix)} {rule} {_literal(suffix)}\n" if (prefix or suffix) else f"\nroot ::= {rule}\n"
-    return _finish(converter, root, "the tools' schemas")
+    return converter, _convert(converter, calls[0] if len(calls) == 1 else {"anyOf": calls}, "call",
+                               "the tools' schemas")
 
 
 def _literal(text: str) -> str:

@@ -9,7 +9,8 @@ not (SmolLM2's, the built-ins) gets a Hermes-style description of the tools in t
 system message, the calls written back as <tool_call> blocks and the results as
 <tool_response> blocks in a user turn, as Qwen 2.5's template does. With tool_choice
 `required` or a named function, the reply is constrained by a grammar built from the
-tools' schemas; with `auto` the model is free and what it writes is checked.
+tools' schemas; with `auto` (and --tool-grammar auto) by a grammar that leaves text free
+and forces valid arguments once a call begins; whatever the model writes is checked.
 """
 from __future__ import annotations
 
@@ -19,7 +20,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from webui.chat.structured import SchemaError, check_schema, check_value, tool_call_grammar
+from webui.chat.structured import (
+    CallShape,
+    SchemaError,
+    check_schema,
+    check_value,
+    text_or_call_grammar,
+    tool_call_grammar,
+)
 from webui.chat.template_fallback import NO_FACTS, ModelFacts, choose_template
 from webui.chat.templates import render_chat_prompt
 from webui.chat.tool_calls import MARKERS, ToolCall, format_of_template, held_back, knows_tools, parse_tool_calls
@@ -29,13 +37,18 @@ Message = dict[str, Any]
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # OpenAI's rule for function names
 MAX_TOOLS = 128
 
-# How each format's template writes one forced call: (key of the arguments, before, after).
-_CALL_SHAPES = {
-    "hermes": ("arguments", "<tool_call>\n", "\n</tool_call>"),
-    "llama3": ("parameters", "", ""),
-    "mistral": ("arguments", "[TOOL_CALLS][", "]"),
-    "generic": ("arguments", "", ""),
+# How each format's template writes its calls. A forced call is written bare where the
+# format has a bare form, else after the marker; in a free reply (tool_choice auto, the
+# text-or-call grammar) the marker opens the calls, and a bare form's "{" too.
+CALL_SHAPES = {
+    "hermes": CallShape("arguments", "<tool_call>", "\n", "\n</tool_call>\n<tool_call>\n", "\n</tool_call>"),
+    "llama3": CallShape("parameters", "<|python_tag|>", "", "; ", "", bare=True),
+    "mistral": CallShape("arguments", "[TOOL_CALLS]", "[", ", ", "]"),
+    "generic": CallShape("arguments", bare=True),
 }
+
+# --tool-grammar: what constrains a reply under tool_choice "auto".
+TOOL_GRAMMARS = ("auto", "required-only")
 
 HERMES_TOOLS_TEXT = (
     "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
@@ -132,8 +145,11 @@ class ToolPlan:
     """A request's tools fitted to the template in use."""
     request: ToolRequest
     fmt: str = "hermes"
-    grammar: str = ""
+    grammar: str = ""  # forces a call (tool_choice required or a named function)
     schemas: dict[str, Mapping] = field(default_factory=dict)
+    # tool_choice auto: free text, or calls whose arguments match the schemas once the
+    # format's marker begins one; applied only where nothing else constrains the reply.
+    text_or_call_grammar: str = ""
 
     @property
     def active(self) -> bool:
@@ -160,18 +176,22 @@ class ToolPlan:
         return content, [c.with_id() for c in calls]
 
 
-def plan_tools(request: ToolRequest, template_source: str) -> ToolPlan:
-    """Fit a checked request to a template: its format, and the grammar when forced."""
+def plan_tools(request: ToolRequest, template_source: str, tool_grammar: str = "auto") -> ToolPlan:
+    """Fit a checked request to a template: its format, the grammar when forced, and
+    with tool_choice auto and `tool_grammar` "auto" the text-or-call grammar."""
     fmt = format_of_template(template_source) if knows_tools(template_source) else "hermes"
     tools = [t["function"] for t in request.tools]
     if request.choice not in ("auto", "none", "required"):
         tools = [t for t in tools if t["name"] == request.choice]
     schemas = {t["name"]: t.get("parameters", {"type": "object", "properties": {}}) for t in tools}
     plan = ToolPlan(request, fmt, schemas=schemas)
+    shape = CALL_SHAPES[fmt]
+    schema_list = [{"name": n, "parameters": s} for n, s in schemas.items()]
     if request.forced:
-        key, before, after = _CALL_SHAPES[fmt]
-        plan.grammar = tool_call_grammar([{"name": n, "parameters": s} for n, s in schemas.items()],
-                                         key, before, after)
+        before, after = ("", "") if shape.bare else (shape.marker + shape.opening, shape.closing)
+        plan.grammar = tool_call_grammar(schema_list, shape.args_key, before, after)
+    elif plan.active and tool_grammar == "auto":
+        plan.text_or_call_grammar = text_or_call_grammar(schema_list, shape, request.parallel)
     return plan
 
 
