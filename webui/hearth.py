@@ -31,6 +31,7 @@ from webui.chat.turns import submit_chat_turn
 from webui.config import default_user_data
 from webui.errors import ErrorKind, UserError
 from webui.extensions import ExtensionManager
+from webui.extensions.store import FILE_NAME as EXTENSIONS_FILE
 from webui.modelfiles.advisor import Advisor, AdvisorRun, AdvisorSettings, Progress
 from webui.modelfiles.local import model_entries
 from webui.runtime.default_model import DEFAULT_MODEL_NAME, default_model_path
@@ -95,7 +96,8 @@ class Hearth:
         self.embeddings = Embeddings(self.models)
         self.extensions = ExtensionManager(self.models, self.engine, user_root=self.user_data.root,
                                            embeddings=self.embeddings,
-                                           user_data_root=lambda user: self.space(user).data.extension_data)
+                                           user_data_root=lambda user: self.space(user).data.extension_data,
+                                           user_settings_file=lambda user: self.space(user).data.root / EXTENSIONS_FILE)
         # The quant advisor measures GGUF files in the generation queue (its turn, like a reply's).
         self.advisor = Advisor(self.engine)
         # The chat's tools: shipped and user Python files, MCP servers; read on first use.

@@ -66,7 +66,10 @@ def build_tab(ctx: ExtensionContext, library: Callable[[], DocumentLibrary],
 
     def refresh():
         rows, names = _rows(library)
-        return rows, gr.update(choices=names, value=None), last_prompt_value(last_prompt())
+        # The sliders too: each user has their own (ctx's settings follow the user).
+        return (rows, gr.update(choices=names, value=None), last_prompt_value(last_prompt()),
+                int(ctx.get_setting("top_k", script.DEFAULT_TOP_K)),
+                float(ctx.get_setting("min_score", script.DEFAULT_MIN_SCORE)))
 
     def add(paths):
         if not paths:
@@ -91,4 +94,4 @@ def build_tab(ctx: ExtensionContext, library: Callable[[], DocumentLibrary],
     top_k.change(lambda v: ctx.set_setting("top_k", int(v)), [top_k], None, queue=False)
     min_score.change(lambda v: ctx.set_setting("min_score", float(v)), [min_score], None, queue=False)
     if ctx.tab is not None:
-        ctx.tab.select(refresh, None, [table, chosen, seen], queue=False)
+        ctx.tab.select(refresh, None, [table, chosen, seen, top_k, min_score], queue=False)

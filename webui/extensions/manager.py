@@ -20,6 +20,7 @@ from typing import Any
 
 from loaders.errors import describe_exception
 from loaders.params import GenerationParams
+from webui.accounts.current import current_user
 from webui.errors import ErrorKind, UserError
 from webui.extensions.api import HOOKS, ExtensionContext, Message, ModelInfo, Prompt
 from webui.extensions.loading import (
@@ -29,7 +30,7 @@ from webui.extensions.loading import (
     import_script,
 )
 from webui.extensions.runner import HookTimeout, call_with_timeout
-from webui.extensions.store import ExtensionStore
+from webui.extensions.store import FILE_NAME, ExtensionStore
 from webui.runtime.embeddings import Embeddings
 from webui.runtime.generation import GenerationEngine
 from webui.runtime.model_manager import ModelManager, NoModelLoaded
@@ -58,15 +59,19 @@ class ExtensionManager:
                  store: ExtensionStore | None = None, data_root: Path | None = None,
                  timeout: float = HOOK_TIMEOUT_S, setup_timeout: float = SETUP_TIMEOUT_S,
                  embeddings: Embeddings | None = None,
-                 user_data_root: Callable[[str], Path] | None = None):
+                 user_data_root: Callable[[str], Path] | None = None,
+                 user_settings_file: Callable[[str], Path] | None = None):
         self._app = _App(models, engine, embeddings)
         # A user's extension_data folder (each extension's data is per user unless it
         # declares SHARED_DATA = True); None: everyone shares data_root.
         self.user_data_root = user_data_root
         self.roots = [Path(r) for r in (roots if roots is not None else [SHIPPED_EXTENSIONS])]
         self.store = store if store is not None else ExtensionStore(
-            Path(user_root) / "extensions.json" if user_root is not None else None)
+            Path(user_root) / FILE_NAME if user_root is not None else None)
         self.data_root = Path(data_root or (Path(user_root) / "extension_data" if user_root else "user_data/extension_data"))
+        # A user's own extension settings file (ctx.get_setting/set_setting of an extension
+        # whose data is per user); None: everyone shares the store's settings.
+        self._user_settings = _UserSettings(self.store, user_settings_file) if user_settings_file else None
         self.timeout = timeout
         self.setup_timeout = setup_timeout
         self._lock = threading.RLock()  # the registry and the order; held only briefly
@@ -151,7 +156,8 @@ class ExtensionManager:
             if ctx is None:
                 ext = self._extensions.get(name)
                 shared = self.user_data_root is None or bool(getattr(ext and ext.module, "SHARED_DATA", False))
-                ctx = ExtensionContext(name, self.data_root / name, self.store, self._app,
+                settings = self.store if shared or self._user_settings is None else self._user_settings
+                ctx = ExtensionContext(name, self.data_root / name, settings, self._app,
                                        user_dirs=None if shared else self._user_dirs(name))
                 self._contexts[name] = ctx
             return ctx
@@ -342,6 +348,40 @@ class ExtensionManager:
         if ext is not None:
             message = str(error) if mounting else f"an API route raised {describe_exception(error)}"
             self._fault(ext, message, None if mounting else error)
+
+
+class _UserSettings:
+    """Extension settings per user: each user's own file (their `extensions.json`, which
+    holds settings only); a setting a user never set reads the shared store's, so what
+    was set before accounts stays everyone's default. The single user's file is the
+    shared store's own, so there is one writer per file."""
+
+    _UNSET = object()
+
+    def __init__(self, shared: ExtensionStore, file_of: Callable[[str], Path]):
+        self.shared = shared
+        self.file_of = file_of
+        self._stores: dict[Path, ExtensionStore] = {}
+        self._lock = threading.Lock()
+
+    def _mine(self) -> ExtensionStore:
+        path = Path(self.file_of(current_user()))
+        if self.shared.path is not None and path == self.shared.path:
+            return self.shared
+        with self._lock:
+            store = self._stores.get(path)
+            if store is None:
+                store = self._stores[path] = ExtensionStore(path)
+            return store
+
+    def get(self, extension: str, key: str, default: Any = None) -> Any:
+        value = self._mine().get(extension, key, self._UNSET)
+        return self.shared.get(extension, key, default) if value is self._UNSET else value
+
+    def set(self, extension: str, key: str, value: Any) -> None:
+        # A tab that shows the value in force (the user's, or the shared default) writes nothing.
+        if self.get(extension, key, self._UNSET) != value:
+            self._mine().set(extension, key, value)
 
 
 class _App:

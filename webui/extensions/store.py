@@ -14,6 +14,8 @@ from webui.userdata.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
+FILE_NAME = "extensions.json"  # in the user data folder; with accounts also each user's own (settings only)
+
 
 class ExtensionStore:
     def __init__(self, path: Path | None):

@@ -56,3 +56,42 @@ def test_an_extensions_tool_runs_as_the_user_whose_chat_called_it(tmp_path):
     with acting_as("alice"):
         answer = registry.get("whoami").invoke({}, 10)
     assert answer == f"alice {tmp_path / 'users' / 'alice' / 'extension_data' / 'whoami'}"
+
+
+def test_an_extensions_settings_are_each_users_unless_it_shares_its_data(tmp_path):
+    """bob moving the documents extension's slider must not change alice's retrieval; a
+    setting made before accounts (the shared file) stays everyone's default."""
+    shared = ExtensionStore(tmp_path / "extensions.json")
+    shared.set("notes", "top_k", 3)
+    (tmp_path / "ext" / "notes").mkdir(parents=True)
+    (tmp_path / "ext" / "notes" / "script.py").write_text(BODY)
+    (tmp_path / "ext" / "common").mkdir(parents=True)
+    (tmp_path / "ext" / "common" / "script.py").write_text(BODY + "SHARED_DATA = True\n")
+    extensions = ExtensionManager(None, roots=[tmp_path / "ext"], store=shared,
+                                  user_data_root=lambda user: tmp_path / "users" / user / "extension_data",
+                                  user_settings_file=lambda user: tmp_path / "users" / user / "extensions.json")
+    extensions.discover()
+    notes, common = extensions.context("notes"), extensions.context("common")
+    with acting_as("bob"):
+        notes.set_setting("top_k", 8)
+        common.set_setting("mode", "bob's")
+        assert notes.get_setting("top_k") == 8
+    with acting_as("alice"):
+        assert notes.get_setting("top_k") == 3  # the shared default, not bob's
+        assert common.get_setting("mode") == "bob's"  # SHARED_DATA: one for all
+    assert shared.get("notes", "top_k") == 3
+    assert ExtensionStore(tmp_path / "users" / "bob" / "extensions.json").get("notes", "top_k") == 8
+
+
+def test_the_single_users_settings_file_is_the_shared_one(tmp_path):
+    """Without accounts every user is the one user, whose file is the store's own: one writer."""
+    shared = ExtensionStore(tmp_path / "extensions.json")
+    shared.set_enabled("notes", True)
+    manager(tmp_path, {"notes": BODY})  # writes the extension's folder
+    extensions = ExtensionManager(None, roots=[tmp_path / "ext"], store=shared,
+                                  user_data_root=lambda user: tmp_path / "extension_data",
+                                  user_settings_file=lambda user: tmp_path / "extensions.json")
+    extensions.discover()
+    extensions.context("notes").set_setting("top_k", 5)
+    assert ExtensionStore(tmp_path / "extensions.json").enabled() == ["notes"]
+    assert shared.get("notes", "top_k") == 5
