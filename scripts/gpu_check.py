@@ -48,6 +48,8 @@ LLAMA_CMAKE_ARGS = (f"-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES={CUDA_ARCH} -DGG
 # Transformers steps running meanwhile need (on 16 cores: 11 + 3 + 2).
 EXL2_JOBS = 3
 CONTRACT = "tests/integration/test_loader_contract.py"
+# scripts/gpu_llama_probe.py: a few child loads of 2-5 s each, more under gdb.
+PROBE_LIMIT = 150
 LOG_TAIL = 15
 
 
@@ -167,6 +169,12 @@ def speed_summary(path: Path):
         rows = json.loads(path.read_text())
         return "; ".join(f"{r['backend']}: Hearth {r['hearth_tok_s']} tok/s, raw {r['raw_tok_s']} tok/s, "
                          f"x{r['ratio']}" for r in rows)
+    return read
+
+
+def probe_summary(path: Path):
+    def read(_log: Path) -> str:
+        return json.loads(path.read_text())["verdict"] if path.is_file() else "(no result)"
     return read
 
 
@@ -379,14 +387,29 @@ def main(argv: list[str]) -> int:
             have_gguf = False
     if dry or llama_env:
         if have_gguf:
-            contract("contract-llama.cpp", "llama.cpp", {"HEARTH_CONTRACT_GGUF": str(gguf), **llama_env})
-            speed("speed-llama.cpp", ["llama.cpp"], gguf, llama_env)
+            # The first CUDA run segfaulted at load: each load is tried in a child first,
+            # and a change that makes a crashing load work is applied to the steps after it.
+            probe_json = work / "probe-llama.cpp.json"
+            probe_budget = max(20, min(PROBE_LIMIT, steps.left()) - 10)  # its summary must beat the step's limit
+            loads = steps.run("probe-llama.cpp", [
+                py, "scripts/gpu_llama_probe.py", str(gguf), "--gpu-layers", "0" if dry else "-1",
+                "--budget", f"{probe_budget:.0f}", "--json", str(probe_json), *(["--baseline-only"] if dry else [])],
+                PROBE_LIMIT, env=llama_env, summary=probe_summary(probe_json))
+            fix = json.loads(probe_json.read_text()).get("fix") if probe_json.is_file() else None
+            if fix:
+                llama_env = {**llama_env, **fix["env"], "HEARTH_CONTRACT_LLAMA_OPTIONS": json.dumps(fix["hearth_options"])}
+            if loads:
+                contract("contract-llama.cpp", "llama.cpp", {"HEARTH_CONTRACT_GGUF": str(gguf), **llama_env})
+                speed("speed-llama.cpp", ["llama.cpp"], gguf, llama_env)
+            else:
+                steps.skip("contract-llama.cpp", "llama.cpp does not load here (probe-llama.cpp)")
+                steps.skip("speed-llama.cpp", "llama.cpp does not load here (probe-llama.cpp)")
         else:
-            steps.skip("contract-llama.cpp", "no GGUF")
-            steps.skip("speed-llama.cpp", "no GGUF")
+            for name in ("probe-llama.cpp", "contract-llama.cpp", "speed-llama.cpp"):
+                steps.skip(name, "no GGUF")
     else:
-        steps.skip("contract-llama.cpp", "no CUDA build of llama-cpp-python")
-        steps.skip("speed-llama.cpp", "no CUDA build of llama-cpp-python")
+        for name in ("probe-llama.cpp", "contract-llama.cpp", "speed-llama.cpp"):
+            steps.skip(name, "no CUDA build of llama-cpp-python")
 
     exl2 = work / "tiny-exl2"
     exl2_env = {"TORCH_EXTENSIONS_DIR": str(work / "torch_extensions"), "TORCH_CUDA_ARCH_LIST": "9.0"}

@@ -17,7 +17,9 @@ folder), exllamav2 (an EXL2 folder).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -27,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from loaders.cpu_repack import model_params  # noqa: E402
 from loaders.params import GenerationParams  # noqa: E402
 from tests.integration.test_loader_contract import QUESTION  # noqa: E402
 from webui.chat.prompts import chat_prompt  # noqa: E402
@@ -36,9 +39,15 @@ from webui.runtime.model_manager import ModelManager  # noqa: E402
 BACKENDS = ("llama.cpp", "transformers-fp16", "transformers-bf16", "transformers-fp32", "exllamav2")
 
 
+def llama_fix() -> dict:
+    """Hearth's llama.cpp options that scripts/gpu_llama_probe.py found a crashing load
+    needs (gpu_check.py passes them on), applied to both sides."""
+    return json.loads(os.environ.get("HEARTH_CONTRACT_LLAMA_OPTIONS") or "{}")
+
+
 def load_options(backend: str, device: str) -> tuple[str, dict]:
     if backend == "llama.cpp":
-        return "llama.cpp", {"n_ctx": 2048, "n_gpu_layers": -1 if device == "cuda" else 0}
+        return "llama.cpp", {"n_ctx": 2048, "n_gpu_layers": -1 if device == "cuda" else 0, **llama_fix()}
     if backend.startswith("transformers-"):
         dtype = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}[backend.split("-", 1)[1]]
         return "Transformers", {"dtype": dtype, "device": device}
@@ -114,8 +123,11 @@ def measure(backend: str, path: Path, device: str, tokens: int, rounds: int) -> 
         import llama_cpp
 
         # A Llama of its own: Hearth's loader swaps in its own sampler chain on the one it holds.
-        raw_llm = llama_cpp.Llama(str(path), n_ctx=options["n_ctx"], n_gpu_layers=options["n_gpu_layers"],
-                                  verbose=False)
+        fix = llama_fix()
+        params = model_params(use_extra_bufts=False) if fix.get("cpu_repack") == "off" else contextlib.nullcontext()
+        with params:
+            raw_llm = llama_cpp.Llama(str(path), n_ctx=options["n_ctx"], n_gpu_layers=options["n_gpu_layers"],
+                                      use_mmap=fix.get("use_mmap", True), verbose=False)
     try:
         model = manager.current.model
         prompt = chat_prompt(model.chat_template, QUESTION)

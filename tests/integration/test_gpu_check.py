@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 RUNS_HERE = ("environment", "sources", "tokenizer", "tiny-model", "contract-transformers", "speed-transformers",
-             "gguf", "contract-llama.cpp", "speed-llama.cpp")
+             "gguf", "probe-llama.cpp", "contract-llama.cpp", "speed-llama.cpp")
 NEEDS_CUDA = ("wheels", "build-llama.cpp", "build-exllamav2", "contract-exllamav2", "speed-exllamav2")
 
 
@@ -37,6 +37,7 @@ def test_dry_run_passes_every_step_it_can_run(tmp_path):
     assert {step for step, (status, _) in rows.items() if status == "skipped"} == set(NEEDS_CUDA), summary
     assert re.fullmatch(r"10 passed in [\d.]+s", rows["contract-transformers"][1]), summary
     assert re.fullmatch(r"10 passed in [\d.]+s", rows["contract-llama.cpp"][1]), summary
+    assert rows["probe-llama.cpp"][1] == "loads everywhere it was tried", summary
     for step, backend in (("speed-transformers", "transformers-bf16"), ("speed-llama.cpp", "llama.cpp")):
         assert re.fullmatch(rf"{re.escape(backend)}: Hearth [\d.]+ tok/s, raw [\d.]+ tok/s, x[\d.]+",
                             rows[step][1]), summary

@@ -12,6 +12,7 @@ Tests run in file order for each loader, which is loaded once; the last test unl
 """
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -41,9 +42,11 @@ UNSUPPORTED_BY_TRANSFORMERS = frozenset({
 # For scripts/gpu_check.sh. HEARTH_CONTRACT_DEVICE=cuda: Transformers on the GPU and
 # llama.cpp with every layer offloaded; HEARTH_CONTRACT_GGUF / _HF / _EXL2: the model the
 # llama.cpp / Transformers / ExLlamaV2 cases load; HEARTH_CONTRACT_CASES: which case ids
-# run (comma-separated; default the four that run on a CPU).
+# run (comma-separated; default the four that run on a CPU); HEARTH_CONTRACT_LLAMA_OPTIONS:
+# JSON options added to the llama.cpp case's (the fix scripts/gpu_llama_probe.py found).
 ON_GPU = os.environ.get("HEARTH_CONTRACT_DEVICE") == "cuda"
 DEVICE = "cuda" if ON_GPU else "cpu"
+LLAMA_FIX = json.loads(os.environ.get("HEARTH_CONTRACT_LLAMA_OPTIONS") or "{}")
 
 
 def _model(variable: str, default: Callable[[], Path]) -> Callable[[], Path]:
@@ -67,7 +70,7 @@ class Case:
 GGUF = _model("HEARTH_CONTRACT_GGUF", default_model_path)
 HF = _model("HEARTH_CONTRACT_HF", model_factory.ensure_fp32)
 ALL_CASES = {
-    "llama.cpp": Case("llama.cpp", GGUF, {"n_ctx": 2048, **({"n_gpu_layers": -1} if ON_GPU else {})}),
+    "llama.cpp": Case("llama.cpp", GGUF, {"n_ctx": 2048, **({"n_gpu_layers": -1} if ON_GPU else {}), **LLAMA_FIX}),
     "transformers-fp32": Case("Transformers", HF, {"dtype": "float32", "device": DEVICE},
                               unsupported=UNSUPPORTED_BY_TRANSFORMERS),
     "transformers-bf16": Case("Transformers", HF, {"dtype": "bfloat16", "device": DEVICE},
