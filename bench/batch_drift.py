@@ -79,7 +79,7 @@ def main() -> None:
         single.unload()
         batched.unload()
     same_alone = sum(a == r for a, r in zip(alone, reference, strict=True))
-    drifts = [first_difference(a, b) for a, b in zip(alone, beside)]
+    drifts = [first_difference(a, b) for a, b in zip(alone, beside, strict=True)]
     differ = [d for d in drifts if d is not None]
     print(f"model {path.name}, {len(prompts)} prompts, {args.tokens} greedy tokens each, {args.threads} threads, "
           f"{time.perf_counter() - start:.0f}s")
