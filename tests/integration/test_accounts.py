@@ -277,6 +277,11 @@ def test_a_removed_users_key_and_a_changed_password_end_access_in_one_line(serve
         assert refused.status_code == 401
         assert refused.json()["error"]["message"] == "the API key is wrong"
         assert joins(served, dave.cookies) == 401
+        with served.client(cookies=dave.cookies) as as_dave:  # the page's own GETs: refused or the login, no 500
+            for path in ("/", "/config", "/gradio_api/info", "/logout", "/gradio_api/queue/data?session_hash=s"):
+                answer = as_dave.get(path)
+                assert answer.status_code < 500, (path, answer.status_code)
+                assert "dave" not in answer.text, path
         erin = log_in(http, "erin", "erin-password")
         book.set_password("erin", "a-new-erin-password")  # as `hearth users passwd erin` would
         assert joins(served, erin.cookies) == 401
