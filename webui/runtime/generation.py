@@ -188,8 +188,8 @@ class ExclusiveTask:
 
 
 def concurrency_of(model: Any) -> int:
-    """How many replies a model serves at once: a remote engine's remote_concurrency;
-    1 for every model Hearth drives itself."""
+    """How many replies a model serves at once: a remote engine's remote_concurrency,
+    the llama.cpp loader's parallel (continuous batching); 1 for the others."""
     n = getattr(model, "concurrency", 1)
     return n if isinstance(n, int) and n > 1 else 1
 
