@@ -107,6 +107,21 @@ def test_auto_leaves_plain_text_free(client):
     assert "sea" in choice.message.content.lower()
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_text_reply_with_tools_keeps_its_logprobs(client, stream):
+    reply = client.chat.completions.create(model="x", messages=[{"role": "user", "content": "Say hello."}],
+                                           tools=[WEATHER], logprobs=True, top_logprobs=2, stream=stream,
+                                           **{**GREEDY, "max_tokens": 4})
+    if stream:
+        chunks = [c.choices[0] for c in reply if c.choices]
+        text = "".join(c.delta.content or "" for c in chunks)
+        tokens = [t for c in chunks if c.logprobs for t in c.logprobs.content]
+    else:
+        text, tokens = reply.choices[0].message.content, reply.choices[0].logprobs.content
+    assert text and "".join(t.token for t in tokens) == text
+    assert all(len(t.top_logprobs) == 2 for t in tokens)
+
+
 def test_tool_results_go_back_through_the_template(client):
     """A whole round: the call, its result as a `tool` message, then the model's answer."""
     call = {"id": "call_1", "type": "function",

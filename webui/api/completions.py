@@ -186,8 +186,9 @@ async def answer(request: Request, job: GenerationJob, reply: Reply, stream: boo
         reasoning, text = split_reasoning(text, job.reasoning)
     if plan is not None and plan.active:
         content, calls = plan.parse(text)  # a broken call: one line, 400
-        return JSONResponse(reply.body(content, event.stats, calls, reasoning), headers=headers)
-    out = reply.body(text, event.stats, reasoning=reasoning)
+        out = reply.body(content, event.stats, calls, reasoning)
+    else:
+        out = reply.body(text, event.stats, reasoning=reasoning)
     if reply.logprobs is not None:
         out["choices"][0]["logprobs"] = reply.logprobs.of(tokens)
     return JSONResponse(out, headers=headers)
@@ -280,8 +281,8 @@ async def _sse_tool_stream(event, events: AsyncIterator, reply: Reply, plan: Too
             text += event
             if sent == len(text) - len(event):  # nothing held back yet
                 cut = plan.hold_back(text)
-                if cut > sent:
-                    yield sse(reply.chunk(text[sent:cut]))
+                if cut > sent:  # the whole piece keeps its tokens' logprobs; a cut one has none
+                    yield sse(reply.chunk(event if cut == len(text) else text[sent:cut]))
                     sent = cut
             event = await anext(events)
         if not isinstance(event, Finished):

@@ -89,7 +89,9 @@ class MessagesRequest(_Strict):
                                                "{\"name\", \"description\", \"input_schema\"} (server tools are refused).")
     tool_choice: dict[str, Any] | None = Field(None, description="{\"type\": \"auto\"}, {\"type\": \"any\"}, {\"type\": "
                                                "\"tool\", \"name\": ...} or {\"type\": \"none\"}; any and tool constrain "
-                                               "the reply with a grammar (llama.cpp). disable_parallel_tool_use: "
+                                               "the reply with a grammar (llama.cpp); auto leaves text free and, "
+                                               "once the model begins a call, forces input matching the schema "
+                                               "(server flag --tool-grammar). disable_parallel_tool_use: "
                                                "at most one call.")
 
 
