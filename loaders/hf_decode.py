@@ -2,27 +2,29 @@
 
 Why not `model.generate` with a streamer in a helper thread (what Hearth did first):
 on an H200, that path ran at 23 tok/s where a plain `model.generate` ran at 374 on the
-same fp16 model (docs/GPU.md). A small model's GPU step is ~2.7 ms of Python launching
-kernels with the GIL held, and every token then had to cross to the consumer thread
-and back: two GIL hand-offs and two OS wake-ups per token, each waiting out the
-interpreter's 5 ms switch interval or a scheduler slice on a busy host. On the CPU the
-same hand-offs hide behind matmuls that release the GIL, so there it cost nothing
-measurable. Here the consumer pulls each token from this generator, so there is one
-thread and no hand-off.
+same fp16 model (docs/GPU.md), about 40 ms more per token. The one per-token work it
+added was the hand-off: a small model's GPU step is ~2.7 ms of Python launching
+kernels with the GIL held, and every token crossed to the consumer thread and back,
+two GIL hand-offs and two OS wake-ups on a host whose cores the builds kept busy
+(the likely cost: the interpreter's 5 ms switch interval and scheduler slices; not
+measured on a GPU yet). On the CPU the matmuls release the GIL, and the hand-off cost
+nothing measurable. Here the consumer pulls each token from this generator: one
+thread, no hand-off, no streamer, no stopping-criteria kernels.
 
 Per token the loop does O(1) small work: one forward over the new token with the
 model's own KV cache (the prompt is read once), the logits processors on the device,
 the pick on the device, and one 8-byte device->host copy (`int(token)`), which
 `model.generate` pays too (its stopping check syncs every step). The logits never
-leave the device. The token ids and the attention mask are preallocated for the whole
-reply and passed as views, not concatenated per token.
+leave the device. The token ids are preallocated for the whole reply and passed as
+views, not concatenated per token.
 
-What it reproduces of `model.generate`: the same forward arguments (attention mask,
-`logits_to_keep=1`, the cache the model makes for itself), the same processors in the
-same order (generate's built-in ones, then Hearth's penalties, then the sampling
-warpers), fp32 scores, argmax or `torch.multinomial` on the softmax, so that the same
-seed gives the same tokens (tests/integration/test_hf_decode.py checks this against
-`model.generate`). torch and transformers are imported inside the functions.
+What it reproduces of `model.generate`: the same forward (`logits_to_keep=1`, the
+cache the model makes for itself; no attention mask: see decode_tokens), the same
+processors in the same order (generate's built-in ones, then Hearth's penalties, then
+the sampling warpers), fp32 scores, argmax or `torch.multinomial` on the softmax, so
+that the same seed gives the same tokens (tests/integration/test_hf_decode.py checks
+this against `model.generate`). torch and transformers are imported inside the
+functions.
 """
 from __future__ import annotations
 
@@ -98,7 +100,6 @@ def decode_tokens(model, style: ForwardStyle, prompt_ids: Sequence[int], *, max_
     with torch.inference_mode():
         ids = torch.empty((1, total), dtype=torch.long, device=device)
         ids[0, :prompt_length] = torch.tensor(prompt_ids, dtype=torch.long, device=device)
-        mask = torch.ones((1, total), dtype=torch.long, device=device)
     extra = {"logits_to_keep": 1} if style.logits_to_keep else {}
     cache = None
     step_input = ids[:, :prompt_length]
@@ -110,7 +111,11 @@ def decode_tokens(model, style: ForwardStyle, prompt_ids: Sequence[int], *, max_
         # the consumer runs its own code (and might close this generator) in between.
         with torch.inference_mode():
             kwargs = {style.cache_name: cache} if cache is not None else {}
-            out = model(input_ids=step_input, attention_mask=mask[:, :length], use_cache=True, **kwargs, **extra)
+            # No attention mask: one sequence has no padding, and an all-ones mask costs a
+            # device->host sync per step inside the forward (Transformers checks it is
+            # all ones to skip it), which stalls the GPU's queue; without one, the same
+            # causal attention runs.
+            out = model(input_ids=step_input, use_cache=True, **kwargs, **extra)
             cache = out.get(style.cache_name)
             scores = out.logits[:, -1, :].to(dtype=torch.float32, copy=True)
             del out  # the prompt's logits can be large; keep only this step's row
