@@ -287,3 +287,27 @@ def test_a_removed_users_key_and_a_changed_password_end_access_in_one_line(serve
         assert joins(served, erin.cookies) == 401
         assert log_in(http, "erin", "a-new-erin-password").status_code == 200
     book.remove("erin")
+
+
+def test_a_users_file_damaged_by_hand_closes_the_server_in_one_line_and_loses_no_session(served):
+    """Never open, never a bare 500: the API answers 503 naming the file, the UI shows its
+    login, and once the file is mended a session from before works again."""
+    path = served.data / "users.json"
+    good = path.read_bytes()
+    alice_key = {"Authorization": f"Bearer {served.keys['alice']}"}
+    with served.client() as http:
+        alice = log_in(http, "alice", PASSWORDS["alice"])
+        assert joins(served, alice.cookies) != 401
+        try:
+            path.write_text('{"users": ')  # a hand edit gone wrong
+            refused = http.get("/v1/models", headers=alice_key)
+            assert refused.status_code == 503
+            message = refused.json()["error"]["message"]
+            assert message.startswith("the server cannot check API keys: cannot read the users file")
+            assert "\n" not in message
+            assert joins(served, alice.cookies) == 401
+            assert log_in(http, "bob", PASSWORDS["bob"]).status_code == 400
+        finally:
+            path.write_bytes(good)
+        assert http.get("/v1/models", headers=alice_key).status_code == 200
+        assert joins(served, alice.cookies) != 401

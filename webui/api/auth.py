@@ -21,6 +21,7 @@ from webui.api.deps import get_hearth, get_settings
 from webui.api.errors import APIError
 from webui.api.responses import send_refusal
 from webui.config import ServerSettings, env_name
+from webui.errors import UserError
 from webui.hearth import Hearth
 
 _bearer = HTTPBearer(auto_error=False, description=f"A user's key ('hearth users key NAME') or the key given "
@@ -102,7 +103,10 @@ class APIKeyGate:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["path"].startswith(self.prefixes):
-            user, problem = identify(given_key(Headers(scope=scope)), self.api_key, self.accounts)
+            try:
+                user, problem = identify(given_key(Headers(scope=scope)), self.api_key, self.accounts)
+            except UserError as e:  # a users file edited by hand into something unreadable
+                problem = APIError(503, f"the server cannot check API keys: {e}", code="accounts_unavailable")
             if problem is not None:
                 await send_refusal(send, problem.status, problem.message, problem.code,
                                    [(b"www-authenticate", b"Bearer")])

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
 
 from webui.accounts.sessions import Sessions
+from webui.errors import UserError
+
+log = logging.getLogger(__name__)
 
 LOGIN_PATHS = ("/login", "/login/")
 BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
@@ -73,7 +77,11 @@ class LoginThrottle:
         async with self._turns(keys):
             if self.verify is not None:
                 # scrypt takes ~33 ms of CPU: in a thread, so the event loop never waits on it.
-                right = await asyncio.to_thread(self.verify, username, password)
+                try:
+                    right = await asyncio.to_thread(self.verify, username, password)
+                except UserError as e:  # the users file cannot be read: nobody logs in, and the log says why
+                    log.warning("refused a login: %s", e)
+                    return False
             else:
                 # Both compared in full, whatever the first says, so timing tells nothing.
                 right = _same(username, self.user or "") & _same(password, self.password or "")
@@ -126,7 +134,13 @@ class SessionTokens(MutableMapping):
         self.sessions = sessions
 
     def __getitem__(self, token: str) -> str:
-        user = self.sessions.user_of(token) if isinstance(token, str) else None
+        try:
+            user = self.sessions.user_of(token) if isinstance(token, str) else None
+        except UserError as e:
+            # The users file cannot be read (edited by hand): nobody is logged in until it can,
+            # and the session is kept for then. Gradio shows the login page, not a 500.
+            log.warning("treating a UI session as logged out: %s", e)
+            raise KeyError(token) from None
         if user is None:
             raise KeyError(token)
         return user
@@ -138,10 +152,16 @@ class SessionTokens(MutableMapping):
         self.sessions.end(token)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.sessions.tokens())
+        return iter(self._live())
 
     def __len__(self) -> int:
-        return len(self.sessions.tokens())
+        return len(self._live())
+
+    def _live(self) -> list[str]:
+        try:
+            return self.sessions.tokens()
+        except UserError:
+            return []
 
 
 def _cookies(scope) -> dict[str, str]:
