@@ -233,7 +233,7 @@ class Hearth:
         # Always the model's own template, never a chat tab's custom one, rendered here
         # in the request's thread within the render limit (templates.py), so a
         # hostile one costs this request 2 s and never reaches the worker.
-        loaded = self.models.current
+        loaded = self.models.resume()  # loaded again first if --idle-unload unloaded it
         if loaded is None:
             raise NoModelLoaded("no model is loaded: load one in the Model tab")
         draft = self.extensions.chat_prompt(messages, system_prompt)  # the extensions' modify_prompt hooks
@@ -293,6 +293,7 @@ class Hearth:
         says what was left out."""
         # Extensions' modify_prompt hooks edit a copy: the saved history keeps what the
         # user wrote, and the job keeps the extensions' view for modify_output.
+        self.models.resume()  # an idle-unloaded model first: the template and its stop markers are its
         draft = self.extensions.chat_prompt(request.messages, request.system_prompt)
         request = dataclasses.replace(request, messages=draft.messages, system_prompt=draft.system_prompt)
         job = submit_chat_turn(self.engine, self.token_counters, request, params)
@@ -328,6 +329,7 @@ class Hearth:
               dimensions: int | None = None) -> EmbeddingResult:
         """Unit vectors for texts (or token ids) from the named embedding model
         (webui/runtime/embeddings.py); one-line UserErrors for what cannot be embedded."""
+        self.models.resume()  # an idle-unloaded embedding model answers as it did before
         return self.embeddings.embed(inputs, model, dimensions)
 
     def count_tokens(self, text: str) -> int:

@@ -22,6 +22,7 @@ from webui.app.connections import bounded_h11_protocol  # noqa: E402
 from webui.app.flags import loader_options_from_args  # noqa: E402
 from webui.app.guards import RequestGuard  # noqa: E402
 from webui.app.hosts import ServedHosts  # noqa: E402
+from webui.app.idle_wake import WakeIdleModel, start_idle_unload  # noqa: E402
 from webui.app.load_bar import load_bar  # noqa: E402
 from webui.app.login import LoginThrottle, SessionTokens, UILoginGate, parse_auth  # noqa: E402
 from webui.app.quiet_server import quiet_uvicorn_server  # noqa: E402
@@ -47,6 +48,9 @@ def create_app(hearth: Hearth, settings: ServerSettings):
     from webui.ui.quiet_queue import quiet_gradio_queue
 
     app = FastAPI(title="Hearth", version=__version__, docs_url="/docs")
+    # Innermost (added first): only requests that passed the guards and the key check
+    # count as uses, or load the idle-unloaded model again.
+    app.add_middleware(WakeIdleModel, models=hearth.models)
 
     @app.get("/healthz")
     def health() -> dict:
@@ -172,6 +176,7 @@ def serve(settings: ServerSettings, args: argparse.Namespace) -> int:
     start_extensions(hearth, settings)  # before the model loads, so on_model_load hooks see it
     if not settings.no_model:
         load_initial_model(hearth, settings, args)
+    start_idle_unload(hearth.models, settings.idle_unload, lambda: hearth.engine.queue_length)
     app = create_app(hearth, settings)
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     shown = f"[{shown}]" if ":" in shown else shown

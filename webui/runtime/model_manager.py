@@ -8,7 +8,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,29 @@ class NoModelLoaded(LoadError):
     kind = ErrorKind.UNAVAILABLE
 
 
+@dataclass(frozen=True)
+class ParkedModel:
+    """A model unloaded because it sat idle (--idle-unload), and what loads it again
+    exactly as it was: its path, loader and options (LoRA adapters included)."""
+    name: str
+    path: Path | str
+    loader: str
+    options: Any
+    idle_seconds: float  # how long nothing had used it when it was unloaded
+
+    @property
+    def idle_text(self) -> str:
+        minutes = self.idle_seconds / 60
+        if minutes >= 1:
+            return f"{minutes:.0f} minute{'s' if round(minutes) != 1 else ''}"
+        return f"{self.idle_seconds:.0f} second{'s' if round(self.idle_seconds) != 1 else ''}"
+
+    @property
+    def notice(self) -> str:
+        """What a face says while a request waits for the reload."""
+        return f"Loading {self.name} again after {self.idle_text} idle…"
+
+
 def model_display_name(path: Path | str) -> str:
     if loaders.is_url(path):
         return path
@@ -81,6 +104,9 @@ class ModelManager:
         self._borrowers = 0
         self._current: LoadedModel | None = None
         self._loading: LoadTracker | None = None
+        # Set while the model is unloaded for being idle: the next use loads it again.
+        self._parked: ParkedModel | None = None
+        self._last_used = time.monotonic()  # when a request last came or a use ended
 
     @property
     def current(self) -> LoadedModel | None:
@@ -92,12 +118,72 @@ class ModelManager:
         tracker = self._loading
         return tracker.latest if tracker is not None else None
 
+    @property
+    def parked(self) -> ParkedModel | None:
+        """The model unloaded for being idle, which the next use loads again; else None."""
+        return self._parked
+
+    @property
+    def idle_seconds(self) -> float:
+        """How long since a request last came (touch) or a use of the model ended."""
+        return time.monotonic() - self._last_used
+
+    def touch(self) -> None:
+        """A request came: the idle clock starts again."""
+        self._last_used = time.monotonic()
+
     @contextlib.contextmanager
     def use(self) -> Iterator[LoadedModel]:
         with self._lock:
+            self._last_used = time.monotonic()
+            if self._current is None and self._parked is not None:
+                self._resume_locked()
             if self._current is None:
                 raise NoModelLoaded("no model is loaded: load one in the Model tab")
-            yield self._current
+            try:
+                yield self._current
+            finally:
+                self._last_used = time.monotonic()
+
+    def resume(self, progress: LoadListener | None = None) -> LoadedModel | None:
+        """The loaded model, loaded again first if it was unloaded for being idle (with
+        the same path, loader and options); None when no model is loaded. A reload
+        that fails raises its one-line LoadError, and the next request tries again."""
+        self._last_used = time.monotonic()
+        if self._parked is None:
+            return self._current
+        with self._lock:
+            if self._current is None and self._parked is not None:
+                self._resume_locked(progress)
+            return self._current
+
+    def _resume_locked(self, progress: LoadListener | None = None) -> None:
+        parked = self._parked
+        try:
+            loaded = self._load_locked(parked.path, parked.loader, parked.options, progress)
+        except Exception as e:
+            error = load_failure(e, parked.path)
+            raise LoadError(f"{error} (loading it again after {parked.idle_text} idle)") from None
+        self._current, self._parked = loaded, None
+        log.info("loaded %s again after %s idle, in %.1fs", loaded.name, parked.idle_text, loaded.load_seconds)
+
+    def unload_if_idle(self, idle_seconds: float, busy: Callable[[], bool] = lambda: False) -> ParkedModel | None:
+        """Unload the model if nothing has used it for `idle_seconds`, no use is running
+        (the lock is free, nobody borrows it) and `busy()` is false (nothing queued),
+        remembering it for the next use; returns what was unloaded, or None."""
+        if not self._lock.acquire(blocking=False):
+            return None  # a reply (or a load) is running
+        try:
+            loaded, idle = self._current, self.idle_seconds
+            if loaded is None or idle < idle_seconds or self._borrowers or busy():
+                return None
+            parked = ParkedModel(loaded.name, loaded.path, loaded.loader, loaded.options, idle)
+            self._unload_locked()
+            self._parked = parked
+            log.info("unloaded %s after %s idle; the next request loads it again", parked.name, parked.idle_text)
+            return parked
+        finally:
+            self._lock.release()
 
     def resolve_loader(self, path: Path | str, loader_name: str | None) -> str:
         if loader_name:
@@ -137,6 +223,7 @@ class ModelManager:
             self._unload_locked()
             try:
                 loaded = self._load_locked(path, name, opts, progress)
+                self._parked = None  # a model chosen now replaces the one unloaded for being idle
             except Exception as e:
                 # Whatever failed (a crafted file can raise RecursionError or TypeError
                 # deep inside a library), the app keeps the model it had.
@@ -172,8 +259,11 @@ class ModelManager:
             self._current = None
 
     def unload(self) -> None:
+        """Unload the model; one unloaded for being idle is forgotten too (an explicit
+        unload is never undone by the next request)."""
         with self._lock:
             self._unload_locked()
+            self._parked = None
 
     def set_adapters(self, adapters: Sequence[AdapterSpec]) -> LoadedModel:
         """Apply exactly these LoRA adapters to the loaded model without reloading it
@@ -181,6 +271,8 @@ class ModelManager:
         nothing. The model's `lora` option then lists them, so a failed load that
         restores this model restores its adapters too."""
         with self._lock:
+            if self._current is None and self._parked is not None:
+                self._resume_locked()
             loaded = self._current
             if loaded is None:
                 raise NoModelLoaded("no model is loaded: load one in the Model tab")
@@ -197,6 +289,7 @@ class ModelManager:
         """The loaded model for a read that does not drive it, such as tokenizing: it
         does not wait for the reply being generated; the model is not unloaded until
         the read ends."""
+        self.resume()
         with self._borrowed:
             loaded = self._current
             if loaded is None:
@@ -207,6 +300,7 @@ class ModelManager:
         finally:
             with self._borrowed:
                 self._borrowers -= 1
+                self._last_used = time.monotonic()
                 self._borrowed.notify_all()
 
     def _unload_locked(self) -> None:

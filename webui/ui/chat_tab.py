@@ -38,6 +38,7 @@ from webui.ui import (
     tools_panel,
 )
 from webui.ui.forms import values_to
+from webui.ui.idle_notice import announce_reload
 from webui.ui.notices import notice
 from webui.ui.session import BrowserSession
 from webui.ui.streaming import end_status, stream_job
@@ -288,6 +289,7 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
         if refused:
             yield gr.skip(), gr.skip(), refused, gr.skip()
             return
+        announce_reload(hearth)
         if enabled_tools:
             yield from respond_with_tools(conv, state, text, enabled_tools, tool_choice, options, param_values)
             return
@@ -317,6 +319,7 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
         def handler(state: ChatState, s: BrowserSession, *values):
             options, param_values = split(values)
             conv = state.get(hearth, options)
+            announce_reload(hearth)
             try:
                 gen = values_to(GenerationParams, names, param_values)
                 reply = (conv.regenerate if kind == "regenerate" else conv.continue_reply)(options, gen)

@@ -17,6 +17,7 @@ from webui.modelfiles.local import fit_proposal
 from webui.runtime.load_progress import LoadReport
 from webui.ui.accounts import admin_refusal
 from webui.ui.forms import components_for, values_to
+from webui.ui.idle_notice import idle_status
 from webui.ui.notices import notice
 from webui.ui.parameters_tab import supported_updates
 
@@ -39,7 +40,7 @@ class ModelTab:
 def status_text(hearth: Hearth) -> str:
     loaded = hearth.models.current
     if loaded is None:
-        return "No model loaded."
+        return idle_status(hearth) or "No model loaded."
     text = (f"**Loaded:** {loaded.name} · {loaded.loader} · context {loaded.model.context_length} "
             f"tokens · loaded in {loaded.load_seconds:.1f}s")
     note = getattr(loaded.model, "load_note", None)  # how a loader adapted to this machine (ExLlamaV2 unpaged)

@@ -13,6 +13,7 @@ from webui.errors import UserError
 from webui.hearth import Hearth
 from webui.runtime.generation import Finished
 from webui.ui.forms import values_to
+from webui.ui.idle_notice import announce_reload
 from webui.ui.notices import notice
 from webui.ui.session import BrowserSession
 from webui.ui.streaming import end_status, stream_job
@@ -52,6 +53,7 @@ def wire(hearth: Hearth, tab: NotebookTab, session: gr.State, params: dict[str, 
         if not text.strip():
             yield gr.skip(), "Write the beginning of something first; the model continues it."
             return
+        announce_reload(hearth)
         try:
             gen = values_to(GenerationParams, names, values)
             job = hearth.complete(text, gen)
@@ -75,6 +77,7 @@ def wire(hearth: Hearth, tab: NotebookTab, session: gr.State, params: dict[str, 
             s.notebook_job.stop()
 
     def count(text: str):
+        announce_reload(hearth)
         try:
             return f"{hearth.count_tokens(text)} tokens in the notebook{_context(hearth)}"
         except UserError as e:

@@ -1,0 +1,50 @@
+"""--idle-unload: the loaded model is unloaded after so long without a request, and
+the next request that needs it loads it again with the same options
+(ModelManager.resume; the faces say so while it waits).
+
+One thread that sleeps until the model could first be idle long enough, looks, and
+sleeps again: it never polls faster than the idle time itself, so a Hearth with
+nothing to do stays asleep (docs/BENCHMARKS.md, "Idle cost")."""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from webui.runtime.model_manager import ModelManager
+
+log = logging.getLogger(__name__)
+
+
+class IdleUnloader:
+    def __init__(self, manager: ModelManager, minutes: float, queued: Callable[[], int] = lambda: 0):
+        """Unload `manager`'s model after `minutes` without a request, unless `queued()`
+        replies wait for it."""
+        if minutes <= 0:
+            raise ValueError("idle minutes must be positive")
+        self.manager = manager
+        self.seconds = minutes * 60
+        self._queued = queued
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hearth-idle-unload", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            # Requests move the idle clock on, so the wait is recomputed from it each
+            # time: the model goes `seconds` after the last one, never sooner.
+            left = self.seconds - self.manager.idle_seconds
+            if left > 0:
+                self._stopped.wait(left)
+                continue
+            try:
+                self.manager.unload_if_idle(self.seconds, busy=lambda: self._queued() > 0)
+            except Exception:  # a backend's unload failing must not end idle unloading
+                log.exception("unloading the idle model failed")
+            # Unloaded, or nothing to unload, or busy: in every case nothing can be
+            # due before another whole idle time has passed.
+            self._stopped.wait(self.seconds)
