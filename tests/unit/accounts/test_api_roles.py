@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from webui.accounts.current import acting_as
+from webui.accounts.current import acting_as, for_end_user
 from webui.accounts.users import AccountError, UserBook
 from webui.api import install_api
 from webui.config import ServerSettings
@@ -34,6 +34,9 @@ def client(hearth: Hearth, **settings) -> TestClient:
 def test_the_generation_queue_knows_whose_request_it_is(hearth_with_users):
     with acting_as("bob"):
         assert hearth_with_users.engine.owner_of() == "bob"
+        with for_end_user("ann"):  # OpenAI's `user` in a request with bob's key
+            assert hearth_with_users.engine.owner_of() == "bob/ann"
+            assert hearth_with_users.space().data.root.name == "bob"  # still bob's files
     assert hearth_with_users.engine.owner_of() == "local"
 
 
