@@ -9,8 +9,15 @@ import os
 import re
 import secrets
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: one change at a time within this process only
+    fcntl = None  # type: ignore[assignment]
 
 from webui.accounts.current import LOCAL_USER
 from webui.accounts.passwords import dummy_hash, hash_password, key_digest, verify_password
@@ -76,7 +83,8 @@ class UserBook:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the cache below
+        self._writing = threading.Lock()  # this book's own changes, one at a time
         # (inode, mtime_ns, size) of the file last read: every write replaces the file, so
         # a new inode says it changed even when the clock and the size say nothing.
         self._seen: tuple[int, int, int] | None = None
@@ -141,52 +149,69 @@ class UserBook:
         """A new user; the first user is an admin whatever `role` says, so there is always one."""
         check_user_name(name)
         check_password(password)
-        users = dict(self._read())
-        if name in users:
-            raise AccountError(f"user {name!r} exists already: use 'hearth users passwd {name}'")
-        role = ADMIN if not users else (role or USER)
-        if role not in ROLES:
-            raise AccountError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
-        users[name] = User(name, role, hash_password(password))
-        self._write(users)
-        return users[name]
+        hashed = hash_password(password)  # ~33 ms: before the lock, which others wait on
+        with self._changing():
+            users = dict(self._read())
+            if name in users:
+                raise AccountError(f"user {name!r} exists already: use 'hearth users passwd {name}'")
+            role = ADMIN if not users else (role or USER)
+            if role not in ROLES:
+                raise AccountError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+            users[name] = User(name, role, hashed)
+            self._write(users)
+            return users[name]
 
     def remove(self, name: str) -> None:
-        users = dict(self._read())
-        self._need(users, name)
-        if users[name].is_admin and sum(u.is_admin for u in users.values()) == 1 and len(users) > 1:
-            raise AccountError(f"{name!r} is the only admin: make another user an admin first")
-        del users[name]
-        self._write(users)
+        with self._changing():
+            users = dict(self._read())
+            self._need(users, name)
+            if users[name].is_admin and sum(u.is_admin for u in users.values()) == 1 and len(users) > 1:
+                raise AccountError(f"{name!r} is the only admin: make another user an admin first")
+            del users[name]
+            self._write(users)
 
     def set_password(self, name: str, password: str) -> None:
         check_password(password)
-        users = dict(self._read())
-        self._need(users, name)
-        users[name] = User(name, users[name].role, hash_password(password), users[name].key_hash)
-        self._write(users)
+        hashed = hash_password(password)
+        with self._changing():
+            users = dict(self._read())
+            self._need(users, name)
+            users[name] = User(name, users[name].role, hashed, users[name].key_hash)
+            self._write(users)
 
     def set_role(self, name: str, role: str) -> None:
         if role not in ROLES:
             raise AccountError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
-        users = dict(self._read())
-        self._need(users, name)
-        if role != ADMIN and users[name].is_admin and sum(u.is_admin for u in users.values()) == 1:
-            raise AccountError(f"{name!r} is the only admin: make another user an admin first")
-        old = users[name]
-        users[name] = User(name, role, old.password_hash, old.key_hash)
-        self._write(users)
+        with self._changing():
+            users = dict(self._read())
+            self._need(users, name)
+            if role != ADMIN and users[name].is_admin and sum(u.is_admin for u in users.values()) == 1:
+                raise AccountError(f"{name!r} is the only admin: make another user an admin first")
+            old = users[name]
+            users[name] = User(name, role, old.password_hash, old.key_hash)
+            self._write(users)
 
     def new_key(self, name: str) -> str:
         """A new API key for `name` (the old one stops working). Only its hash is kept:
         the caller shows the key once."""
-        users = dict(self._read())
-        self._need(users, name)
         key = KEY_PREFIX + secrets.token_urlsafe(32)
-        old = users[name]
-        users[name] = User(name, old.role, old.password_hash, key_digest(key))
-        self._write(users)
+        with self._changing():
+            users = dict(self._read())
+            self._need(users, name)
+            old = users[name]
+            users[name] = User(name, old.role, old.password_hash, key_digest(key))
+            self._write(users)
         return key
+
+    @contextmanager
+    def _changing(self) -> Iterator[None]:
+        """One change at a time, across processes (`users.json.lock`, flock): each change
+        reads the file under the lock, so two `hearth users` at once cannot lose one."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._writing, open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+            yield
 
     @staticmethod
     def _need(users: dict[str, User], name: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 import pytest
 
@@ -143,3 +144,22 @@ def test_local_is_reserved_even_in_a_hand_edited_file(tmp_path):
         assert "\n" not in str(caught.value)
         del data["users"][name]
         (tmp_path / "users.json").write_text(json.dumps(data))
+
+
+def test_two_changes_at_once_lose_neither(tmp_path):
+    """Two `hearth users` commands at once (here two books on one file, in two threads):
+    each reads the file under a lock, so neither's user is written over by the other's."""
+    path = tmp_path / "users.json"
+    UserBook(path).add("admin0", "admin-password")
+
+    def add_many(prefix: str) -> None:
+        book = UserBook(path)
+        for i in range(4):
+            book.add(f"{prefix}{i}", "long enough")
+
+    threads = [threading.Thread(target=add_many, args=(p,)) for p in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(UserBook(path).names()) == ["a0", "a1", "a2", "a3", "admin0", "b0", "b1", "b2", "b3"]
