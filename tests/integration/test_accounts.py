@@ -220,14 +220,38 @@ def send_event(http: httpx.Client, api_name: str, session: str) -> str:
     """The page's event `api_name` on a logged-in client; its first output."""
     config = http.get("/config").json()
     fn = next(d["id"] for d in config["dependencies"] if d.get("api_name") == api_name)
-    joined = http.post("/gradio_api/queue/join", json={"fn_index": fn, "data": [], "session_hash": session})
+    return run_event(http, fn, [], session)[0]
+
+
+def run_event(http: httpx.Client, fn: int, data: list, session: str) -> list:
+    """Event `fn` with `data` through Gradio's queue, as the page sends it; its outputs."""
+    joined = http.post("/gradio_api/queue/join", json={"fn_index": fn, "data": data, "session_hash": session})
     assert joined.status_code == 200, joined.text
     with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": session}) as events:
         for line in events.iter_lines():
             message = json.loads(line[5:]) if line.startswith("data:") else {}
             if message.get("msg") == "process_completed":
-                return message["output"]["data"][0]
-    raise AssertionError(f"{api_name} never completed")
+                assert message.get("success"), message
+                return message["output"]["data"]
+    raise AssertionError(f"event {fn} never completed")
+
+
+# The admin's controls by the element that fires them, with what the page would send.
+ADMIN_EVENTS = {"model-apply-lora": ["", ""], "download-stop": [], "local-delete": [None, None, None],
+                "advisor-stop": [], "ext-toggle-documents": [True]}
+
+
+def test_every_admin_control_refuses_a_user_in_one_line(served):
+    """LoRA, downloads, deleting model files, the advisor and extension switches: hidden
+    from bob, and refused when his client sends their events anyway."""
+    with served.client() as http:
+        assert log_in(http, "bob", PASSWORDS["bob"]).status_code == 200
+        config = http.get("/config").json()
+        ids = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
+        fired_by = {ids.get(target[0]): d["id"] for d in config["dependencies"] for target in d["targets"]}
+        for elem_id, data in ADMIN_EVENTS.items():
+            outputs = json.dumps(run_event(http, fired_by[elem_id], data, f"admin-{elem_id}"))
+            assert "only an admin can" in outputs and "you are logged in as 'bob'" in outputs, (elem_id, outputs)
 
 
 def test_the_ui_refuses_a_non_admins_model_event_that_the_page_hides(served):
