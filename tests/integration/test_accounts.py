@@ -236,9 +236,10 @@ def run_event(http: httpx.Client, fn: int, data: list, session: str) -> list:
     raise AssertionError(f"event {fn} never completed")
 
 
-# The admin's controls by the element that fires them, with what the page would send.
-ADMIN_EVENTS = {"model-apply-lora": ["", ""], "download-stop": [], "local-delete": [None, None, None],
-                "advisor-stop": [], "ext-toggle-documents": [True]}
+# The admin's controls by the element that fires them. Each is sent with its inputs'
+# values as the page holds them, an extension switch turned on.
+ADMIN_CONTROLS = ("model-apply-lora", "download-start", "download-stop", "local-delete", "advisor-run",
+                  "advisor-stop", "ext-toggle-documents")
 
 
 def test_every_admin_control_refuses_a_user_in_one_line(served):
@@ -247,11 +248,15 @@ def test_every_admin_control_refuses_a_user_in_one_line(served):
     with served.client() as http:
         assert log_in(http, "bob", PASSWORDS["bob"]).status_code == 200
         config = http.get("/config").json()
-        ids = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
-        fired_by = {ids.get(target[0]): d["id"] for d in config["dependencies"] for target in d["targets"]}
-        for elem_id, data in ADMIN_EVENTS.items():
-            outputs = json.dumps(run_event(http, fired_by[elem_id], data, f"admin-{elem_id}"))
-            assert "only an admin can" in outputs and "you are logged in as 'bob'" in outputs, (elem_id, outputs)
+        components = {c["id"]: c for c in config["components"]}
+        elem_id = {i: c.get("props", {}).get("elem_id") for i, c in components.items()}
+        fired_by = {elem_id.get(target[0]): d for d in config["dependencies"] for target in d["targets"]}
+        for control in ADMIN_CONTROLS:
+            event = fired_by[control]
+            data = [True if elem_id[i] == control else components[i].get("props", {}).get("value")
+                    for i in event["inputs"]]
+            outputs = json.dumps(run_event(http, event["id"], data, f"admin-{control}"))
+            assert "only an admin can" in outputs and "you are logged in as 'bob'" in outputs, (control, outputs)
 
 
 def test_the_ui_refuses_a_non_admins_model_event_that_the_page_hides(served):
