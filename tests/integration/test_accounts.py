@@ -238,7 +238,7 @@ def run_event(http: httpx.Client, fn: int, data: list, session: str) -> list:
 
 # The admin's controls by the element that fires them. Each is sent with its inputs'
 # values as the page holds them, an extension switch turned on.
-ADMIN_CONTROLS = ("model-apply-lora", "download-start", "download-stop", "local-delete", "advisor-run",
+ADMIN_CONTROLS = ("model-load", "model-apply-lora", "download-start", "download-stop", "local-delete", "advisor-run",
                   "advisor-stop", "ext-toggle-documents")
 
 
