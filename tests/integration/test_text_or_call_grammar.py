@@ -6,14 +6,16 @@ of one of the tools with arguments that match its schema does."""
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import json
 import math
 
 import llama_cpp
 import pytest
 
-from webui.chat.structured import text_or_call_grammar
-from webui.chat.tools import CALL_SHAPES
+from loaders.params import GenerationParams
+from webui.chat.structured import response_format_grammar, text_or_call_grammar
+from webui.chat.tools import CALL_SHAPES, check_tool_request, plan_tools, template_source
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
                                            "days": {"type": "integer"}},
@@ -91,3 +93,29 @@ def test_one_call_only_unless_parallel(hearth):
     two = f"<tool_call>\n{_call()}\n</tool_call>\n<tool_call>\n{_call(name='get_time')}\n</tool_call>"
     assert follows(hearth, text_or_call_grammar(TOOLS, CALL_SHAPES["hermes"], parallel=True), two)
     assert not follows(hearth, text_or_call_grammar(TOOLS, CALL_SHAPES["hermes"], parallel=False), two)
+
+
+def test_the_grammar_applies_only_where_nothing_else_constrains_the_reply(hearth):
+    ask = [{"role": "user", "content": "Hi"}]
+    auto = check_tool_request([{"type": "function", "function": TOOLS[0]}], "auto", None, ask)
+    params = GenerationParams(max_new_tokens=1, temperature=0)
+    fmt = {"type": "json_object"}
+    own = 'root ::= "Hello"'
+    try:
+        for kwargs, grammar in [({}, auto_grammar := plan_of(hearth, auto).text_or_call_grammar),
+                                ({"response_format": fmt}, response_format_grammar(fmt)),
+                                ({"params": dataclasses.replace(params, grammar=own)}, own)]:
+            job = hearth.chat(ask, kwargs.pop("params", params), tools=auto, **kwargs)
+            job.stop()  # what is checked is what was queued, not the reply
+            assert job.params.grammar == grammar
+        assert "free-text-0" in auto_grammar
+        hearth.tool_grammar = "required-only"
+        job = hearth.chat(ask, params, tools=auto)
+        job.stop()
+        assert job.params.grammar == ""
+    finally:
+        hearth.tool_grammar = "auto"
+
+
+def plan_of(hearth, request):
+    return plan_tools(request, template_source(hearth.models.current.model.chat_template))
