@@ -44,15 +44,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--passages", type=int, default=64)
     parser.add_argument("--threads", type=int, default=usable_cpus(),
-                        help="PyTorch's threads and llama.cpp's; Hearth's built-in uses its default, "
-                             "all usable CPUs (%(default)s here)")
+                        help="PyTorch's, ONNX Runtime's and llama.cpp's threads (default: Hearth's, "
+                             "all usable CPUs: %(default)s here; NumPy's BLAS keeps its own)")
     args = parser.parse_args()
     rng = random.Random(0)
     passages = [" ".join(rng.choice(WORDS) for _ in range(100)) for _ in range(args.passages)]
     load_before = os.getloadavg()
 
     loads = {}
-    service = Embeddings(ModelManager())
+    service = Embeddings(ModelManager(), threads=args.threads)
     hearth, loads["hearth"] = timed(service.builtin)
     numpy_encoder, loads["numpy"] = timed(MiniLMEmbedder)
     gguf = minilm_gguf()

@@ -59,12 +59,14 @@ def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float)
 class BatchedTextEncoder:
     """The tokenizer side of an all-MiniLM-L6-v2 encoder: texts cut at MAX_TOKENS,
     sorted by length and padded per batch (sentence-transformers' batching: padding
-    costs as much as text). A subclass turns one padded batch into unit vectors."""
+    costs as much as text). A subclass turns one padded batch into unit vectors, and
+    may choose its batches and run them side by side."""
 
     dimensions = 384
     can_embed = True
     max_tokens = MAX_TOKENS
     vocab_size = 30522
+    batch_size = 16  # texts per padded batch
 
     def __init__(self, model_dir: Path | None = None):
         try:
@@ -76,58 +78,52 @@ class BatchedTextEncoder:
         config = json.loads((self.model_dir / "config.json").read_text())
         self.dimensions = config["hidden_size"]
         self.vocab_size = config["vocab_size"]
-        self.tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
-        self.tokenizer.enable_truncation(MAX_TOKENS)
-        self._plain = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))  # unpadded: token counts
+        self._plain = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
         self._plain.enable_truncation(MAX_TOKENS)
-        self._plain.no_padding()  # tokenizer.json pads to 128
-        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest in a batch
-        # The tokenizer's padding settings are shared state, and an encoder runs one batch
-        # at a time (its threads are busy with the one).
-        self._lock = threading.Lock()
+        self._plain.no_padding()  # tokenizer.json pads to 128; batches are padded here
+        self._lock = threading.Lock()  # a Tokenizer is not safe to share between threads
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Each text's ids: [CLS] text [SEP], cut at MAX_TOKENS."""
+        with self._lock:
+            return [e.ids for e in self._plain.encode_batch(texts)]
 
     def count_tokens(self, texts: list[str]) -> int:
         """Tokens the model reads for `texts` (after truncation, with [CLS] and [SEP])."""
-        with self._lock:
-            return sum(len(e.ids) for e in self._plain.encode_batch(texts))
+        return sum(len(ids) for ids in self.tokenize(texts))
 
-    def embed(self, texts: list[str], batch_size: int = 16) -> np.ndarray:
+    def embed(self, texts: list[str]) -> np.ndarray:
         """(len(texts), 384) float32, each row of length 1 (cosine = dot product)."""
-        import numpy as np
-        if not texts:
-            return np.zeros((0, self.dimensions), np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = np.zeros((len(texts), self.dimensions), np.float32)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            out[chunk] = self._embed_batch([texts[i] for i in chunk])
-        return out
+        return self.embed_ids(self.tokenize(texts) if texts else [])
 
-    def embed_ids(self, sequences: list[list[int]], batch_size: int = 16) -> np.ndarray:
+    def embed_ids(self, sequences: list[list[int]]) -> np.ndarray:
         """Like `embed`, for texts already tokenized with this model's tokenizer (ids
         in range, at most MAX_TOKENS each: the caller checks)."""
         import numpy as np
         out = np.zeros((len(sequences), self.dimensions), np.float32)
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
+        batches = self._batches([len(sequences[i]) for i in order])
+        chunks = [order[start:end] for start, end in batches]
+
+        def pooled(chunk: list[int]) -> np.ndarray:
             longest = max(len(sequences[i]) for i in chunk)
             ids = np.zeros((len(chunk), longest), np.int64)
             mask = np.zeros((len(chunk), longest), np.int64)
             for row, i in enumerate(chunk):
                 ids[row, :len(sequences[i])] = sequences[i]
                 mask[row, :len(sequences[i])] = 1
-            with self._lock:
-                out[chunk] = self._pooled(ids, mask)
+            return self._pooled(ids, mask)
+
+        for chunk, vectors in zip(chunks, self._map(pooled, chunks), strict=True):
+            out[chunk] = vectors
         return out
 
-    def _embed_batch(self, texts: list[str]) -> np.ndarray:
-        import numpy as np
-        with self._lock:
-            encodings = self.tokenizer.encode_batch(texts)
-            ids = np.array([e.ids for e in encodings], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-            return self._pooled(ids, mask)
+    def _batches(self, lengths: list[int]) -> list[tuple[int, int]]:
+        """(start, end) slices of `lengths` (ascending) that make one padded batch each."""
+        return [(start, min(start + self.batch_size, len(lengths))) for start in range(0, len(lengths), self.batch_size)]
+
+    def _map(self, run, chunks: list) -> list:
+        return [run(chunk) for chunk in chunks]
 
     def _pooled(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Unit vectors (batch, dimensions) float32 for ids and mask (batch, length),

@@ -43,8 +43,10 @@ class EmbeddingResult:
 
 
 class Embeddings:
-    def __init__(self, models: ModelManager):
+    def __init__(self, models: ModelManager, threads: int = 0):
+        """`threads`: the built-in encoder's (0 = all usable CPUs)."""
         self._models = models
+        self._threads = threads
         self._builtin: TextEmbeddings | None = None
         self._builtin_lock = threading.Lock()
 
@@ -62,21 +64,19 @@ class Embeddings:
                     raise UserError(str(e), kind=ErrorKind.UNAVAILABLE) from None
             return self._builtin
 
-    @staticmethod
-    def _onnx_builtin() -> TextEmbeddings | None:
+    def _onnx_builtin(self) -> TextEmbeddings | None:
         try:
-            return OnnxMiniLM.open()
+            return OnnxMiniLM.open(self._threads)
         except (RuntimeError, OSError, ValueError) as e:  # a bad cached graph: the other encoders still work
             log.warning("%s: ONNX Runtime could not run it (%s); trying llama.cpp", BUILTIN, e)
             return None
 
-    @staticmethod
-    def _gguf_builtin() -> TextEmbeddings | None:
+    def _gguf_builtin(self) -> TextEmbeddings | None:
         path = minilm_gguf()
         if path is None:
             return None
         try:
-            return LlamaEmbedder.open(path, max_tokens=minilm.MAX_TOKENS)
+            return LlamaEmbedder.open(path, threads=self._threads, max_tokens=minilm.MAX_TOKENS)
         except (ValueError, RuntimeError, OSError) as e:  # a bad cached file: the NumPy encoder still works
             log.warning("%s: llama.cpp could not open %s (%s); using the NumPy encoder", BUILTIN, path, e)
             return None
