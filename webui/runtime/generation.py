@@ -119,6 +119,7 @@ class GenerationJob:
     ran_on: LoadedModel | None = None  # the model that ran it, once it runs (a reply's record reads it)
     _events: queue.SimpleQueue[Event] = field(default_factory=queue.SimpleQueue)
     _ended: threading.Event = field(default_factory=threading.Event)
+    _listener: Callable[[], None] | None = None
 
     def stop(self) -> None:
         self.cancel.set()
@@ -127,6 +128,26 @@ class GenerationJob:
         self._events.put(event)
         if not isinstance(event, Delta):
             self._ended.set()
+        listener = self._listener
+        if listener is not None:
+            listener()
+
+    def listen(self, listener: Callable[[], None]) -> None:
+        """Have `listener` called in the emitting thread after each event (and once now,
+        for those already emitted); the reader then takes them with `ready()`. An event
+        loop reads a reply this way without a thread of its own blocked in `events()`,
+        which was one more thread to wake, and to take the GIL, for every token."""
+        self._listener = listener
+        listener()
+
+    def ready(self) -> list[Event]:
+        """The events emitted so far and not yet taken, without waiting."""
+        out = []
+        while True:
+            try:
+                out.append(self._events.get_nowait())
+            except queue.Empty:
+                return out
 
     def events(self) -> Iterator[Event]:
         """Every event, one at a time, ending with Finished or Failed."""
