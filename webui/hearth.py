@@ -100,10 +100,10 @@ class Hearth:
                                            user_settings_file=lambda user: self.space(user).data.root / EXTENSIONS_FILE)
         # The quant advisor measures GGUF files in the generation queue (its turn, like a reply's).
         self.advisor = Advisor(self.engine)
-        # The chat's tools: shipped and user Python files, MCP servers; read on first use.
-        self.tools = ToolRegistry([(SHIPPED_TOOLS, "shipped"), (self.user_data.tools, "user")],
         # What constrains a reply under tool_choice auto (--tool-grammar; chat/tools.py).
         self.tool_grammar = "auto"
+        # The chat's tools: shipped and user Python files, MCP servers; read on first use.
+        self.tools = ToolRegistry([(SHIPPED_TOOLS, "shipped"), (self.user_data.tools, "user")],
                                   self.user_data.mcp_file, self.extensions.tools)
 
     # --- users ------------------------------------------------------------------
@@ -253,12 +253,12 @@ class Hearth:
             else:
                 require_grammar(loaded.model.supported_params, "response_format" if response_format else "tool_choice")
                 params = dataclasses.replace(params, grammar=grammar)
-        # enable_thinking goes to the template as Hugging Face's apply_chat_template passes it
-        # (Qwen3's reads it); None leaves the template's own default.
         elif plan and plan.text_or_call_grammar and not params.grammar and "grammar" in loaded.model.supported_params:
             # tool_choice auto: text stays free, a call once begun is forced to valid arguments.
             # Only where the backend takes a grammar: elsewhere the reply is checked as before.
             params = dataclasses.replace(params, grammar=plan.text_or_call_grammar)
+        # enable_thinking goes to the template as Hugging Face's apply_chat_template passes it
+        # (Qwen3's reads it); None leaves the template's own default.
         thinking = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
         source = template_source(loaded.model.chat_template, facts)
         if tools is not None:
