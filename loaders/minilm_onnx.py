@@ -67,6 +67,9 @@ def cached_graph(model_dir: Path) -> Path | None:
     except ImportError as e:
         log.warning("cannot build the ONNX graph of %s without the %s package", minilm.NAME, e.name)
         return None
+    except Exception as e:  # an onnx release whose checker refuses the graph: the fallbacks still work
+        log.warning("could not build the ONNX graph of %s: %s", minilm.NAME, e)
+        return None
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     partial.write_bytes(model)
@@ -157,6 +160,7 @@ class OnnxMiniLM(minilm.BatchedTextEncoder):
     ORT allows concurrent runs of one session."""
 
     def __init__(self, graph: Path, model_dir: Path | None = None, threads: int = 0):
+        import numpy as np
         import onnxruntime as ort
 
         super().__init__(model_dir)
@@ -167,6 +171,9 @@ class OnnxMiniLM(minilm.BatchedTextEncoder):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         try:
             self._session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+            # One tiny run now: an ORT build without the contrib ops fails here, at load,
+            # where the service can still fall back, not at a user's first request.
+            self._pooled(np.array([[101, 102]]), np.ones((1, 2), np.int64))
         except Exception as e:  # ORT raises its own Fail/InvalidGraph types: a bad cached file
             raise RuntimeError(f"ONNX Runtime could not open {graph.name}: {e}") from None
         self.threads = threads or usable_cpus()
