@@ -27,12 +27,14 @@ import json
 import resource
 import statistics
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loaders.params import GenerationParams  # noqa: E402
-from webui.chat.tools import check_tool_request  # noqa: E402
+from webui.chat.structured import text_or_call_grammar  # noqa: E402
+from webui.chat.tools import CALL_SHAPES, check_tool_request  # noqa: E402
 from webui.hearth import Hearth  # noqa: E402
 from webui.runtime.generation import Failed, Finished  # noqa: E402
 
@@ -89,6 +91,33 @@ def one_round(core: Hearth, tokens: int, constrained: bool, tool_grammar: bool =
     return stats.generation_tokens_per_second, cpu_ms, stats.completion_tokens, "".join(parts)
 
 
+def free_text_check_us(core: Hearth, text: str) -> float:
+    """Microseconds of thread CPU time llama.cpp's grammar sampler spends per token of
+    `text` under the text-or-call grammar, as loaders/grammar_sampler.py drives it: one
+    candidate checked, then the token accepted."""
+    import ctypes
+
+    import llama_cpp
+
+    llm = core.models.current.model._llm
+    ids = llm.tokenize(text.encode(), add_bos=False)
+    grammar = text_or_call_grammar([WEATHER["function"]], CALL_SHAPES["hermes"], parallel=True).encode()
+    one = llama_cpp.llama_token_data(0, 1.0, 0.0)
+    candidates = llama_cpp.llama_token_data_array(ctypes.pointer(one), 1, -1, False)
+    best = float("inf")
+    for _ in range(5):
+        sampler = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, grammar, b"root")
+        start = time.thread_time()
+        for token in ids:
+            one.id, one.logit = token, 1.0
+            candidates.size, candidates.selected, candidates.sorted = 1, -1, False
+            llama_cpp.llama_sampler_apply(sampler, ctypes.byref(candidates))
+            llama_cpp.llama_sampler_accept(sampler, token)
+        best = min(best, (time.thread_time() - start) / max(len(ids), 1))
+        llama_cpp.llama_sampler_free(sampler)
+    return best * 1e6
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=6)
@@ -124,6 +153,8 @@ def main() -> None:
           f"(medians); speed ratio by CPU time: {free_cpu / constrained_cpu:.2f}")
     if args.tool_grammar:
         print("the two sides' last replies are " + ("the same text" if text[True] == text[False] else "different"))
+        print(f"the grammar's check and accept of one free-text token: {free_text_check_us(core, text[True]):.1f} us "
+              "(thread CPU time, best of 5, over the last reply's tokens)")
         return
     try:
         json.loads(text[True])

@@ -79,18 +79,18 @@ class ServerSettings:
     # still keep dozens of requests waiting (the API tests send 20 at once).
     max_queue_per_user: int = setting(32, "refuse a user's requests (429 in the API, a notice in the UI) while "
                                       "this many of theirs wait in the queue", minimum=1, group=API_GROUP)
-    max_upload_mb: float = setting(100.0, "largest file the UI takes as an upload, in MiB", minimum=0,
-                                   exclusive_minimum=True, metavar="MB", group=SERVER_GROUP)
-    # A client that sends its request slowly holds a connection and its buffers: every
-    # request gets a deadline, whoever sends it.
-    header_timeout: float = setting(10.0, "seconds a client may take to send a request's headers", minimum=0,
     # On by default: plain text under the text-or-call grammar kept its speed on the
-    # built-in model (0.98x tokens/s, 1.00x by CPU time; bench/structured.py --tool-grammar).
+    # built-in model (8.7 us of grammar per ~20 ms token; bench/structured.py --tool-grammar).
     tool_grammar: str = setting(
         "auto", "what constrains a reply when a request's tool_choice is 'auto': 'auto' = a grammar that "
         "leaves text free and, once the model begins a call, forces arguments that match the tool's schema; "
         "'required-only' = a grammar only for 'required' or a named function (auto replies are checked, "
         "not constrained)", choices=TOOL_GRAMMARS, env="HEARTH_TOOL_GRAMMAR", group=API_GROUP)
+    max_upload_mb: float = setting(100.0, "largest file the UI takes as an upload, in MiB", minimum=0,
+                                   exclusive_minimum=True, metavar="MB", group=SERVER_GROUP)
+    # A client that sends its request slowly holds a connection and its buffers: every
+    # request gets a deadline, whoever sends it.
+    header_timeout: float = setting(10.0, "seconds a client may take to send a request's headers", minimum=0,
                                     exclusive_minimum=True, metavar="S", group=SERVER_GROUP)
     body_timeout: float = setting(60.0, "seconds a client may take to send a request's body (uploads included)",
                                   minimum=0, exclusive_minimum=True, metavar="S", group=SERVER_GROUP)

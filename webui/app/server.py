@@ -156,11 +156,11 @@ def chat_settings_folder(settings: ServerSettings) -> Path:
 def create_hearth(settings: ServerSettings) -> Hearth:
     hearth = Hearth(settings.models_dir, user_data_dir=settings.user_data, accounts=accounts_for(settings))
     hearth.engine.per_owner_limit = settings.max_queue_per_user
+    hearth.tool_grammar = settings.tool_grammar
     serve_many_clients(settings.listen)  # llama.cpp's parallel=0 then serves 2+ replies at once
     return hearth
 
 
-    hearth.tool_grammar = settings.tool_grammar
 def clear_text_warning(settings: ServerSettings) -> str | None:
     """Said once at start-up: on the network without TLS, anyone on the LAN can read a login."""
     if settings.listen and not settings.ssl_certfile:
