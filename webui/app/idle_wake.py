@@ -23,6 +23,10 @@ from webui.runtime.model_manager import ModelManager
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/v1/"
+# Requests that may use the model while they are served: the API's and the extensions'
+# routes. Not the UI's: a page holds its event streams open as long as it is open, and
+# its handlers hold the model themselves (ModelManager.use, borrow, resume).
+SERVED_PREFIXES = (API_PREFIX, "/extensions/")
 # The API calls that replace or drop the model: loading the idle one first would be wasted.
 NO_MODEL_NEEDED = ("/v1/internal/model/load", "/v1/internal/model/unload")
 # Polled by monitors: such a request is not a use, or the model would never go idle.
@@ -40,8 +44,9 @@ def _failure(message: str) -> bytes:
 
 
 class WakeIdleModel:
-    """ASGI middleware: touch the model manager's idle clock on every request but
-    NOT_A_USE, and load an idle-unloaded model again before an API call that needs it."""
+    """ASGI middleware: every request but NOT_A_USE restarts the idle clock, an API or
+    extension request keeps the model from going idle until it has been answered, and
+    an API call that needs an idle-unloaded model finds it loaded again."""
 
     def __init__(self, app, models: ModelManager):
         self.app = app
@@ -51,7 +56,15 @@ class WakeIdleModel:
         if scope["type"] != "http" or scope.get("path") in NOT_A_USE:
             await self.app(scope, receive, send)
             return
-        self.models.touch()
+        path = scope.get("path", "")
+        if not path.startswith(SERVED_PREFIXES):
+            self.models.touch()
+            await self.app(scope, receive, send)
+            return
+        with self.models.serving():
+            await self._serve(scope, receive, send)
+
+    async def _serve(self, scope, receive, send) -> None:
         if self.models.parked is not None and needs_model(scope.get("method", ""), scope.get("path", "")):
             try:
                 await asyncio.get_running_loop().run_in_executor(None, self.models.resume)

@@ -54,8 +54,10 @@ def create_app(hearth: Hearth, settings: ServerSettings):
 
     @app.get("/healthz")
     def health() -> dict:
-        loaded = hearth.models.current
+        loaded, parked = hearth.models.current, hearth.models.parked
         return {"status": "ok", "model": loaded.name if loaded else None,
+                # --idle-unload: the model unloaded for being idle, which the next request loads again
+                "idle_unloaded": parked.name if parked else None,
                 "queue": hearth.engine.queue_length}
 
     # The API's routers and extensions' own routes (/extensions/NAME/), before Gradio
@@ -176,7 +178,6 @@ def serve(settings: ServerSettings, args: argparse.Namespace) -> int:
     start_extensions(hearth, settings)  # before the model loads, so on_model_load hooks see it
     if not settings.no_model:
         load_initial_model(hearth, settings, args)
-    start_idle_unload(hearth.models, settings.idle_unload, lambda: hearth.engine.queue_length)
     app = create_app(hearth, settings)
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     shown = f"[{shown}]" if ":" in shown else shown
@@ -191,6 +192,8 @@ def serve(settings: ServerSettings, args: argparse.Namespace) -> int:
                             # An idle keep-alive connection is closed after 5 s; h11 refuses headers over 16 KiB.
                             timeout_keep_alive=5, h11_max_incomplete_event_size=16 * 1024)
     server = quiet_uvicorn_server(config)  # ticks once a second, not ten times: docs/BENCHMARKS.md, "Idle cost"
+    # Last, so building the UI (seconds) does not count as idle time.
+    start_idle_unload(hearth.models, settings.idle_unload, lambda: hearth.engine.queue_length)
     try:
         server.run()
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it caught once it has shut down

@@ -26,6 +26,7 @@ class IdleUnloader:
         self.seconds = minutes * 60
         self._queued = queued
         self._stopped = threading.Event()
+        manager.touch()  # idle from now: not from a load that may have ended long before
         self._thread = threading.Thread(target=self._run, name="hearth-idle-unload", daemon=True)
         self._thread.start()
 

@@ -107,6 +107,8 @@ class ModelManager:
         # Set while the model is unloaded for being idle: the next use loads it again.
         self._parked: ParkedModel | None = None
         self._last_used = time.monotonic()  # when a request last came or a use ended
+        self._requests = 0  # requests being served that may use the model (serving())
+        self._requests_lock = threading.Lock()
 
     @property
     def current(self) -> LoadedModel | None:
@@ -131,6 +133,21 @@ class ModelManager:
     def touch(self) -> None:
         """A request came: the idle clock starts again."""
         self._last_used = time.monotonic()
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """A request is being served that may use the model: it is not idle before the
+        request ends, however long the request takes to reach it (a first request that
+        imports what it needs can take seconds before it asks for the model)."""
+        with self._requests_lock:
+            self._requests += 1
+        self.touch()
+        try:
+            yield
+        finally:
+            with self._requests_lock:
+                self._requests -= 1
+            self.touch()
 
     @contextlib.contextmanager
     def use(self) -> Iterator[LoadedModel]:
@@ -169,13 +186,14 @@ class ModelManager:
 
     def unload_if_idle(self, idle_seconds: float, busy: Callable[[], bool] = lambda: False) -> ParkedModel | None:
         """Unload the model if nothing has used it for `idle_seconds`, no use is running
-        (the lock is free, nobody borrows it) and `busy()` is false (nothing queued),
+        (the lock is free, nobody borrows it, no request is being served) and `busy()`
+        is false (nothing queued),
         remembering it for the next use; returns what was unloaded, or None."""
         if not self._lock.acquire(blocking=False):
             return None  # a reply (or a load) is running
         try:
             loaded, idle = self._current, self.idle_seconds
-            if loaded is None or idle < idle_seconds or self._borrowers or busy():
+            if loaded is None or idle < idle_seconds or self._borrowers or self._requests or busy():
                 return None
             parked = ParkedModel(loaded.name, loaded.path, loaded.loader, loaded.options, idle)
             self._unload_locked()
