@@ -167,8 +167,9 @@ def main() -> None:
         sides = [side for side in urls if side in wanted]
         print(f"model {model.name}, {args.tokens} tokens per client, greedy, {args.threads} threads, "
               f"{args.rounds} interleaved rounds, {len(os.sched_getaffinity(0))} CPUs, "
-              f"load average {os.getloadavg()[0]:.1f}; hearth-remote: llama-server --parallel {REMOTE_PARALLEL}, "
-              f"--remote-concurrency {REMOTE_PARALLEL}", flush=True)
+              f"load average {os.getloadavg()[0]:.1f}; sides {', '.join(sides)}"
+              + (f"; hearth-remote: llama-server --parallel {REMOTE_PARALLEL}, --remote-concurrency {REMOTE_PARALLEL}"
+                 if "hearth-remote" in sides else ""), flush=True)
 
         def url_of(side: str, clients: int) -> str:
             found = urls[side]

@@ -16,7 +16,7 @@ from loaders.errors import UserError
 from loaders.params import GenerationParams
 from tests.support import running_server
 from webui.hearth import Hearth
-from webui.runtime.generation import Delta, Finished, GenerationJob
+from webui.runtime.generation import Delta, Finished, GenerationJob, LogprobsRequest
 
 PROMPT = "<|im_start|>user\nWrite a story about {}.<|im_end|>\n<|im_start|>assistant\n"
 LONG = GenerationParams(temperature=0, max_new_tokens=900, ignore_eos=True)
@@ -83,6 +83,26 @@ def test_a_lone_greedy_reply_is_the_one_parallel_1_gives_and_repeats(batched, he
     again, stats = batched.complete(prompt, greedy).result()
     assert first == alone and again == first
     assert stats.prompt_eval_tokens == 1  # the whole prompt came from its sequence's cache
+
+
+def logprobs_of(core: Hearth, prompt: str) -> list[tuple[str, float, tuple]]:
+    job = core.complete(prompt, GenerationParams(temperature=0, max_new_tokens=6), LogprobsRequest(top=2))
+    return [(lp.token, round(lp.logprob, 4), tuple(t[0] for t in lp.top))
+            for event in job.events() if isinstance(event, Delta) for lp in event.logprobs]
+
+
+def test_token_logprobs_of_a_batched_reply_are_its_own(batched, hearth):
+    """Each reply's logprobs come from its own logits row, kept while others decode."""
+    prompt = PROMPT.format("a garden")
+    watches = [Watch(batched.complete(PROMPT.format(f"noise {i}"), LONG)) for i in range(2)]
+    try:
+        for w in watches:
+            w.wait_first()
+        assert logprobs_of(batched, prompt) == logprobs_of(hearth, prompt)
+    finally:
+        for w in watches:
+            w.job.stop()
+            w.result()
 
 
 def test_a_newcomer_starts_beside_three_and_a_cancelled_reply_frees_its_slot(batched):
