@@ -54,7 +54,7 @@ def wait_until_answering(proc: subprocess.Popen, url: str, log_path: Path, name:
             return False
 
     try:
-        eventually(answering, timeout, f"{name} at {url}", interval=0.2)
+        eventually(answering, timeout, what=f"{name} at {url}", interval=0.2)
     except TimeoutError:
         raise RuntimeError(f"{name} did not start: {log_path.read_text()[-2000:]}") from None
 

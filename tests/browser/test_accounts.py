@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import running_server
+from tests.browser.conftest import STATUS_HAS, send, settle
 from webui.accounts.users import UserBook
 
 pytestmark = pytest.mark.browser
@@ -15,41 +15,29 @@ PRESET = "temperature: 0.0\ntop_k: 1\ntop_p: 1.0\nmin_p: 0.0\nrepetition_penalty
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(hearth_server, tmp_path_factory):
     data = tmp_path_factory.mktemp("user_data")
     book = UserBook(data / "users.json")
     for name, password in PASSWORDS.items():
         book.add(name, password)
-        (data / "users" / name / "presets").mkdir(parents=True)
-        (data / "users" / name / "presets" / "short.yaml").write_text(PRESET)
-        (data / "users" / name / "settings.yaml").write_text("preset: short\n")
-    with running_server("--n-ctx", "2048", "--extensions", "documents", "--user-data", str(data)) as url:
-        yield url, data
+    files = {f"users/{name}/{path}": text for name in PASSWORDS
+             for path, text in (("presets/short.yaml", PRESET), ("settings.yaml", "preset: short\n"))}
+    return hearth_server("--extensions", "documents", user_data=data, files=files)
 
 
 @pytest.fixture
-def people(browser, server):
-    contexts = []
-
+def people(open_page, server):
     def open_as(name: str):
-        context = browser.new_context(viewport={"width": 1200, "height": 900})
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        page.goto(server[0])
+        page = open_page(server.url, ready=False, timeout_ms=60_000)
         page.get_by_label("username").fill(name)
         page.get_by_label("password").fill(PASSWORDS[name])
         page.get_by_role("button", name="Login").click()
         page.wait_for_selector("#chat-input textarea")
         page.wait_for_function("n => document.querySelector('#account-user')?.innerText.includes(n)", arg=name)
-        # The page applies the user's preset once it has loaded: wait for it, so replies are greedy.
-        page.get_by_role("tab", name="Parameters").click()
-        page.wait_for_function("() => document.querySelector('#preset-choice input')?.value === 'short'")
+        settle(page, preset="short")  # the user's preset, so replies are greedy
         return page
 
-    yield open_as
-    for context in contexts:
-        context.close()
+    return open_as
 
 
 def add_file(page, path) -> None:
@@ -61,9 +49,8 @@ def add_file(page, path) -> None:
 def ask(page, text: str) -> str:
     """Send a message; the chat's whole text once the reply has finished."""
     page.get_by_role("tab", name="Chat").click()
-    page.fill("#chat-input textarea", text)
-    page.press("#chat-input textarea", "Enter")
-    page.wait_for_function("() => document.querySelector('#chat-status').innerText.includes('tok/s')")
+    send(page, text)
+    page.wait_for_function(STATUS_HAS, arg="tok/s")
     return page.inner_text("#chat")
 
 
@@ -112,7 +99,7 @@ def test_bob_never_sees_alices_chats_documents_prompt_passages_or_admin_tabs(peo
     assert "garden" not in seen
     assert "garden.md" not in alice.inner_text("#documents-list")
     # On disk: each library and history in its owner's folder.
-    data = server[1]
+    data = server.user_data
     assert list((data / "users" / "bob" / "histories").rglob("*.json"))
     assert not list((data / "users" / "bob").rglob("*lighthouse*"))
 

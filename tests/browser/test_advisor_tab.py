@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser.conftest import wait_text
+
 pytestmark = pytest.mark.browser
-
-
-def wait_text(page, selector: str, needle: str, timeout: float = 60_000) -> None:
-    page.wait_for_function("([s, n]) => (document.querySelector(s)?.innerText || '').includes(n)",
-                           arg=[selector, needle], timeout=timeout)
 
 
 def test_run_refuses_nothing_then_shows_progress_and_stops(page):

@@ -1,7 +1,6 @@
 """The Chat tab in a real Chromium: streaming, Stop, and the Model tab's status."""
+from tests.browser.conftest import BOT, STATUS_HAS, USER, send
 from tests.support import ARTIFACTS
-
-BOT = "#chat [data-testid='bot']"
 
 # Records, in the page, every length the last bot message has had: proof that the
 # reply arrived in pieces (streamed), not at once.
@@ -17,14 +16,6 @@ RECORD_LENGTHS = """() => {
   }).observe(chat, {childList: true, subtree: true, characterData: true});
 }"""
 
-STATUS_HAS = "s => document.querySelector('#chat-status').innerText.includes(s)"
-
-
-def send(page, text):
-    page.fill("#chat-input textarea", text)
-    page.press("#chat-input textarea", "Enter")
-
-
 def test_reply_streams_into_the_page(page):
     page.evaluate(RECORD_LENGTHS)
     send(page, "Write a short poem about the sea.")
@@ -34,7 +25,7 @@ def test_reply_streams_into_the_page(page):
     assert final.strip()
     growing = [n for n in lengths if 0 < n < len(final)]
     assert len(growing) >= 3, f"the reply did not stream: lengths seen {lengths}"
-    assert page.locator("#chat [data-testid='user']").last.inner_text().strip() == "Write a short poem about the sea."
+    assert page.locator(USER).last.inner_text().strip() == "Write a short poem about the sea."
     assert page.input_value("#chat-input textarea") == ""
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "chat-streamed.png"), full_page=True)
@@ -62,8 +53,8 @@ def test_regenerate_and_clear(page):
     page.click("#chat-regenerate")
     page.wait_for_function("s => { const t = document.querySelector('#chat-status').innerText; "
                            "return t !== s && t.includes('tok/s'); }", arg=before)
-    assert page.locator("#chat [data-testid='bot']").count() == 1
-    assert page.locator("#chat [data-testid='user']").count() == 1
+    assert page.locator(BOT).count() == 1
+    assert page.locator(USER).count() == 1
     page.click("#chat-clear")
     page.wait_for_function("() => !document.querySelector(\"#chat [data-testid='user']\")")
 

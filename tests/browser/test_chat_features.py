@@ -11,59 +11,30 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support import ARTIFACTS, running_server
+from tests.browser.conftest import STATUS_HAS, USER, complete_in_notebook, reply_bubbles, send
+from tests.support import ARTIFACTS, eventually
 from webui.characters.cards import placeholder_png, read_card_json, write_card
 from webui.characters.character import Character
 
-BOT = "#chat [data-testid='bot']"
-USER = "#chat [data-testid='user']"
-STATUS_HAS = "s => document.querySelector('#chat-status').innerText.includes(s)"
 STATUS_CHANGED = ("s => { const t = document.querySelector('#chat-status').innerText; "
                   "return t !== s && t.includes('tok/s'); }")
 
 
 @pytest.fixture(scope="module")
-def user_data(tmp_path_factory) -> Path:
+def server(hearth_server):
     """Short greedy replies (a user preset the server starts with) keep this fast."""
-    folder = tmp_path_factory.mktemp("user_data")
-    (folder / "presets").mkdir()
-    (folder / "presets" / "short.yaml").write_text("temperature: 0.0\nmax_new_tokens: 24\n")
-    (folder / "settings.yaml").write_text("preset: short\nmode: instruct\ncharacter: Ember\n")
-    return folder
+    return hearth_server(presets={"short": "temperature: 0.0\nmax_new_tokens: 24\n"},
+                         settings={"preset": "short", "mode": "instruct", "character": "Ember"})
 
 
 @pytest.fixture(scope="module")
-def server(user_data):
-    with running_server("--n-ctx", "2048", env={"HEARTH_USER_DATA": str(user_data)}) as url:
-        yield url
-
-
-def open_page(browser, url, user_data):
-    context = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    page.goto(url)
-    page.wait_for_selector("#chat-input textarea")
-    # Wait until the page-load events have filled the controls from the saved
-    # settings (tabs are drawn when first shown, so look at Parameters, then back).
-    settings = yaml.safe_load((user_data / "settings.yaml").read_text())
-    page.get_by_role("tab", name="Parameters").click()
-    page.wait_for_function("p => document.querySelector('#preset-choice input')?.value === p", arg=settings["preset"])
-    page.get_by_role("tab", name="Chat").click()
-    page.wait_for_function("m => document.querySelector('#chat-mode input:checked')?.value === m", arg=settings["mode"])
-    return context, page
+def user_data(server) -> Path:
+    return server.user_data
 
 
 @pytest.fixture
-def page(browser, server, user_data):
-    context, pg = open_page(browser, server, user_data)
-    yield pg
-    context.close()
-
-
-def send(page, text):
-    page.fill("#chat-input textarea", text)
-    page.press("#chat-input textarea", "Enter")
+def page(open_page, server):
+    return open_page(server, accept_downloads=True)
 
 
 def choose(page, elem_id, option, exact=True):
@@ -80,15 +51,6 @@ def chats(user_data, character="Ember"):
     return {p.stem: json.loads(p.read_text()) for p in (user_data / "histories").glob(pattern)}
 
 
-def eventually(page, check, what, seconds=15):
-    """Poll a condition on the server's files (they change after the page does)."""
-    for _ in range(int(seconds * 10)):
-        if check():
-            return
-        page.wait_for_timeout(100)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def last_chat(user_data, character="Ember"):
     return max(chats(user_data, character).values(), key=lambda c: c["updated"])["messages"]
 
@@ -101,20 +63,15 @@ def edit_message(page, locator, text):
     page.click("#chat button[aria-label='Submit']")
 
 
-def bubbles(page):
-    """The chat's bot messages, less the folded context-budget block under a reply."""
-    return page.locator(BOT).filter(has_not_text="Context: ")
-
-
 def test_a_full_chat_with_a_character(page, user_data):
     page.locator("#chat-mode label", has_text="chat").first.click()  # "chat", not "chat-instruct"
     page.wait_for_function("() => document.querySelector(\"#chat [data-testid='bot']\")")
-    assert "Pull up a chair" in bubbles(page).first.inner_text()  # Ember's greeting
+    assert "Pull up a chair" in reply_bubbles(page).first.inner_text()  # Ember's greeting
     assert yaml.safe_load((user_data / "settings.yaml").read_text())["mode"] == "chat"
 
     send(page, "Hello Ember! What is your favourite story?")
     page.wait_for_function(STATUS_HAS, arg="tok/s")
-    assert bubbles(page).count() == 2
+    assert reply_bubbles(page).count() == 2
     [saved] = chats(user_data).values()  # written after the message and the reply
     assert [m["role"] for m in saved["messages"]] == ["assistant", "user", "assistant"]
     assert saved["messages"][2]["content"].strip()
@@ -122,24 +79,24 @@ def test_a_full_chat_with_a_character(page, user_data):
     before = page.inner_text("#chat-status")
     page.click("#chat-regenerate")
     page.wait_for_function(STATUS_CHANGED, arg=before)
-    assert bubbles(page).count() == 2 and page.locator(USER).count() == 1
+    assert reply_bubbles(page).count() == 2 and page.locator(USER).count() == 1
 
     # Edit the reply into an unfinished sentence, then Continue it.
     opening = "Once upon a time, in a little cottage by the sea, there lived a"
-    edit_message(page, bubbles(page).last, opening)
-    eventually(page, lambda: last_chat(user_data)[-1]["content"] == opening, "the edit to be saved")
+    edit_message(page, reply_bubbles(page).last, opening)
+    eventually(lambda: last_chat(user_data)[-1]["content"] == opening, what="the edit to be saved")
     page.click("#chat-continue")
     page.wait_for_function(STATUS_HAS, arg="tok/s")
     continued = last_chat(user_data)[-1]["content"]
     assert continued.startswith(opening) and len(continued) > len(opening), page.inner_text("#chat-status")
-    assert bubbles(page).count() == 2  # the same reply, longer
-    assert bubbles(page).last.inner_text().startswith(opening)
+    assert reply_bubbles(page).count() == 2  # the same reply, longer
+    assert reply_bubbles(page).last.inner_text().startswith(opening)
 
     edit_message(page, page.locator(USER).last, "Tell me a riddle instead.")
-    eventually(page, lambda: last_chat(user_data)[1]["content"] == "Tell me a riddle instead.", "the user edit")
+    eventually(lambda: last_chat(user_data)[1]["content"] == "Tell me a riddle instead.", what="the user edit")
     code = "Here is code:\n\n```python\nprint('riddle')\n```"
-    edit_message(page, bubbles(page).last, code)
-    eventually(page, lambda: last_chat(user_data)[2]["content"] == code, "the reply edit")
+    edit_message(page, reply_bubbles(page).last, code)
+    eventually(lambda: last_chat(user_data)[2]["content"] == code, what="the reply edit")
     page.wait_for_selector("#chat pre code")
     assert "print('riddle')" in page.inner_text("#chat pre code")  # markdown and code render
     ARTIFACTS.mkdir(exist_ok=True)
@@ -148,7 +105,7 @@ def test_a_full_chat_with_a_character(page, user_data):
     page.click("#chat-remove-last")
     page.wait_for_function("() => document.querySelectorAll(\"#chat [data-testid='bot']\").length === 1")
     assert page.input_value("#chat-input textarea") == "Tell me a riddle instead."
-    eventually(page, lambda: len(last_chat(user_data)) == 1, "the exchange to be removed on disk")
+    eventually(lambda: len(last_chat(user_data)) == 1, what="the exchange to be removed on disk")
 
 
 def test_past_chats_new_rename_delete(page, user_data):
@@ -169,14 +126,14 @@ def test_past_chats_new_rename_delete(page, user_data):
     page.wait_for_function(has_value, arg=["#chat-title textarea", "Fruit talk"])
     page.click("#chat-rename")
     # Wait for the renamed file and list themselves: a status is only a step on the way.
-    eventually(page, lambda: chats(user_data)[chat_id]["title"] == "Fruit talk", "the new name in the chat's file")
+    eventually(lambda: chats(user_data)[chat_id]["title"] == "Fruit talk", what="the new name in the chat's file")
     assert chats(user_data)[chat_id]["title"] == "Fruit talk"
-    eventually(page, lambda: any("Fruit talk" in c for c in page_options(page, "chat-past")),
-               "the new name in Past chats")
+    eventually(lambda: any("Fruit talk" in c for c in page_options(page, "chat-past")),
+               what="the new name in Past chats")
     assert any("Fruit talk" in c for c in page_options(page, "chat-past"))
 
     page.click("#chat-delete")
-    eventually(page, lambda: chat_id not in chats(user_data), "the chat's file to be deleted")
+    eventually(lambda: chat_id not in chats(user_data), what="the chat's file to be deleted")
     page.wait_for_function(f"() => !document.querySelector(\"{USER}\")")
     assert chat_id not in chats(user_data)
     assert page.locator(USER).count() == 0
@@ -224,8 +181,7 @@ def test_import_and_export_a_character_card(page, user_data, tmp_path):
     assert len(chats(user_data, "Captain Ada")) == 1
 
 
-def test_switching_presets_sets_the_samplers_and_is_remembered(browser, server, user_data):
-    context, page = open_page(browser, server, user_data)
+def test_switching_presets_sets_the_samplers_and_is_remembered(page, user_data):
     try:
         page.get_by_role("tab", name="Parameters").click()
         assert page.input_value("#param-max_new_tokens input[type=number]") == "24"
@@ -249,16 +205,11 @@ def test_switching_presets_sets_the_samplers_and_is_remembered(browser, server, 
     finally:
         (user_data / "settings.yaml").write_text(
             yaml.safe_dump({**yaml.safe_load((user_data / "settings.yaml").read_text()), "preset": "short"}))
-        context.close()
 
 
 def test_notebook_completion(page):
-    page.get_by_role("tab", name="Notebook").click()
     prompt = "The three primary colours are"
-    page.fill("#notebook-text textarea", prompt)
-    page.click("#notebook-generate")
-    page.wait_for_function("() => document.querySelector('#notebook-status').innerText.includes('tok/s')")
-    text = page.input_value("#notebook-text textarea")
+    text = complete_in_notebook(page, prompt)
     assert text.startswith(prompt) and len(text) > len(prompt)
     status = page.inner_text("#notebook-status")
     assert "tokens in the notebook of 2048" in status and "24 tokens" in status
@@ -266,21 +217,15 @@ def test_notebook_completion(page):
     page.wait_for_function("() => /^\\d+ tokens in the notebook/.test(document.querySelector('#notebook-status').innerText)")
 
 
-def test_two_browser_sessions_chat_at_once_with_separate_histories(browser, server, user_data):
-    (ctx_a, a), (ctx_b, b) = open_page(browser, server, user_data), open_page(browser, server, user_data)
-    try:
-        for pg in (a, b):
-            pg.get_by_role("tab", name="Chat").click()
-        send(a, "My name is Alice.")
-        send(b, "My name is Bob.")
-        for pg in (a, b):
-            pg.wait_for_function(STATUS_HAS, arg="tok/s")
-        assert [u.inner_text() for u in a.locator(USER).all()] == ["My name is Alice."]
-        assert [u.inner_text() for u in b.locator(USER).all()] == ["My name is Bob."]
-        assert "Bob" not in a.inner_text("#chat") and "Alice" not in b.inner_text("#chat")
-        firsts = [next((m["content"] for m in c["messages"] if m["role"] == "user"), None)
-                  for c in chats(user_data, character=None).values()]
-        assert "My name is Alice." in firsts and "My name is Bob." in firsts
-    finally:
-        ctx_a.close()
-        ctx_b.close()
+def test_two_browser_sessions_chat_at_once_with_separate_histories(open_page, server, user_data):
+    a, b = open_page(server), open_page(server)
+    send(a, "My name is Alice.")
+    send(b, "My name is Bob.")
+    for pg in (a, b):
+        pg.wait_for_function(STATUS_HAS, arg="tok/s")
+    assert [u.inner_text() for u in a.locator(USER).all()] == ["My name is Alice."]
+    assert [u.inner_text() for u in b.locator(USER).all()] == ["My name is Bob."]
+    assert "Bob" not in a.inner_text("#chat") and "Alice" not in b.inner_text("#chat")
+    firsts = [next((m["content"] for m in c["messages"] if m["role"] == "user"), None)
+              for c in chats(user_data, character=None).values()]
+    assert "My name is Alice." in firsts and "My name is Bob." in firsts

@@ -9,45 +9,29 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, running_server
+from tests.browser.conftest import BOT, STATUS_HAS
+from tests.support import ROOT
 from webui.chat.histories import HistoryStore
-
-BOT = "#chat [data-testid='bot']"
-STATUS_HAS = "s => document.querySelector('#chat-status').innerText.includes(s)"
 
 
 @pytest.fixture(scope="module")
-def user_data(tmp_path_factory) -> Path:
+def server(hearth_server, tmp_path_factory):
     folder = tmp_path_factory.mktemp("user_data")
-    (folder / "settings.yaml").write_text("mode: chat\ncharacter: Ember\n")
     store = HistoryStore(folder / "histories")
     for texts in (["How do tides work?", "The moon pulls the oceans."],
                   ["Tell me about lighthouses", "The keeper trims the wick so the lamp never smokes."]):
         h = store.new("Ember", "chat")
         h.messages += [{"role": "user", "content": texts[0]}, {"role": "assistant", "content": texts[1]}]
         store.save(h)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def server(user_data):
-    with running_server("--n-ctx", "2048", env={"HEARTH_USER_DATA": str(user_data)}) as url:
-        yield url
+    return hearth_server(user_data=folder, settings={"mode": "chat", "character": "Ember"})
 
 
 @pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True)
-    pg = context.new_page()
-    pg.set_default_timeout(30_000)
-    pg.goto(server)
-    pg.wait_for_selector("#chat-input textarea")
-    pg.wait_for_function("() => document.querySelector('#chat-mode input:checked')?.value === 'chat'")
-    yield pg
-    context.close()
+def page(open_page, server):
+    return open_page(server, accept_downloads=True)
 
 
-def test_search_opens_a_chat_and_export_downloads_it(page, user_data):
+def test_search_opens_a_chat_and_export_downloads_it(page, server):
     page.fill("#chat-search textarea, #chat-search input", "WICK keeper")
     page.press("#chat-search textarea, #chat-search input", "Enter")
     hit = page.locator("#chat-search-results label", has_text="Tell me about lighthouses")
@@ -65,20 +49,21 @@ def test_search_opens_a_chat_and_export_downloads_it(page, user_data):
     with page.expect_download() as download:
         link.click()
     exported = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
-    saved = {p.stem: json.loads(p.read_text()) for p in (user_data / "histories" / "Ember").glob("*.json")}
+    saved = {p.stem: json.loads(p.read_text()) for p in (server.user_data / "histories" / "Ember").glob("*.json")}
     assert exported["id"] in saved and exported["messages"] == saved[exported["id"]]["messages"]
     assert exported["messages"][0]["content"] == "Tell me about lighthouses"
 
 
-def test_a_sillytavern_chat_imports_and_opens(page, user_data, tmp_path):
-    before = set((user_data / "histories" / "Ember").glob("*.json"))
+def test_a_sillytavern_chat_imports_and_opens(page, server, tmp_path):
+    chats = server.user_data / "histories" / "Ember"
+    before = set(chats.glob("*.json"))
     page.get_by_text("This chat", exact=True).click()
     bad = tmp_path / "broken.jsonl"
     bad.write_text('{"user_name": "A", "character_name": "B"}\n{"mes": "no is_user"}\n')
     page.set_input_files("#chat-import input[type=file]", str(bad))
     page.wait_for_function(STATUS_HAS, arg="Not imported")
     assert "line 2 is not a SillyTavern message" in page.inner_text("#chat-status")
-    assert set((user_data / "histories" / "Ember").glob("*.json")) == before  # nothing written
+    assert set(chats.glob("*.json")) == before  # nothing written
 
     page.set_input_files("#chat-import input[type=file]", str(ROOT / "tests/fixtures/chats/sillytavern.jsonl"))
     page.wait_for_function(STATUS_HAS, arg="Imported")
@@ -87,5 +72,5 @@ def test_a_sillytavern_chat_imports_and_opens(page, user_data, tmp_path):
         in page.inner_text("#chat-status")
     page.wait_for_function("() => [...document.querySelectorAll(\"" + BOT + "\")]"
                            ".some(e => e.innerText.includes('The trees keep watch.'))")
-    (new,) = set((user_data / "histories" / "Ember").glob("*.json")) - before
+    (new,) = set(chats.glob("*.json")) - before
     assert json.loads(new.read_text())["messages"][1]["content"] == "Where am I? I <3 this place."

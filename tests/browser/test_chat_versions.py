@@ -8,95 +8,68 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import running_server
+from tests.browser.conftest import STATUS_HAS, USER, send
+from tests.support import eventually
 
-BOT = "#chat [data-testid='bot']"
-USER = "#chat [data-testid='user']"
-STATUS_HAS = "s => document.querySelector('#chat-status').innerText.includes(s)"
 VERSION_IS = "s => document.querySelector('#chat-version').innerText.trim() === s"
 
 
 @pytest.fixture(scope="module")
-def user_data(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("user_data")
-    (folder / "presets").mkdir()
-    (folder / "presets" / "short.yaml").write_text("temperature: 0.0\nseed: 7\nmax_new_tokens: 12\n")
-    (folder / "settings.yaml").write_text("preset: short\nmode: instruct\n")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def server(user_data):
-    with running_server("--n-ctx", "2048", env={"HEARTH_USER_DATA": str(user_data)}) as url:
-        yield url
+def server(hearth_server):
+    return hearth_server(presets={"short": "temperature: 0.0\nseed: 7\nmax_new_tokens: 12\n"},
+                         settings={"preset": "short", "mode": "instruct"})
 
 
 def chat_files(user_data: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in (user_data / "histories").glob("*/*.json")}
 
 
-def test_swipes_details_impersonate_and_branch(browser, server, user_data):
-    context = browser.new_context(viewport={"width": 1200, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    try:
-        page.goto(server)
-        page.wait_for_selector("#chat-input textarea")
-        page.get_by_role("tab", name="Parameters").click()  # the saved preset fills the controls
-        page.wait_for_function("() => document.querySelector('#preset-choice input')?.value === 'short'")
-        page.get_by_role("tab", name="Chat").click()
+def test_swipes_details_impersonate_and_branch(open_page, server):
+    page = open_page(server, timeout_ms=60_000, viewport={"width": 1200, "height": 1000})
+    send(page, "Name a colour.")
+    page.wait_for_function(STATUS_HAS, arg="tok/s")
+    page.wait_for_function(VERSION_IS, arg="Reply 1 / 1")
 
-        page.fill("#chat-input textarea", "Name a colour.")
-        page.press("#chat-input textarea", "Enter")
-        page.wait_for_function(STATUS_HAS, arg="tok/s")
-        page.wait_for_function(VERSION_IS, arg="Reply 1 / 1")
+    # Regenerate keeps the first version; the arrows switch, and the file follows.
+    page.click("#chat-regenerate")
+    page.wait_for_function(VERSION_IS, arg="Reply 2 / 2")
+    page.click("#chat-version-prev")
+    page.wait_for_function(VERSION_IS, arg="Reply 1 / 2")
+    page.wait_for_function(STATUS_HAS, arg="version 1 of 2")
 
-        # Regenerate keeps the first version; the arrows switch, and the file follows.
-        page.click("#chat-regenerate")
-        page.wait_for_function(VERSION_IS, arg="Reply 2 / 2")
-        page.click("#chat-version-prev")
-        page.wait_for_function(VERSION_IS, arg="Reply 1 / 2")
-        page.wait_for_function(STATUS_HAS, arg="version 1 of 2")
-        # The file is written when the switch is handled; poll it rather than read it once.
-        def switched_back():
-            (saved,) = chat_files(user_data).values()
-            reply = saved["messages"][-1]
-            return reply.get("version") == 0 and len(reply.get("versions", [])) == 2 and reply
-        reply = None
-        for _ in range(150):
-            reply = switched_back()
-            if reply:
-                break
-            page.wait_for_timeout(100)
-        assert reply, "the chosen version was not saved"
-        (saved,) = chat_files(user_data).values()
-        page.wait_for_function("t => document.querySelector('#chat').innerText.includes(t)", arg=reply["content"])
+    # The file is written when the switch is handled; poll it rather than read it once.
+    def switched_back():
+        (saved,) = chat_files(server.user_data).values()
+        reply = saved["messages"][-1]
+        return reply.get("version") == 0 and len(reply.get("versions", [])) == 2 and reply
 
-        # The reply's record: model, loader, the seed used.
-        page.get_by_text("Reply details").click()
-        page.wait_for_function("() => document.querySelector('#chat-reply-info')?.innerText.includes('Seed 7')")
-        info = page.inner_text("#chat-reply-info")
-        assert "llama.cpp" in info and "llama_cpp_python" in info and "hash" in info
+    reply = eventually(switched_back, 15, what="the chosen version to be saved")
+    (saved,) = chat_files(server.user_data).values()
+    page.wait_for_function("t => document.querySelector('#chat').innerText.includes(t)", arg=reply["content"])
 
-        # Impersonate writes the next user message into the box, not into the chat.
-        page.click("#chat-impersonate")
-        page.wait_for_function(STATUS_HAS, arg="written by the model")
-        assert page.input_value("#chat-input textarea").strip()
-        assert page.locator(USER).count() == 1
+    # The reply's record: model, loader, the seed used.
+    page.get_by_text("Reply details").click()
+    page.wait_for_function("() => document.querySelector('#chat-reply-info')?.innerText.includes('Seed 7')")
+    info = page.inner_text("#chat-reply-info")
+    assert "llama.cpp" in info and "llama_cpp_python" in info and "hash" in info
 
-        # Branch from the first message: a new chat with just it, marked as a branch.
-        page.locator(USER).first.click()
-        page.wait_for_function(STATUS_HAS, arg="Message 1 selected")
-        page.click("#chat-branch")
-        page.wait_for_function(STATUS_HAS, arg="branched from “Name a colour.” at message 1.")
-        page.wait_for_function("() => document.querySelectorAll(\"#chat [data-testid='bot']\").length === 0")
-        assert page.locator(USER).count() == 1
-        files = chat_files(user_data)
-        assert len(files) == 2
-        (branch,) = [f for f in files.values() if f.get("branched_from")]
-        assert branch["branched_from"]["id"] == saved["id"]
-        assert [m["content"] for m in branch["messages"]] == ["Name a colour."]
-        page.click("#chat-past input")
-        assert page.locator("[role=option]", has_text="⑂ from").count() == 1
-    finally:
-        context.close()
+    # Impersonate writes the next user message into the box, not into the chat.
+    page.click("#chat-impersonate")
+    page.wait_for_function(STATUS_HAS, arg="written by the model")
+    assert page.input_value("#chat-input textarea").strip()
+    assert page.locator(USER).count() == 1
+
+    # Branch from the first message: a new chat with just it, marked as a branch.
+    page.locator(USER).first.click()
+    page.wait_for_function(STATUS_HAS, arg="Message 1 selected")
+    page.click("#chat-branch")
+    page.wait_for_function(STATUS_HAS, arg="branched from “Name a colour.” at message 1.")
+    page.wait_for_function("() => document.querySelectorAll(\"#chat [data-testid='bot']\").length === 0")
+    assert page.locator(USER).count() == 1
+    files = chat_files(server.user_data)
+    assert len(files) == 2
+    (branch,) = [f for f in files.values() if f.get("branched_from")]
+    assert branch["branched_from"]["id"] == saved["id"]
+    assert [m["content"] for m in branch["messages"]] == ["Name a colour."]
+    page.click("#chat-past input")
+    assert page.locator("[role=option]", has_text="⑂ from").count() == 1

@@ -16,12 +16,10 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from tests.browser.conftest import CHROMIUM_ARGS, chromium_path
-from tests.support import running_server
+from tests.browser.conftest import BOT, CHROMIUM_ARGS, STATUS_HAS, USER, VIEWPORT, chromium_path, send
 
 pytestmark = pytest.mark.browser
 BUILT_IN = "SmolLM2-135M-Instruct-Q4_1 (built-in)"
-STATUS_HAS = "s => document.querySelector('#chat-status').innerText.includes(s)"
 
 ATTACK_PAGE = """<!doctype html>
 <html><body>
@@ -69,9 +67,8 @@ async function attack(marker) {{
 
 
 @pytest.fixture(scope="module")
-def hearth_url():
-    with running_server("--n-ctx", "1024") as url:
-        yield url
+def hearth_url(hearth_server):
+    return hearth_server(n_ctx=1024).url
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +90,7 @@ def attacker_url(hearth_url, tmp_path_factory):
 
 @pytest.fixture
 def context(browser):
-    ctx = browser.new_context(viewport={"width": 1200, "height": 900})
+    ctx = browser.new_context(viewport=VIEWPORT)
     yield ctx
     ctx.close()
 
@@ -107,11 +104,10 @@ def chat_in_the_real_ui(context, hearth_url: str, text: str) -> None:
     page = context.new_page()
     page.set_default_timeout(60_000)
     page.goto(hearth_url)
-    page.fill("#chat-input textarea", text)
-    page.press("#chat-input textarea", "Enter")
+    send(page, text)
     page.wait_for_function(STATUS_HAS, arg="tok/s")
-    assert page.locator("#chat [data-testid='user']").last.inner_text().strip() == text
-    assert page.locator("#chat [data-testid='bot']").last.inner_text().strip()
+    assert page.locator(USER).last.inner_text().strip() == text
+    assert page.locator(BOT).last.inner_text().strip()
     page.close()
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser.conftest import wait_text
 from tests.hub_standin import SMOLLM_FILE, SMOLLM_REPO, hub  # noqa: F401 (fixture)
-from tests.support import running_server
 
 LABEL = f"{SMOLLM_REPO.replace('/', '_')}/{SMOLLM_FILE}"
 
@@ -19,30 +19,20 @@ def models_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def download_url(hub, models_dir):
-    with running_server("--no-model", "--models-dir", str(models_dir), env={"HF_ENDPOINT": hub.url}) as url:
-        yield url
+def download_url(hearth_server, hub, models_dir):
+    return hearth_server("--no-model", "--models-dir", str(models_dir), env={"HF_ENDPOINT": hub.url}).url
 
 
 @pytest.fixture
-def download_page(browser, download_url):
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    page.goto(download_url)
+def download_page(open_page, download_url):
+    page = open_page(download_url, ready=False, viewport={"width": 1280, "height": 1000})
     page.get_by_role("tab", name="Download").click()
     page.wait_for_selector("#download-list")
-    yield page
-    context.close()
+    return page
 
 
 def text_of(page, selector: str) -> str:
     return page.inner_text(selector)
-
-
-def wait_text(page, selector: str, needle: str, timeout: float = 30_000) -> None:
-    page.wait_for_function("([s, n]) => (document.querySelector(s)?.innerText || '').includes(n)",
-                           arg=[selector, needle], timeout=timeout)
 
 
 def test_list_download_and_find_it_in_the_model_tab(download_page, models_dir):
@@ -56,7 +46,7 @@ def test_list_download_and_find_it_in_the_model_tab(download_page, models_dir):
 
     page.locator("#download-choose").get_by_label(SMOLLM_FILE, exact=False).check()
     page.click("#download-start")
-    wait_text(page, "#download-status", "Downloaded and verified 1 file(s)", timeout=60_000)
+    wait_text(page, "#download-status", "Downloaded and verified 1 file(s)")
     assert "100%" in text_of(page, "#download-progress")
     assert (models_dir / LABEL).is_file()
     assert LABEL in text_of(page, "#local-models")  # the Models view

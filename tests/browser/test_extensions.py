@@ -9,38 +9,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ARTIFACTS, running_server
+from tests.browser.conftest import BOT, STATUS_HAS, reply_bubbles, send
+from tests.support import ARTIFACTS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "extensions"
-BOT = "#chat [data-testid='bot']"
-STATUS_HAS = "s => document.querySelector('#chat-status').innerText.includes(s)"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(hearth_server):
     """Its own server: a fresh user data folder (extension switches are remembered
     there) and the test-only broken extensions beside the shipped ones. Greedy
     (the deterministic preset): the tests read what the model answers."""
-    user_data = tmp_path_factory.mktemp("user_data")
-    with running_server("--n-ctx", "2048", "--extensions-dir", str(FIXTURES), "--preset", "deterministic",
-                        env={"HEARTH_USER_DATA": str(user_data)}) as url:
-        yield url, user_data
+    return hearth_server("--extensions-dir", str(FIXTURES), "--preset", "deterministic")
 
 
 @pytest.fixture
-def ext_page(browser, server):
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.goto(server[0])
-    page.wait_for_selector("#chat-input textarea")
-    # The page applies the remembered preset once it has loaded: wait until the
-    # Parameters tab shows it, so every reply below is greedy.
-    page.get_by_role("tab", name="Parameters").click()
-    page.wait_for_function("() => document.querySelector('#preset-choice input')?.value === 'deterministic'")
-    page.get_by_role("tab", name="Chat").click()
-    yield page
-    context.close()
+def ext_page(open_page, server):
+    return open_page(server, preset="deterministic", timeout_ms=60_000)
 
 
 def switch_on(page, name: str) -> None:
@@ -51,12 +36,11 @@ def switch_on(page, name: str) -> None:
 
 def ask(page, text: str) -> str:
     page.get_by_role("tab", name="Chat").click()
-    before = page.locator(BOT).filter(has_not_text="Context: ").count()
-    page.fill("#chat-input textarea", text)
-    page.press("#chat-input textarea", "Enter")
+    before = reply_bubbles(page).count()
+    send(page, text)
     page.wait_for_function(STATUS_HAS, arg="tok/s")
     page.wait_for_function(f"n => document.querySelectorAll(\"{BOT}\").length > n", arg=before)
-    return page.locator(BOT).filter(has_not_text="Context: ").last.inner_text()
+    return reply_bubbles(page).last.inner_text()
 
 
 def test_documents_switched_on_in_the_ui_answers_about_an_uploaded_file(ext_page, server, tmp_path):
@@ -85,7 +69,7 @@ def test_documents_switched_on_in_the_ui_answers_about_an_uploaded_file(ext_page
     page.screenshot(path=str(ARTIFACTS / "extensions-documents.png"), full_page=True)
 
     # Remembered: the switch is saved, and a new page shows the tab.
-    saved = json.loads((server[1] / "extensions.json").read_text())
+    saved = json.loads((server.user_data / "extensions.json").read_text())
     assert "documents" in saved["enabled"]
     page.reload()
     page.wait_for_selector("#chat-input textarea")

@@ -7,26 +7,18 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support import running_server
-
 pytestmark = pytest.mark.browser
 USER, PASSWORD = "alice", "wonder land"
 
 
 @pytest.fixture(scope="module")
-def guarded_url():
-    with running_server("--no-model", "--auth", f"{USER}:{PASSWORD}") as url:
-        yield url
+def guarded_url(hearth_server):
+    return hearth_server("--no-model", "--auth", f"{USER}:{PASSWORD}").url
 
 
 @pytest.fixture
-def fresh_page(browser, guarded_url):
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    page.goto(guarded_url)
-    yield page
-    context.close()
+def fresh_page(open_page, guarded_url):
+    return open_page(guarded_url, ready=False)  # the login form, not the chat
 
 
 def log_in(page, user: str, password: str) -> None:

@@ -4,25 +4,20 @@ previous model; a good load applies the options generated from LlamaCppOptions.
 Uses its own server: it changes which model is loaded."""
 import pytest
 
-from tests.support import running_server
+from tests.browser.conftest import STATUS_HAS, send
 
 
 @pytest.fixture(scope="module")
-def own_url():
-    with running_server("--n-ctx", "2048") as url:
-        yield url
+def own_url(hearth_server):
+    return hearth_server().url
 
 
 @pytest.fixture
-def model_page(browser, own_url):
-    context = browser.new_context(viewport={"width": 1200, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    page.goto(own_url)
+def model_page(open_page, own_url):
+    page = open_page(own_url, viewport={"width": 1200, "height": 1000})
     page.get_by_role("tab", name="Model").click()
     page.wait_for_selector("#model-status")
-    yield page
-    context.close()
+    return page
 
 
 def choose_model(page, text):
@@ -39,9 +34,8 @@ def test_failed_load_keeps_the_previous_model(model_page):
     status = page.inner_text("#model-status")
     assert "no such file" in status and "SmolLM2" in status  # the error, and what stays loaded
     page.get_by_role("tab", name="Chat").click()
-    page.fill("#chat-input textarea", "Hello!")
-    page.press("#chat-input textarea", "Enter")
-    page.wait_for_function("() => document.querySelector('#chat-status').innerText.includes('tok/s')")
+    send(page, "Hello!")
+    page.wait_for_function(STATUS_HAS, arg="tok/s")
 
 
 def test_load_with_generated_options_and_show_speed(model_page):
@@ -53,8 +47,7 @@ def test_load_with_generated_options_and_show_speed(model_page):
     page.click("#model-load")
     page.wait_for_function("() => document.querySelector('#model-status').innerText.includes('context 1024 tokens')")
     page.get_by_role("tab", name="Chat").click()
-    page.fill("#chat-input textarea", "Hi")
-    page.press("#chat-input textarea", "Enter")
-    page.wait_for_function("() => document.querySelector('#chat-status').innerText.includes('tok/s')")
+    send(page, "Hi")
+    page.wait_for_function(STATUS_HAS, arg="tok/s")
     page.get_by_role("tab", name="Model").click()
     page.wait_for_function("() => document.querySelector('#model-status').innerText.includes('Last reply')")
