@@ -135,6 +135,9 @@ def test_an_idle_server_sleeps_unloads_its_model_and_answers_the_next_request_as
         after = [run_event(url, count, ["Hello"])[0] for _ in range(EVENTS_MEASURED)]
 
         eventually(lambda: idle_unloaded(url), what="the idle model to be unloaded once more")
+        # Clients that list models first still see the one that will answer, without waking it.
+        assert [m.id for m in client.models.list().data] == [DEFAULT_MODEL_NAME]
+        assert idle_unloaded(url)
         again = client.chat.completions.create(**ask).choices[0].message.content
         assert again == first
         assert model_info(url) == loaded

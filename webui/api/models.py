@@ -53,18 +53,25 @@ ADMIN_ONLY = [Depends(require_admin)]
 @router.get("/v1/models", response_model=ModelList, tags=["OpenAI-compatible"],
             summary="The loaded model (Hearth answers every request with it)")
 def list_models(hearth: Hearth = Depends(get_hearth)) -> ModelList:
-    loaded = hearth.models.current
-    return ModelList(data=[ModelCard(id=loaded.name)] if loaded else [])
+    name = _answering_model(hearth)
+    return ModelList(data=[ModelCard(id=name)] if name else [])
 
 
 @router.get("/v1/models/{model_id:path}", response_model=ModelCard, tags=["OpenAI-compatible"],
             summary="One model, if it is the loaded one",
             responses={404: {"model": ErrorResponse, "description": "That model is not the loaded one."}})
 def get_model(model_id: str, hearth: Hearth = Depends(get_hearth)) -> ModelCard:
-    loaded = hearth.models.current
-    if loaded is None or model_id != loaded.name:
+    name = _answering_model(hearth)
+    if name is None or model_id != name:
         raise APIError(404, f"model {model_id!r} is not loaded", param="model", code="model_not_found")
-    return ModelCard(id=loaded.name)
+    return ModelCard(id=name)
+
+
+def _answering_model(hearth: Hearth) -> str | None:
+    """The model a request gets: the loaded one, or the one unloaded for being idle
+    (--idle-unload), which the next request loads again; asking does not wake it."""
+    loaded, parked = hearth.models.current, hearth.models.parked
+    return loaded.name if loaded else parked.name if parked else None
 
 
 @router.get("/v1/internal/model/info", dependencies=ADMIN_ONLY, response_model=ModelInfo, tags=["Models"],
