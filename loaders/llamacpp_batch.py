@@ -123,6 +123,11 @@ class BatchedDecoder:
         self._is_eog = is_end_of_generation
         self._slots = [_Slot(i) for i in range(n_seq)]
         self._waiting: list[BatchReply] = []
+        # What the last step produced, handed to the callers just before the next
+        # llama_decode: their threads then run (detokenize, stop strings, streaming)
+        # while llama.cpp computes without the GIL, instead of holding the GIL while
+        # this thread builds the next batch.
+        self._deliveries: list[tuple[BatchReply, Any]] = []
         self._cond = threading.Condition()
         self._stopping = False
         self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
@@ -161,13 +166,23 @@ class BatchedDecoder:
         llama_cpp.llama_batch_free(self._batch)
 
     # --- the decode thread --------------------------------------------------------
+    def _deliver(self, reply: BatchReply, item: Any) -> None:
+        self._deliveries.append((reply, item))
+
+    def _flush(self) -> None:
+        for reply, item in self._deliveries:
+            reply._out.put(item)
+        self._deliveries.clear()
+
     def _run(self) -> None:
         while True:
             with self._cond:
                 while not self._stopping and not self._waiting and not any(
                         s.reply is not None for s in self._slots):
+                    self._flush()  # the last step's ends, before sleeping
                     self._cond.wait()
                 if self._stopping:
+                    self._flush()
                     for reply in self._waiting + [s.reply for s in self._slots if s.reply is not None]:
                         reply._out.put(GenerationError("the model was unloaded"))
                     return
@@ -248,12 +263,14 @@ class BatchedDecoder:
                 n += take
                 chunks.append((slot, take))
         if n == 0:
+            self._flush()
             return
         threads = self._threads if chunks else (self._threads[0], self._threads[0])
         if threads != self._threads_now:
             llama_cpp.llama_set_n_threads(self._ctx.ctx, *threads)
             self._threads_now = threads
         b.n_tokens = n
+        self._flush()
         status = llama_cpp.llama_decode(self._ctx.ctx, b)
         if status != 0:
             self._fail(active, status)
@@ -269,7 +286,7 @@ class BatchedDecoder:
             try:
                 token = reply.sampler.sample(self._ctx, index)
             except Exception as e:  # a sampler's own error (a grammar with no way on) ends only its reply
-                reply._out.put(GenerationError(f"sampling failed: {e}"))
+                self._deliver(reply, GenerationError(f"sampling failed: {e}"))
                 self._free(slot)
                 continue
             if reply.stop_at_eog and self._is_eog(token):
@@ -277,7 +294,7 @@ class BatchedDecoder:
                 continue
             row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx.ctx, index),
                                         shape=(self._n_vocab,)).copy()
-            reply._out.put((token, row))
+            self._deliver(reply, (token, row))
             reply._produced += 1
             reply._feed = token
             if reply._produced >= reply.limit:
@@ -292,7 +309,7 @@ class BatchedDecoder:
         b.logits[i] = logits
 
     def _end(self, slot: _Slot) -> None:
-        slot.reply._out.put(_END)
+        self._deliver(slot.reply, _END)
         self._free(slot)
 
     def _free(self, slot: _Slot) -> None:
@@ -304,7 +321,8 @@ class BatchedDecoder:
         import llama_cpp
 
         for slot in active:
-            slot.reply._out.put(GenerationError(f"llama.cpp could not decode the batch (llama_decode returned {status})"))
+            self._deliver(slot.reply, GenerationError(
+                f"llama.cpp could not decode the batch (llama_decode returned {status})"))
             llama_cpp.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)
             slot.cached = []
             self._free(slot)
