@@ -4,9 +4,9 @@ the CPU each server process spends per generated token.
 
 On 2 shared cores the wall-clock figures move with whatever else runs; the CPU per
 token much less: a server's CPU time over a request (utime + stime from /proc, all its
-threads) divided by the tokens it streamed. With --threads 1 llama.cpp's decode costs
-both sides the same, so Hearth's figure minus llama-server's is what Hearth adds per
-token (Python loader, queue hand-off, stop strings, SSE, uvicorn), which on a machine
+threads) divided by the tokens it streamed. Hearth's figure minus llama-server's is what
+Hearth and the library under it add per token (llama-cpp-python and its shared build
+of llama.cpp, queue hand-off, stop strings, SSE, uvicorn), which on a machine
 with no spare core comes straight out of the decode's time. "besides decode" is the
 CPU per token of every thread but the busiest (the decode's, which also runs the
 loader's Python): the HTTP side, the hand-off, SSE; read with threads=1.
@@ -15,10 +15,14 @@ A fourth side, "raw", is llama-cpp-python's own Llama.generate loop in this proc
 server): what Hearth's loader is built on, so raw vs llama-server is what the library
 and its build cost before Hearth adds anything.
 
+A fifth, "ctypes-floor", is llama_decode and an argmax through ctypes on the same
+library: the least a Python caller of this llama.cpp build can spend per token.
+
 Also timed in-process (no server): building one SSE text chunk the old way (the whole
 chunk dict through json.dumps) and from the pre-rendered template Reply.text_sse uses.
 
     .venv/bin/python bench/stream_overhead.py [--rounds 4] [--tokens 128] [--threads 1] [--baseline DIR]
+                                              [--flash-attn off|on]
 
 --baseline DIR adds a third side, "hearth-base": Hearth served from another checkout
 (say `git archive <commit> | tar -x -C DIR`), for a before/after in the same run.
@@ -28,7 +32,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
 import timeit
@@ -121,6 +127,32 @@ def raw_once(llm, prompt: str, tokens: int) -> dict:
             "cpu_ms": (time.process_time() - cpu) * 1000 / tokens, "other_ms": 0.0, "chunks": tokens}
 
 
+def floor_once(llm, prompt: str, tokens: int) -> dict:
+    """The least any Python caller of this llama.cpp build can do per token: llama_decode
+    of one token and an argmax over its logits, through ctypes; greedy, like the others."""
+    import llama_cpp
+    import numpy as np
+
+    ids = llm.tokenize(prompt.encode(), add_bos=True, special=True)
+    llm.reset()
+    llm._ctx.kv_cache_clear()
+    cpu = time.process_time()
+    start_at = time.perf_counter()
+    llm.eval(ids[:-1])
+    ctx, n_vocab = llm._ctx.ctx, llm.n_vocab()
+    token = (llama_cpp.llama_token * 1)(ids[-1])
+    first = None
+    for _ in range(tokens):
+        if llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(token, 1)) != 0:
+            raise SystemExit("llama_decode failed")
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(n_vocab,))
+        token[0] = int(logits.argmax())
+        first = first or time.perf_counter()
+    end = time.perf_counter()
+    return {"ttft": first - start_at, "tps": (tokens - 1) / (end - first),
+            "cpu_ms": (time.process_time() - cpu) * 1000 / tokens, "other_ms": 0.0, "chunks": tokens}
+
+
 def chunk_costs() -> tuple[float, float]:
     """Microseconds to build one SSE text chunk: the whole dict through json.dumps, and
     Reply.text_sse's pre-rendered template."""
@@ -138,6 +170,9 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1, help="generation and prompt threads, every side")
     ap.add_argument("--baseline", type=Path, help="another checkout of Hearth to serve beside this one")
+    ap.add_argument("--flash-attn", choices=("off", "on"), default="off",
+                    help="flash attention on every side (Hearth's default is off, llama-server's 'auto', "
+                    "which is on for this model on a CPU: 4%% less CPU per token)")
     args = ap.parse_args()
     model = default_model_path()
     if model is None:
@@ -147,36 +182,46 @@ def main() -> None:
     t = str(args.threads)
     hp, lp = free_port(), free_port()
     urls = {"hearth": f"http://127.0.0.1:{hp}", "llama-server": f"http://127.0.0.1:{lp}"}
-    hearth_args = ["--n-ctx", "2048", "--n-threads", t, "--n-threads-batch", t]
-    procs = {
-        "llama-server": start([str(llama_server_binary()), "--model", str(model), "--host", "127.0.0.1",
-                               "--port", str(lp), "--parallel", "1", "--ctx-size", "2048", "--threads", t,
-                               "--threads-batch", t], urls["llama-server"], logs / "bench-overhead-llama-server.log",
-                              ready_path="/health"),
-        "hearth": start([sys.executable, "-m", "webui", "--port", str(hp), *hearth_args], urls["hearth"],
-                        logs / "bench-overhead-hearth.log"),
-    }
-    if args.baseline is not None:
-        bp = free_port()
-        urls["hearth-base"] = f"http://127.0.0.1:{bp}"
-        procs["hearth-base"] = start([sys.executable, "-c", RUN_FROM, str(args.baseline.resolve()), "--port", str(bp),
-                                      *hearth_args], urls["hearth-base"], logs / "bench-overhead-hearth-base.log")
-    print(f"model {model.name}, {args.tokens} tokens, greedy, ignore_eos, {args.threads} threads, "
-          f"{args.rounds} interleaved rounds, {len(os.sched_getaffinity(0))} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
-    import llama_cpp
-
-    llm = llama_cpp.Llama(str(model), n_ctx=2048, n_threads=args.threads, n_threads_batch=args.threads,
-                          verbose=False)
-    sides = [*urls, "raw"]
+    fa = args.flash_attn == "on"
+    hearth_args = ["--n-ctx", "2048", "--n-threads", t, "--n-threads-batch", t,
+                   "--flash-attn" if fa else "--no-flash-attn"]
+    procs: dict[str, subprocess.Popen] = {}
+    sides = [*urls, "raw", "ctypes-floor"]
     results: dict[str, list[dict]] = {side: [] for side in sides}
-
-    def once(client: httpx.Client, side: str, prompt: str, tokens: int) -> dict:
-        if side == "raw":
-            return raw_once(llm, prompt, tokens)
-        return stream_once(client, urls[side], side, prompt, tokens, procs[side].pid)
-
+    # Started inside the try: a server that fails to start (or a Ctrl-C, or SIGTERM, made
+    # a SystemExit below) stops those already running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
+        procs["llama-server"] = start([str(llama_server_binary()), "--model", str(model), "--host", "127.0.0.1",
+                                       "--port", str(lp), "--parallel", "1", "--ctx-size", "2048", "--threads", t,
+                                       "--threads-batch", t, "--flash-attn", args.flash_attn], urls["llama-server"],
+                                      logs / "bench-overhead-llama-server.log", ready_path="/health")
+        procs["hearth"] = start([sys.executable, "-m", "webui", "--port", str(hp), *hearth_args], urls["hearth"],
+                                logs / "bench-overhead-hearth.log")
+        if args.baseline is not None:
+            bp = free_port()
+            urls["hearth-base"] = f"http://127.0.0.1:{bp}"
+            sides.insert(2, "hearth-base")
+            results["hearth-base"] = []
+            procs["hearth-base"] = start([sys.executable, "-c", RUN_FROM, str(args.baseline.resolve()), "--port",
+                                          str(bp), *hearth_args], urls["hearth-base"],
+                                         logs / "bench-overhead-hearth-base.log")
+        print(f"model {model.name}, {args.tokens} tokens, greedy, ignore_eos, {args.threads} threads, "
+              f"flash attention {args.flash_attn}, "
+              f"{args.rounds} interleaved rounds, {len(os.sched_getaffinity(0))} CPUs, "
+              f"load average {os.getloadavg()[0]:.1f}", flush=True)
+        import llama_cpp
+
+        llm = llama_cpp.Llama(str(model), n_ctx=2048, n_threads=args.threads, n_threads_batch=args.threads,
+                              flash_attn=fa, verbose=False)
+
+        def once(client: httpx.Client, side: str, prompt: str, tokens: int) -> dict:
+            if side == "raw":
+                return raw_once(llm, prompt, tokens)
+            if side == "ctypes-floor":
+                return floor_once(llm, prompt, tokens)
+            return stream_once(client, urls[side], side, prompt, tokens, procs[side].pid)
+
         with httpx.Client(timeout=600) as client:
             for side in sides:  # warm-up, not counted
                 once(client, side, PROMPT.format(n=0), 8)
