@@ -71,8 +71,8 @@ class Reply:
         self.model = model
         self.include_usage = include_usage
         # A plain text chunk's SSE line around its text, rendered once: building and
-        # encoding the whole chunk per token cost ~9 us of the event loop's time per token,
-        # this ~1 us (bench/stream_overhead.py's chunk figures).
+        # encoding the whole chunk cost the event loop 5.5-15 us per token, this 0.9-3.6 us
+        # (bench/stream_overhead.py's chunk figures, 2 cores at load 5-10).
         line = sse(self.chunk(_TEXT_MARK))
         self._text_line = line.rpartition(json.dumps(_TEXT_MARK))[::2]
 
