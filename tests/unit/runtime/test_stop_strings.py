@@ -64,3 +64,26 @@ def test_stop_at_the_very_start_gives_empty_text():
 def test_no_stops_passes_everything_through():
     m = StopMatcher([])
     assert m.feed("abc") == "abc" and m.flush() == ""
+
+
+def _held_back(text: str, stops: list[str]) -> int:
+    """How much of `text`'s end could still begin a stop string: the longest proper
+    prefix of any stop that the text ends with (the rule the matcher must follow)."""
+    return max((k for s in stops for k in range(1, min(len(s) - 1, len(text)) + 1) if text.endswith(s[:k])),
+               default=0)
+
+
+def test_holds_back_the_longest_begun_stop_among_overlapping_ones():
+    stops = ["<|im_end|>", "<|im_start|>", "<|endoftext|>", "abab"]
+    text = "x<|im_<|endo aba <|i aba a<|im_e b abab tail"
+    for pieces in splits(text, 2):
+        m = StopMatcher(stops)
+        sent = released = ""
+        for p in pieces:
+            sent += p
+            released += m.feed(p)
+            if m.stopped:
+                break
+            assert len(sent) - len(released) == _held_back(sent, stops), pieces
+        released += m.flush()
+        assert released == text[:text.find("abab")], pieces
