@@ -232,7 +232,7 @@ class LlamaCppLoader:
         parallel = resolve_parallel(options)
         # Every sequence gets a KV stream of n_ctx cells (llama-server's --parallel N
         # without --kv-unified), so one reply never runs out of room because of another.
-        _check_memory(path, header, n_ctx * parallel, options)
+        _check_memory(path, header, n_ctx, options, parallel)
         _check_prompt_cache(options)
         adapters = parse_entries(options.lora)
         check_gguf_adapters(adapters, header)  # before the model is read
@@ -346,9 +346,10 @@ def _check_prompt_cache(options: LlamaCppOptions) -> None:
                         f"{total >> 20} MiB of RAM; choose a smaller RAM cache, or the disk cache")
 
 
-def _check_memory(path: Path, header, n_ctx: int, options: LlamaCppOptions) -> None:
-    """Refuse, before llama.cpp allocates, a context whose KV cache cannot fit."""
-    kv = header.kv_cache_bytes(n_ctx, options.type_k, options.type_v)
+def _check_memory(path: Path, header, n_ctx: int, options: LlamaCppOptions, sequences: int = 1) -> None:
+    """Refuse, before llama.cpp allocates, a context whose KV cache (n_ctx cells for
+    each of `sequences` replies) cannot fit."""
+    kv = header.kv_cache_bytes(n_ctx * sequences, options.type_k, options.type_v)
     if kv is None:
         return
     try:
@@ -364,8 +365,9 @@ def _check_memory(path: Path, header, n_ctx: int, options: LlamaCppOptions) -> N
     if kv_cpu + weights > available:
         gib = 1 << 30
         fit = int(n_ctx * max(available - weights, 0) / kv_cpu) // 256 * 256 if kv_cpu else 0
+        each = f" for each of parallel={sequences} replies" if sequences > 1 else ""
         raise LoadError(
-            f"n_ctx={n_ctx} needs {kv_cpu / gib:.1f} GiB of KV cache plus {weights / gib:.1f} GiB of weights, "
+            f"n_ctx={n_ctx}{each} needs {kv_cpu / gib:.1f} GiB of KV cache plus {weights / gib:.1f} GiB of weights, "
             f"but only {available / gib:.1f} GiB of RAM is free; try n_ctx={max(fit, 0)} or less"
         )
 
