@@ -19,6 +19,9 @@ from tests.support import running_server
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 VIEWPORT = {"width": 1200, "height": 900}
+# How long a page waits for anything by default: an 8-token reply took over 30 s while
+# other test runs and benchmarks shared the 2 cores (load average 10).
+PAGE_TIMEOUT_MS = 60_000
 
 BOT = "#chat [data-testid='bot']"
 USER = "#chat [data-testid='user']"
@@ -147,7 +150,7 @@ def open_page(browser) -> Iterator[Callable[..., object]]:
     contexts = []
 
     def open_(server: Server | str, *, preset: str | None = None, mode: str | None = None,
-              character: str | None = None, ready: bool = True, timeout_ms: float = 30_000,
+              character: str | None = None, ready: bool = True, timeout_ms: float = PAGE_TIMEOUT_MS,
               viewport: dict | None = None, **context_options):
         context = browser.new_context(viewport=viewport or VIEWPORT, **context_options)
         contexts.append(context)

@@ -28,7 +28,7 @@ def server(hearth_server, tmp_path_factory):
 @pytest.fixture
 def people(open_page, server):
     def open_as(name: str):
-        page = open_page(server.url, ready=False, timeout_ms=60_000)
+        page = open_page(server.url, ready=False)
         page.get_by_label("username").fill(name)
         page.get_by_label("password").fill(PASSWORDS[name])
         page.get_by_role("button", name="Login").click()

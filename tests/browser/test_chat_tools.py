@@ -25,7 +25,7 @@ def server(hearth_server):
 
 
 def test_a_tool_call_is_shown_approved_and_its_result_used(open_page, server):
-    page = open_page(server, timeout_ms=60_000)
+    page = open_page(server)
     page.locator("#chat-tools-panel").get_by_text("Tools", exact=True).first.click()
     page.locator("#chat-tools").get_by_label("secret_word", exact=False).check()
     # A file that fails to import is one line in the panel; the others load.

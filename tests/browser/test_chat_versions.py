@@ -25,7 +25,7 @@ def chat_files(user_data: Path) -> dict[str, dict]:
 
 
 def test_swipes_details_impersonate_and_branch(open_page, server):
-    page = open_page(server, timeout_ms=60_000, viewport={"width": 1200, "height": 1000})
+    page = open_page(server, viewport={"width": 1200, "height": 1000})
     send(page, "Name a colour.")
     page.wait_for_function(STATUS_HAS, arg="tok/s")
     page.wait_for_function(VERSION_IS, arg="Reply 1 / 1")

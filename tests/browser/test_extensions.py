@@ -25,7 +25,7 @@ def server(hearth_server):
 
 @pytest.fixture
 def ext_page(open_page, server):
-    return open_page(server, preset="deterministic", timeout_ms=60_000)
+    return open_page(server, preset="deterministic")
 
 
 def switch_on(page, name: str) -> None:

@@ -22,7 +22,7 @@ def server(hearth_server):
 
 
 def test_a_json_schema_constrains_chat_and_notebook_replies(open_page, server):
-    page = open_page(server, timeout_ms=60_000)
+    page = open_page(server)
     page.get_by_role("tab", name="Parameters").click()
     page.get_by_label("JSON schema", exact=True).first.check()  # the radio choice
     page.fill("#json-schema textarea", "{not json")
