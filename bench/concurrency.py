@@ -15,11 +15,12 @@ For each client count (1, 2, 4, 8) every side serves the same N streaming
 reuses another request's KV cache), in interleaved rounds whose order flips, so a
 shared machine's noise hits every side alike. Reported per side and client count:
 aggregate generated tokens/s (all clients' tokens / wall time), per-client tokens/s
-and time to first token (median and worst over all clients of all rounds), and each
-side's aggregate as a ratio of llama-server's.
+and time to first token (median and worst over all clients of all rounds), the slowest
+request's whole time, and each side's aggregate and slowest request as ratios of
+llama-server's. Flash attention is the same on every side (--flash-attn, default off).
 
     .venv/bin/python bench/concurrency.py [--rounds 2] [--tokens 64] [--threads 2] [--clients 1,2,4,8]
-        [--sides hearth,hearth-remote,llama-server,llama-cpp-py]
+        [--sides hearth,hearth-remote,llama-server,llama-cpp-py] [--flash-attn off|on]
 """
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ class Stream:
     ttft: float  # seconds from the request to its first token
     tokens_per_second: float  # after the first token
     tokens: int
+    seconds: float  # the whole request, sent to last token
 
 
 # The same sampler everywhere, spelt each side's way (Hearth refuses fields it does not
@@ -90,7 +92,7 @@ def stream_once(client: httpx.Client, url: str, side: str, prompt: str, tokens: 
     # Every side stops at max_tokens (ignore_eos); llama_cpp.server may not know
     # ignore_eos and end early, so its count is its chunks (one token each).
     count = tokens if finish == "length" else chunks
-    return Stream(first - start, (count - 1) / (last - first) if last > first else 0.0, count)
+    return Stream(first - start, (count - 1) / (last - first) if last > first else 0.0, count, last - start)
 
 
 def run_round(url: str, side: str, clients: int, tokens: int, round_no: int) -> tuple[float, list[Stream]]:
@@ -116,6 +118,9 @@ def main() -> None:
     ap.add_argument("--clients", default="1,2,4,8")
     ap.add_argument("--sides", default="hearth,hearth-remote,llama-server,llama-cpp-py",
                     help="which servers to measure (llama-server always runs: the ratios are to it)")
+    ap.add_argument("--flash-attn", choices=("off", "on"), default="off",
+                    help="flash attention on every llama.cpp side (Hearth's default is off, llama-server's "
+                         "'auto' turns it on: left to their defaults the sides would differ by ~4%% per token)")
     args = ap.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
     wanted = set(args.sides.split(",")) | {"llama-server"}
@@ -137,7 +142,7 @@ def main() -> None:
             servers[n] = f"http://127.0.0.1:{port}"
             procs.append(start([str(binary), "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
                                 "--parallel", str(n), "--ctx-size", str(N_CTX * n), "--threads", t,
-                                "--threads-batch", t], servers[n], logs / f"bench-concurrency-llama-server-{n}.log",
+                                "--threads-batch", t, "--flash-attn", args.flash_attn], servers[n], logs / f"bench-concurrency-llama-server-{n}.log",
                                ready_path="/health"))
         urls["llama-server"] = servers
         hearths: dict[int, str] = {}
@@ -145,7 +150,8 @@ def main() -> None:
             port = free_port()
             hearths[n] = f"http://127.0.0.1:{port}"
             procs.append(start([sys.executable, "-m", "webui", "--port", str(port), "--n-ctx", str(N_CTX),
-                                "--parallel", str(n), "--n-threads", t, "--n-threads-batch", t], hearths[n],
+                                "--parallel", str(n), "--n-threads", t, "--n-threads-batch", t,
+                                "--flash-attn" if args.flash_attn == "on" else "--no-flash-attn"], hearths[n],
                                logs / f"bench-concurrency-hearth-{n}.log"))
         if hearths:
             urls["hearth"] = hearths
@@ -160,14 +166,14 @@ def main() -> None:
             urls["llama-cpp-py"] = f"http://127.0.0.1:{port}"
             procs.append(start([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host",
                                 "127.0.0.1", "--port", str(port), "--n_ctx", str(N_CTX), "--n_threads", t,
-                                "--n_threads_batch", t,
+                                "--n_threads_batch", t, "--flash_attn", str(args.flash_attn == "on"),
                                 # By default a new request there cuts off the one streaming.
                                 "--interrupt_requests", "False"],
                                urls["llama-cpp-py"], logs / "bench-concurrency-llama-cpp-server.log"))
         sides = [side for side in urls if side in wanted]
         print(f"model {model.name}, {args.tokens} tokens per client, greedy, {args.threads} threads, "
               f"{args.rounds} interleaved rounds, {len(os.sched_getaffinity(0))} CPUs, "
-              f"load average {os.getloadavg()[0]:.1f}; sides {', '.join(sides)}"
+              f"flash attention {args.flash_attn}, load average {os.getloadavg()[0]:.1f}; sides {', '.join(sides)}"
               + (f"; hearth-remote: llama-server --parallel {REMOTE_PARALLEL}, --remote-concurrency {REMOTE_PARALLEL}"
                  if "hearth-remote" in sides else ""), flush=True)
 
@@ -180,21 +186,25 @@ def main() -> None:
         results: dict[tuple[str, int], list[tuple[float, list[Stream]]]] = {}
         print()
         print(f"{'side':14s}{'clients':>8s}{'agg tok/s':>11s}{'x llama-server':>16s}"
-              f"{'client tok/s med':>18s}{'worst':>7s}{'TTFT ms med':>13s}{'worst':>8s}", flush=True)
+              f"{'client tok/s med':>18s}{'worst':>7s}{'TTFT ms med':>13s}{'worst':>8s}{'request s worst':>17s}"
+              f"{'x llama-server':>16s}", flush=True)
         for clients in counts:  # each client count's rows as soon as they are measured
             for r in range(1, args.rounds + 1):
                 for side in (sides if r % 2 else sides[::-1]):
                     results.setdefault((side, clients), []).append(
                         run_round(url_of(side, clients), side, clients, args.tokens, r))
             engine = statistics.median(a for a, _ in results[("llama-server", clients)])
+            engine_worst = max(s.seconds for _, ss in results[("llama-server", clients)] for s in ss)
             for side in sides:
                 rounds = results[(side, clients)]
                 agg = statistics.median(a for a, _ in rounds)
                 streams = [s for _, ss in rounds for s in ss]
                 tps = [s.tokens_per_second for s in streams]
                 ttft = [s.ttft * 1000 for s in streams]
+                worst = max(s.seconds for s in streams)
                 print(f"{side:14s}{clients:8d}{agg:11.1f}{agg / engine:16.2f}{statistics.median(tps):18.1f}"
-                      f"{min(tps):7.1f}{statistics.median(ttft):13.0f}{max(ttft):8.0f}", flush=True)
+                      f"{min(tps):7.1f}{statistics.median(ttft):13.0f}{max(ttft):8.0f}{worst:17.2f}"
+                      f"{worst / engine_worst:16.2f}", flush=True)
     finally:
         for proc in procs:
             proc.terminate()
