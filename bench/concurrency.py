@@ -70,7 +70,7 @@ SAMPLER = {"hearth": {"repetition_penalty": 1.0, "ignore_eos": True},
 
 
 def stream_once(client: httpx.Client, url: str, side: str, prompt: str, tokens: int,
-                go: threading.Barrier) -> Stream:
+                go: threading.Barrier, started: threading.Event | None = None) -> Stream:
     body = {"model": "m", "prompt": prompt, "max_tokens": tokens, "temperature": 0, "stream": True,
             **SAMPLER[side]}
     go.wait()
@@ -87,6 +87,8 @@ def stream_once(client: httpx.Client, url: str, side: str, prompt: str, tokens: 
             finish = choices[0].get("finish_reason") or finish
             if choices[0].get("text"):
                 last = time.perf_counter()
+                if first is None and started is not None:
+                    started.set()
                 first = first or last
                 chunks += 1
     # Every side stops at max_tokens (ignore_eos); llama_cpp.server may not know
@@ -108,6 +110,25 @@ def run_round(url: str, side: str, clients: int, tokens: int, round_no: int) -> 
         streams = [f.result() for f in futures]
         wall = time.perf_counter() - start
     return sum(s.tokens for s in streams) / wall, streams
+
+
+def newcomer_ttft(url: str, side: str, tokens: int, round_no: int) -> float:
+    """Seconds to the first token of a request sent while 3 others are streaming
+    (each of them already past its own first token)."""
+    running = [threading.Event() for _ in range(3)]
+    go = threading.Barrier(1)  # stream_once's start gate, here passed at once
+    with httpx.Client(timeout=600, limits=httpx.Limits(max_connections=6)) as client, \
+            concurrent.futures.ThreadPoolExecutor(4) as pool:
+        others = [pool.submit(stream_once, client, url, side, PROMPT.format(subject=SUBJECTS[i], n=round_no * 100 + 50 + i),
+                              tokens * 4, go, running[i]) for i in range(3)]
+        for event in running:
+            if not event.wait(600):
+                raise SystemExit(f"{side}: a running request never started")
+        newcomer = stream_once(client, url, side, PROMPT.format(subject=SUBJECTS[3], n=round_no * 100 + 99),
+                               tokens, go)
+        for f in others:
+            f.result()
+    return newcomer.ttft
 
 
 def main() -> None:
@@ -205,6 +226,11 @@ def main() -> None:
                 print(f"{side:14s}{clients:8d}{agg:11.1f}{agg / engine:16.2f}{statistics.median(tps):18.1f}"
                       f"{min(tps):7.1f}{statistics.median(ttft):13.0f}{max(ttft):8.0f}{worst:17.2f}"
                       f"{worst / engine_worst:16.2f}", flush=True)
+        if 4 in counts:
+            print("\nnewcomer's time to first token while 3 replies stream (ms, one per round)", flush=True)
+            for side in (s for s in sides if s != "llama-cpp-py"):
+                times = [newcomer_ttft(url_of(side, 4), side, args.tokens, r) * 1000 for r in range(1, args.rounds + 1)]
+                print(f"{side:14s}" + "".join(f"{t:8.0f}" for t in times), flush=True)
     finally:
         for proc in procs:
             proc.terminate()
