@@ -9,6 +9,7 @@ import asyncio
 import threading
 
 from loaders.params import GenerationParams
+from tests.support import run_on_own_loop
 from webui.api.streaming import job_events
 from webui.runtime.generation import Delta, Finished, GenerationJob, GenerationStats
 
@@ -32,7 +33,7 @@ def read_all(job: GenerationJob, after_each=None) -> list:
     async def bounded() -> list:
         return await asyncio.wait_for(read(), TIMEOUT_S)
 
-    return asyncio.run(bounded())
+    return run_on_own_loop(bounded())
 
 
 def test_events_emitted_before_reading_come_as_one_piece():
