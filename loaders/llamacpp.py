@@ -403,8 +403,12 @@ class LlamaCppModel:
 
     @property
     def last_prompt_eval_tokens(self) -> int:
-        """Prompt tokens the latest reply started in this thread evaluated (any
-        thread's latest where this thread started none)."""
+        """Prompt tokens the latest reply evaluated; with replies decoding side by side
+        (parallel > 1), the latest one started in this thread (any thread's latest where
+        this thread started none). One at a time, any thread's latest: a value kept per
+        thread would go stale in a thread that once generated and now only reads."""
+        if self._decoder is None:
+            return self._latest_prompt_eval_tokens
         return getattr(self._per_reply, "prompt_eval_tokens", self._latest_prompt_eval_tokens)
 
     @last_prompt_eval_tokens.setter

@@ -230,3 +230,15 @@ def test_an_empty_prompt_is_one_clear_error(hearth):
     with pytest.raises(Exception, match="the prompt is empty"):
         hearth.complete("", GenerationParams(max_new_tokens=4)).result()
     assert hearth.complete("Hi", GenerationParams(max_new_tokens=2)).result()[1].completion_tokens
+
+
+def test_the_latest_replys_prompt_count_reads_the_same_from_any_thread(hearth, greedy):
+    # A thread that once generated itself and now only reads (a test, an extension)
+    # must see the latest reply's count, not its own old one.
+    model = hearth.models.current.model
+    ids = model.encode("A long prompt about lighthouses, rivers, and the sea at night.")
+    for _ in model.generate(ids, greedy, threading.Event()):
+        break
+    assert model.last_prompt_eval_tokens == len(ids)
+    hearth.complete("Short.", greedy).result()  # on the generation thread
+    assert model.last_prompt_eval_tokens == len(model.encode("Short."))
