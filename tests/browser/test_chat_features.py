@@ -67,7 +67,9 @@ def test_a_full_chat_with_a_character(page, user_data):
     page.locator("#chat-mode label", has_text="chat").first.click()  # "chat", not "chat-instruct"
     page.wait_for_function("() => document.querySelector(\"#chat [data-testid='bot']\")")
     assert "Pull up a chair" in reply_bubbles(page).first.inner_text()  # Ember's greeting
-    assert yaml.safe_load((user_data / "settings.yaml").read_text())["mode"] == "chat"
+    # The greeting was there before the click: the saved mode is waited for, not read once.
+    eventually(lambda: yaml.safe_load((user_data / "settings.yaml").read_text())["mode"] == "chat",
+               what="the chat mode to be saved")
 
     send(page, "Hello Ember! What is your favourite story?")
     page.wait_for_function(STATUS_HAS, arg="tok/s")

@@ -85,5 +85,5 @@ def test_a_reader_that_stops_stops_the_job():
         await events.aclose()
         return first
 
-    assert asyncio.run(first_only()) == "a"
+    assert run_on_own_loop(first_only()) == "a"
     assert job.cancel.is_set()
