@@ -60,7 +60,10 @@ def edit_message(page, locator, text):
     locator.locator("xpath=ancestor::div[contains(@class,'message-row')]/following-sibling::div[1]") \
         .locator("button[aria-label='Edit']").click()
     page.fill("#chat textarea.edit-textarea", text)
-    page.click("#chat button[aria-label='Submit']")
+    # An edit answers with the whole chat outside the queue: wait for the answer, so two
+    # edits in a row cannot have their answers shown in the wrong order.
+    with page.expect_response(lambda r: r.request.method == "POST" and "/gradio_api/" in r.url):
+        page.click("#chat button[aria-label='Submit']")
 
 
 def test_a_full_chat_with_a_character(page, user_data):
