@@ -16,11 +16,11 @@ import logging
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
+
+from loaders.native_defaults import native_defaults
 
 log = logging.getLogger(__name__)
 
@@ -123,34 +123,8 @@ def decide(setting: str, model_path: Path, quantization: str | None,
     return bool(verdicts[key])
 
 
-_PARAMS_LOCK = threading.Lock()
-
-
-@contextmanager
-def model_params(**fields: Any) -> Iterator[None]:
+def model_params(**fields: Any) -> AbstractContextManager[None]:
     """Models made inside this block get these llama_model_params fields set, such as
-    use_extra_bufts or progress_callback.
-
-    llama_cpp.Llama takes no such arguments (its **kwargs swallow them silently, which
-    once made the AMX workaround a no-op): it fills the model parameters from
-    llama_model_default_params() and loads the model in its constructor. So the
-    default is changed for the length of the constructor, under a lock, because the
-    function is module-wide. A ctypes value in `fields` (a callback) stays referenced
-    here until the block ends."""
-    import llama_cpp.llama_cpp as native
-
-    with _PARAMS_LOCK:
-        default = native.llama_model_default_params
-
-        def params():
-            out = default()
-            for name, value in fields.items():
-                setattr(out, name, value)
-            return out
-
-        native.llama_model_default_params = params
-        try:
-            yield
-        finally:
-            native.llama_model_default_params = default
+    use_extra_bufts or progress_callback (loaders/native_defaults.py says how)."""
+    return native_defaults("llama_model_default_params", **fields)
 

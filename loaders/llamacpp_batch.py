@@ -26,40 +26,23 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from loaders.base import GenerationError
 from loaders.kv_reuse import common_prefix, plan_shift
+from loaders.native_defaults import native_defaults
 
-_PARAMS_LOCK = threading.Lock()
 _END = object()  # a reply's queue: no more tokens
 
 
-@contextmanager
-def context_params(**fields: Any) -> Iterator[None]:
+def context_params(**fields: Any) -> AbstractContextManager[None]:
     """Contexts made inside this block get these llama_context_params fields set
-    (n_seq_max, kv_unified): llama_cpp.Llama takes no such arguments and fills its
-    context parameters from llama_context_default_params() in its constructor, so the
-    default is changed for the length of the constructor, under a lock."""
-    import llama_cpp.llama_cpp as native
-
-    with _PARAMS_LOCK:
-        default = native.llama_context_default_params
-
-        def params():
-            out = default()
-            for name, value in fields.items():
-                setattr(out, name, value)
-            return out
-
-        native.llama_context_default_params = params
-        try:
-            yield
-        finally:
-            native.llama_context_default_params = default
+    (n_seq_max, kv_unified), which llama_cpp.Llama takes no arguments for
+    (loaders/native_defaults.py)."""
+    return native_defaults("llama_context_default_params", **fields)
 
 
 @dataclass
