@@ -25,6 +25,8 @@ SERVER_GROUP = "server"
 API_GROUP = "API"
 EXTENSIONS_GROUP = "extensions (docs/EXTENSIONS.md)"
 
+# Ten years: more is "never" (0), and a wait past the platform's time_t would crash the idle timer.
+MAX_IDLE_UNLOAD_MINUTES = 10 * 365 * 24 * 60
 
 @dataclass(frozen=True)
 class ServerSettings:
@@ -38,7 +40,7 @@ class ServerSettings:
     # one takes ~0.3 s, a 7B GGUF a few seconds.
     idle_unload: float = setting(0.0, "unload the model after this many minutes without a request; the next "
                                  "request loads it again with the same options (0: never)", minimum=0,
-                                 metavar="MINUTES", group=SERVER_GROUP)
+                                 maximum=MAX_IDLE_UNLOAD_MINUTES, metavar="MINUTES", group=SERVER_GROUP)
     models_dir: str = setting("models", "where your models live", metavar="DIR", group=SERVER_GROUP)
     host: str = setting("127.0.0.1", "address to bind (with --listen: 0.0.0.0 unless given)", group=SERVER_GROUP)
     port: int = setting(DEFAULT_PORT, "port", minimum=1, maximum=65535, group=SERVER_GROUP)

@@ -35,3 +35,10 @@ def test_listen_refusal_from_the_real_command():
                           cwd=ROOT, timeout=30, env={"PATH": "/usr/bin:/bin"})
     assert done.returncode == 2
     assert "refusing to serve on the network" in done.stderr
+
+
+def test_an_idle_unload_past_any_timer_is_refused_in_one_line():
+    done = subprocess.run([sys.executable, "-m", "webui", "--idle-unload", "1e20", "--no-model"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert done.returncode == 2, done.stderr[-500:]
+    assert done.stderr.strip().splitlines()[-1] == "hearth: --idle-unload must be at most 5.256e+06 (got 1e+20)"
