@@ -109,6 +109,21 @@ class ModelManager:
         self._last_used = time.monotonic()  # when a request last came or a use ended
         self._requests = 0  # requests being served that may use the model (serving())
         self._requests_lock = threading.Lock()
+        self._load_listeners: list[Callable[[], None]] = []
+
+    def on_load(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` (on the loading thread) each time a model has been loaded,
+        again after idling included: what sleeps while no model is loaded wakes then."""
+        self._load_listeners.append(listener)
+
+    def _loaded(self, loaded: LoadedModel | None) -> None:
+        self._current = loaded
+        if loaded is not None:
+            # Idle from the load: a model loaded after an hour without requests is not
+            # an hour idle.
+            self._last_used = time.monotonic()
+            for listener in self._load_listeners:
+                listener()
 
     @property
     def current(self) -> LoadedModel | None:
@@ -181,7 +196,8 @@ class ModelManager:
         except Exception as e:
             error = load_failure(e, parked.path)
             raise LoadError(f"{error} (loading it again after {parked.idle_text} idle)") from None
-        self._current, self._parked = loaded, None
+        self._parked = None
+        self._loaded(loaded)
         log.info("loaded %s again after %s idle, in %.1fs", loaded.name, parked.idle_text, loaded.load_seconds)
 
     def unload_if_idle(self, idle_seconds: float, busy: Callable[[], bool] = lambda: False) -> ParkedModel | None:
@@ -251,7 +267,7 @@ class ModelManager:
                     if self._current is not None:
                         raise LoadError(f"{error} (kept {previous.name} loaded)") from None
                 raise error from None
-            self._current = loaded
+            self._loaded(loaded)
             log.info("loaded %s with %s in %.1fs", loaded.name, name, loaded.load_seconds)
             return loaded
 
@@ -271,7 +287,7 @@ class ModelManager:
 
     def _restore(self, previous: LoadedModel, progress: LoadListener | None = None) -> None:
         try:
-            self._current = self._load_locked(previous.path, previous.loader, previous.options, progress)
+            self._loaded(self._load_locked(previous.path, previous.loader, previous.options, progress))
         except Exception as e:  # the file vanished meanwhile: nothing else we can do
             log.error("could not reload %s: %s", previous.name, load_failure(e, previous.path))
             self._current = None
