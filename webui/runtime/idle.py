@@ -28,7 +28,7 @@ class IdleUnloader:
         self._queued = queued
         self._stopped = threading.Event()
         self._wake = threading.Event()  # a model was loaded, or stop()
-        manager.on_load(self._wake.set)
+        manager.on_load(lambda _loaded: self._wake.set())
         manager.touch()  # idle from now: not from a load that may have ended long before
         self._thread = threading.Thread(target=self._run, name="hearth-idle-unload", daemon=True)
         self._thread.start()

@@ -109,11 +109,13 @@ class ModelManager:
         self._last_used = time.monotonic()  # when a request last came or a use ended
         self._requests = 0  # requests being served that may use the model (serving())
         self._requests_lock = threading.Lock()
-        self._load_listeners: list[Callable[[], None]] = []
+        self._load_listeners: list[Callable[[LoadedModel], None]] = []
 
-    def on_load(self, listener: Callable[[], None]) -> None:
-        """Call `listener()` (on the loading thread) each time a model has been loaded,
-        again after idling included: what sleeps while no model is loaded wakes then."""
+    def on_load(self, listener: Callable[[LoadedModel], None]) -> None:
+        """Call `listener(loaded)` each time a model has been loaded: chosen, restored
+        after a failed load, or loaded again after idling. It runs on the loading thread
+        with the model held (the request that woke an idle model waits for it), so it
+        must be quick and must not raise."""
         self._load_listeners.append(listener)
 
     def _loaded(self, loaded: LoadedModel | None) -> None:
@@ -123,7 +125,7 @@ class ModelManager:
             # an hour idle.
             self._last_used = time.monotonic()
             for listener in self._load_listeners:
-                listener()
+                listener(loaded)
 
     @property
     def current(self) -> LoadedModel | None:
