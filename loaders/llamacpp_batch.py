@@ -10,10 +10,12 @@ queue. Callers (the generation engine's reply threads) never touch the context, 
 newcomer starts at the next step instead of after the running replies.
 
 Each slot keeps the tokens its sequence holds after a reply ends. A new reply takes
-the free slot whose tokens share the longest prefix with its prompt (llama-server's
-slot selection), so turn N+1 of a chat evaluates only its new tokens; with context
-shift on, a chat whose oldest turns were dropped keeps its later turns too
-(kv_reuse.plan_shift, moved per sequence here).
+the free slot that can keep the most of its prompt while dropping the least of
+another chat's (_admit): the longest common prefix (as llama-server's slot selection), so turn
+N+1 of a chat evaluates only its new tokens; with context shift on, also the later
+turns of a chat whose oldest turns were dropped (kv_reuse.plan_shift, moved per
+sequence here), so such a chat goes back to its own sequence rather than to any that
+shares its system prompt.
 
 As in LlamaCppModel._prefill, a prompt's last token is never evaluated inside a
 prompt chunk: it is fed as the slot's first "generating" token, in the same place in
@@ -82,6 +84,7 @@ class BatchReply:
 class _Slot:
     seq: int
     cached: list[int] = field(default_factory=list)  # the tokens whose KV this sequence holds
+    prompt_tokens: int = 0  # how many of them were the last reply's prompt (the rest, its reply)
     reply: BatchReply | None = None
 
 
@@ -178,8 +181,15 @@ class BatchedDecoder:
             self._step()
 
     def _admit(self) -> list[_Slot]:
-        """Give waiting replies, oldest first, the free slot whose tokens share the
-        longest prefix with their prompt (an empty slot before a full one on a tie)."""
+        """Give waiting replies, oldest first, the free slot that suits them best:
+        - one whose last prompt the new prompt holds whole (a chat's next turn, or a
+          regenerated reply): the same chat, so the one that keeps the most;
+        - else the one that keeps the most of the prompt for the least of another
+          chat's cache (each token kept is one not read now; each dropped, one that
+          chat may read again at its next turn). A chat whose oldest turns were
+          dropped still goes back to its own sequence, and a new chat that shares only
+          the system prompt takes an empty slot rather than drop a conversation for it
+          (the shortest slot, then, when none is empty)."""
         admitted = []
         while self._waiting:
             free = [s for s in self._slots if s.reply is None]
@@ -189,11 +199,29 @@ class BatchedDecoder:
             if reply.closed:
                 reply._out.put(_END)
                 continue
-            slot = max(free, key=lambda s: (common_prefix(s.cached, reply.prompt) if s.cached else 0,
-                                            -len(s.cached)))
+            slot = max(free, key=lambda s: self._suitability(s, reply.prompt))
             slot.reply = reply
             admitted.append(slot)
         return admitted
+
+    def _suitability(self, slot: _Slot, ids: list[int]) -> tuple[bool, int, int]:
+        kept = self._reusable(slot, ids)
+        same_chat = slot.prompt_tokens > 0 and kept >= slot.prompt_tokens - 1
+        return same_chat, kept if same_chat else 2 * kept - len(slot.cached), -len(slot.cached)
+
+    def _reusable(self, slot: _Slot, ids: list[int]) -> int:
+        """How many of the prompt's tokens the slot's sequence can keep (as _prepare
+        keeps them): the common prefix, and with context shift the later turns of a
+        chat whose oldest turns were dropped. Every chat shares its system prompt with
+        every other, so the prefix alone would tie such a chat with all of them."""
+        if not slot.cached:
+            return 0
+        keep = min(common_prefix(slot.cached, ids), len(ids) - 1)
+        if self._context_shift and keep < len(slot.cached):
+            shift = plan_shift(slot.cached, ids[:-1])
+            if shift is not None:
+                return shift.reused
+        return keep
 
     def _prepare(self, slot: _Slot) -> None:
         """Keep what the slot's sequence shares with the prompt (all but its last token)
@@ -217,6 +245,7 @@ class BatchedDecoder:
             llama_cpp.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)  # cannot drop a suffix: start over
             keep = 0
         del slot.cached[keep:]
+        slot.prompt_tokens = len(ids)
         reply._todo = ids[keep:-1]
         reply._feed = ids[-1]
         reply.prompt_eval_tokens = len(ids) - keep

@@ -137,6 +137,32 @@ def test_a_chats_next_turn_evaluates_only_its_new_tokens(batched, greedy):
     assert stats.prompt_eval_tokens <= new + 2, (stats.prompt_eval_tokens, new)
 
 
+def test_a_chat_whose_oldest_turn_was_dropped_goes_back_to_its_own_sequence(batched):
+    # Every chat here shares the system prompt, and the dropped turn leaves chat A's
+    # prompt no longer prefix with its own sequence than with any other: only the
+    # kept later turn (context shift) tells its sequence apart.
+    brief = GenerationParams(temperature=0, max_new_tokens=24)
+    system = "<|im_start|>system\nYou are a storyteller who answers in one paragraph.<|im_end|>\n"
+
+    def turn(question: str, answer: str) -> str:
+        return f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n{answer}<|im_end|>\n"
+
+    ask = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+    first = turn("Tell me about clocks.", batched.complete(system + ask.format("Tell me about clocks."),
+                                                           brief).result()[0])
+    kept_question = "Now tell me a long story about the bells in an old clock tower, their ringers and their town."
+    kept = turn(kept_question, batched.complete(system + first + ask.format(kept_question), brief).result()[0])
+    # Other chats, shorter, in the other sequences: the tie-break (shortest first) would pick one.
+    for topic in ("rivers", "owls", "bread"):
+        batched.complete(system + ask.format(f"Tell me about {topic}."), brief).result()
+    truncated = system + kept + ask.format("And then?")
+    _, stats = batched.complete(truncated, brief).result()
+    model = batched.models.current.model
+    new = len(model.encode(truncated)) - len(model.encode(system + kept))
+    # + the kept turn's closing <|im_end|>, which a reply cut at its token limit never wrote.
+    assert stats.prompt_eval_tokens <= new + 4, (stats.prompt_eval_tokens, new)
+
+
 def test_refused_combinations_are_one_line_and_keep_the_model(batched, greedy):
     before = batched.models.current
     with pytest.raises(UserError) as refused:
