@@ -15,7 +15,7 @@ from typing import NamedTuple
 import pytest
 import yaml
 
-from tests.support import running_server
+from tests.support import ARTIFACTS, running_server
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 VIEWPORT = {"width": 1200, "height": 900}
@@ -140,8 +140,30 @@ def hearth_server(tmp_path_factory) -> Iterator[Callable[..., Server]]:
         yield start
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test, so a fixture's teardown knows it failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
+def keep_failed_pages(test_name: str, contexts) -> None:
+    """A failed test's pages as they were: a screenshot and the HTML of each, in
+    test-artifacts/ (a timeout says what was not there, not what was)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    for i, context in enumerate(contexts):
+        for j, pg in enumerate(context.pages):
+            stem = ARTIFACTS / f"{test_name}-page{i}.{j}"
+            try:
+                pg.screenshot(path=f"{stem}.png", full_page=True)
+                Path(f"{stem}.html").write_text(pg.content())
+            except Exception as e:  # a page that crashed: keep what can be kept
+                Path(f"{stem}.txt").write_text(f"could not keep the page: {e}")
+
+
 @pytest.fixture
-def open_page(browser) -> Iterator[Callable[..., object]]:
+def open_page(browser, request) -> Iterator[Callable[..., object]]:
     """Open a page on a server in a browser context of its own and wait until it is
     ready: the chat's input is there and (for a Server) the saved preset, chat mode and
     character are in the controls. `preset`/`mode`/`character` wait for those instead;
@@ -165,6 +187,9 @@ def open_page(browser) -> Iterator[Callable[..., object]]:
         return pg
 
     yield open_
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        keep_failed_pages(request.node.name, contexts)
     for context in contexts:
         context.close()
 

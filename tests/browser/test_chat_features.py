@@ -60,9 +60,11 @@ def edit_message(page, locator, text):
     locator.locator("xpath=ancestor::div[contains(@class,'message-row')]/following-sibling::div[1]") \
         .locator("button[aria-label='Edit']").click()
     page.fill("#chat textarea.edit-textarea", text)
-    # An edit answers with the whole chat outside the queue: wait for the answer, so two
-    # edits in a row cannot have their answers shown in the wrong order.
-    with page.expect_response(lambda r: r.request.method == "POST" and "/gradio_api/" in r.url):
+    # An edit answers with the whole chat outside the queue: wait for its own answer (the
+    # request that carries the new text; a chat change sends others), so two edits in a
+    # row cannot have their answers shown in the wrong order.
+    sent = json.dumps(text, ensure_ascii=False)[1:-1]
+    with page.expect_response(lambda r: r.request.method == "POST" and sent in (r.request.post_data or "")):
         page.click("#chat button[aria-label='Submit']")
 
 
