@@ -6,8 +6,9 @@ shared machine's noise falls on every side alike.
 
     .venv/bin/python bench/idle.py [--seconds 30] [--rounds 3]
 
-Each round starts all three servers, lets them settle, reads each process's CPU time
-(user + system, all threads) across the same `--seconds` window, and stops them.
+Each round starts all three servers, lets them settle, reads each process's run time
+(exact, all threads: /proc/PID/task/*/schedstat) across the same `--seconds` window,
+and stops them.
 """
 from __future__ import annotations
 
@@ -18,13 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.servers import start  # noqa: E402
-from tests.support import free_port, llama_server_binary, stop_process  # noqa: E402
+from tests.support import free_port, llama_server_binary, run_time_by_thread, stop_process  # noqa: E402
 from webui.runtime.default_model import default_model_path  # noqa: E402
 
 SETTLE_S = 5.0  # start-up's last work (imports finishing, first collections) is not idle cost
@@ -58,9 +57,8 @@ def sides(scratch: Path) -> dict[str, tuple[list[str], str]]:
     return out
 
 
-def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
+def cpu_seconds(pid: int) -> float:
+    return sum(run_time_by_thread(pid).values()) / 1e9
 
 
 def one_round(seconds: float) -> dict[str, float]:
@@ -70,10 +68,9 @@ def one_round(seconds: float) -> dict[str, float]:
             for name, (cmd, url, ready) in sides(Path(scratch)).items():
                 procs[name] = start(cmd, url, Path(scratch) / f"{name}.log", ready_path=ready)
             time.sleep(SETTLE_S)
-            watched = {name: psutil.Process(p.pid) for name, p in procs.items()}
-            before = {name: cpu_seconds(p) for name, p in watched.items()}
+            before = {name: cpu_seconds(p.pid) for name, p in procs.items()}
             time.sleep(seconds)  # the measurement window: nobody calls any server
-            return {name: (cpu_seconds(p) - before[name]) * 30 / seconds for name, p in watched.items()}
+            return {name: (cpu_seconds(p.pid) - before[name]) * 30 / seconds for name, p in procs.items()}
         finally:
             for p in procs.values():
                 stop_process(p)

@@ -91,6 +91,20 @@ def running_server(*args: str, env: dict | None = None, timeout: float = 60.0,
         scratch.cleanup()
 
 
+def run_time_by_thread(pid: int) -> dict[str, int]:
+    """Each thread's run time in nanoseconds, exact: the scheduler's own count in
+    /proc/PID/task/*/schedstat ("name (tid)" -> ns). user + system time counts in 10 ms
+    ticks, coarse next to an idle server's few milliseconds per wake-up."""
+    times = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            times[f"{name} ({task.name})"] = int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
+            pass
+    return times
+
+
 def llama_server_binary() -> Path:
     """llama.cpp's llama-server, built from the wheel's own vendored sources by
     scripts/setup.sh (ensure_llama_server: instant once built, minutes the first time)."""

@@ -12,13 +12,12 @@ import statistics
 import time
 import uuid
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 
 import httpx
 import openai
 import psutil
 
-from tests.support import eventually, running_server
+from tests.support import eventually, run_time_by_thread, running_server
 from webui.runtime.default_model import DEFAULT_MODEL_NAME
 from webui.ui.quiet_queue import GRADIO_SOURCES, gradio_matches
 
@@ -51,22 +50,8 @@ def server_process(url: str) -> psutil.Process:
     raise AssertionError(f"no server process on port {port}")
 
 
-def cpu_by_thread(process: psutil.Process) -> dict[str, int]:
-    """Each thread's run time in nanoseconds, exact (the scheduler's own count in
-    /proc/PID/task/*/schedstat; psutil's user + system time counts in 10 ms ticks,
-    coarse next to the ~30 ms per 30 s measured here)."""
-    times = {}
-    for task in Path(f"/proc/{process.pid}/task").iterdir():
-        try:
-            name = (task / "comm").read_text().strip()
-            times[f"{name} ({task.name})"] = int((task / "schedstat").read_text().split()[0])
-        except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
-            pass
-    return times
-
-
 def cpu_spent(before: dict[str, int], after: dict[str, int]) -> tuple[float, str]:
-    """(CPU-seconds between two cpu_by_thread readings, the threads that spent them)."""
+    """(CPU-seconds between two run_time_by_thread readings, the threads that spent them)."""
     spent = {thread: ns - before.get(thread, 0) for thread, ns in after.items()}
     busiest = sorted((ns, thread) for thread, ns in spent.items() if ns)[::-1][:4]
     return sum(spent.values()) / 1e9, ", ".join(f"{thread} {ns / 1e6:.1f} ms" for ns, thread in busiest)
@@ -155,9 +140,9 @@ def test_an_idle_server_sleeps_unloads_its_model_and_answers_the_next_request_as
         # Idle: model unloaded, no browser, no request.
         eventually(lambda: idle_unloaded(url), what="the idle model to be unloaded again")
         time.sleep(SETTLE_S)
-        before = cpu_by_thread(server)
+        before = run_time_by_thread(server.pid)
         time.sleep(IDLE_WINDOW_S)  # the measurement itself: nothing is waited for
-        idle, threads = cpu_spent(before, cpu_by_thread(server))
+        idle, threads = cpu_spent(before, run_time_by_thread(server.pid))
         # The server's housekeeping slept through the quiet spell: the first answer
         # after it still carries a fresh Date.
         dated = parsedate_to_datetime(httpx.get(url + "/healthz", timeout=30).headers["date"]).timestamp()
