@@ -1,6 +1,6 @@
+import resource
 import subprocess
 import sys
-import time
 
 from tests.support import ROOT
 from webui.app.flags import build_parser, check_network_safety, loader_options_from_args, settings_from_args
@@ -11,12 +11,16 @@ def test_help_is_fast_and_imports_no_heavy_library():
             "try:\n    runpy.run_module('webui', run_name='__main__')\nexcept SystemExit: pass\n"
             "heavy = [m for m in ('gradio','llama_cpp','torch','fastapi','transformers') if m in sys.modules]\n"
             "print('HEAVY', heavy)")
-    start = time.perf_counter()
+    # CPU time, not wall time: the wall clock of a child on a shared, loaded machine says
+    # more about the machine (0.45-0.6 s at load 4.6 for 0.2 CPU-s). Importing Gradio
+    # alone costs 2.4 CPU-s.
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=30)
-    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     assert "HEAVY []" in done.stdout, done.stdout[-500:] + done.stderr[-500:]
     assert "--n-ctx" in done.stdout and "--listen" in done.stdout
-    assert elapsed < 1.0, f"hearth --help took {elapsed:.2f}s"
+    assert cpu < 0.6, f"hearth --help took {cpu:.2f} CPU-s"
 
 
 def test_loader_flags_are_generated_from_the_options_dataclass():
