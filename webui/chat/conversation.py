@@ -145,10 +145,15 @@ class Conversation:
             if group is not None:  # New chat in a group chat: the same group
                 open_group(self.history, group)
 
-    def open(self, chat_id: str) -> None:
+    def open(self, chat_id: str) -> bool:
+        """Open a saved chat; False, and nothing done, when it is the one open already
+        (a reply streaming in it goes on)."""
         with self._lock:
+            if self.history.id == chat_id:
+                return False
             self.stop()
             self.history = self.histories.load(self._bucket(), chat_id)
+            return True
 
     def past_chats(self) -> list[ChatSummary]:
         return self.histories.list(self._bucket())

@@ -355,6 +355,12 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
 
     def edit(state: ChatState, mode, character, template, text, user_name, system,
              data: gr.EditData):
+        if data.value == data.previous_value:
+            # Editing a reply edits every part of its bubble at once (its folded thinking,
+            # tool calls, files, context block), and each part sends its own event: the
+            # parts left alone answer nothing, or their answer, raced against the edited
+            # part's, could show the chat from before the edit.
+            return gr.skip(), gr.skip()
         conv = state.get(hearth, read_options(mode, character, template, text, user_name, system))
         index = data.index if isinstance(data.index, int) else data.index[0]
         shown_messages = _displayed(conv.messages, conv.reply is not None)
@@ -374,7 +380,11 @@ def wire(hearth: Hearth, tab: ChatTab, session: gr.State, params: dict[str, Any]
         if not chat_id:
             return gr.skip(), gr.skip(), gr.skip()
         try:
-            conv.open(chat_id)
+            if not conv.open(chat_id):
+                # Open already: Gradio's Dropdown can send one choice twice, and the
+                # second answer, arriving late, would put back the chat name the user
+                # has begun to change.
+                return gr.skip(), gr.skip(), gr.skip()
         except USER_ERRORS as e:
             return gr.skip(), notice(e), gr.skip()
         return shown(conv), f"Opened “{conv.history.title}”.", conv.history.title
