@@ -38,3 +38,27 @@ def test_an_unload_waits_for_a_read_that_is_using_the_model(default_model):
     assert unloaded.wait(30)
     thread.join()
     assert models.current is None
+
+
+def test_a_load_listener_may_use_the_model_it_hears_of(default_model):
+    # Listeners (extensions' on_model_load hooks) are told once the model is let go:
+    # one that waits for a use in another thread does not wait for itself.
+    models = ModelManager()
+    heard = []
+
+    def use_in_another_thread(loaded):
+        def use():
+            with models.use() as current:
+                heard.append((loaded.name, len(current.model.encode("hello")) > 0))
+        thread = threading.Thread(target=use)
+        thread.start()
+        thread.join(20)
+
+    models.on_load(use_in_another_thread)
+    models.load(default_model, "llama.cpp", {"n_ctx": 256})
+    assert heard == [(models.current.name, True)]
+    # Loaded again after idling by the next use: told before that use goes on.
+    assert models.unload_if_idle(0) is not None
+    with models.use():
+        assert len(heard) == 2
+    models.unload()

@@ -2,6 +2,7 @@
 usable state: if the new model fails to load, the previous one is loaded again."""
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import gc
@@ -110,12 +111,13 @@ class ModelManager:
         self._requests = 0  # requests being served that may use the model (serving())
         self._requests_lock = threading.Lock()
         self._load_listeners: list[Callable[[LoadedModel], None]] = []
+        self._untold: collections.deque[LoadedModel] = collections.deque()  # loads not yet told
 
     def on_load(self, listener: Callable[[LoadedModel], None]) -> None:
         """Call `listener(loaded)` each time a model has been loaded: chosen, restored
-        after a failed load, or loaded again after idling. It runs on the loading thread
-        with the model held (the request that woke an idle model waits for it), so it
-        must be quick and must not raise."""
+        after a failed load, or loaded again after idling (before the request that woke
+        it uses it). It runs on the loading thread once the model is no longer held, so
+        it may use the model itself; it must not raise."""
         self._load_listeners.append(listener)
 
     def _loaded(self, loaded: LoadedModel | None) -> None:
@@ -124,6 +126,15 @@ class ModelManager:
             # Idle from the load: a model loaded after an hour without requests is not
             # an hour idle.
             self._last_used = time.monotonic()
+            self._untold.append(loaded)
+
+    def _tell_listeners(self) -> None:
+        """Tell the listeners of the loads made under the lock, once it is let go."""
+        while True:
+            try:
+                loaded = self._untold.popleft()
+            except IndexError:
+                return
             for listener in self._load_listeners:
                 listener(loaded)
 
@@ -168,16 +179,22 @@ class ModelManager:
 
     @contextlib.contextmanager
     def use(self) -> Iterator[LoadedModel]:
-        with self._lock:
-            self._last_used = time.monotonic()
-            if self._current is None and self._parked is not None:
-                self._resume_locked()
-            if self._current is None:
-                raise NoModelLoaded("no model is loaded: load one in the Model tab")
-            try:
-                yield self._current
-            finally:
+        # An idle-unloaded model is loaded again first, outside the lock, so the load's
+        # listeners (extensions' on_model_load hooks) hear of it before this use.
+        self.resume()
+        try:
+            with self._lock:
                 self._last_used = time.monotonic()
+                if self._current is None and self._parked is not None:
+                    self._resume_locked()  # unloaded for idling again since resume(): rare
+                if self._current is None:
+                    raise NoModelLoaded("no model is loaded: load one in the Model tab")
+                try:
+                    yield self._current
+                finally:
+                    self._last_used = time.monotonic()
+        finally:
+            self._tell_listeners()
 
     def resume(self, progress: LoadListener | None = None) -> LoadedModel | None:
         """The loaded model, loaded again first if it was unloaded for being idle (with
@@ -186,10 +203,13 @@ class ModelManager:
         self._last_used = time.monotonic()
         if self._parked is None:
             return self._current
-        with self._lock:
-            if self._current is None and self._parked is not None:
-                self._resume_locked(progress)
-            return self._current
+        try:
+            with self._lock:
+                if self._current is None and self._parked is not None:
+                    self._resume_locked(progress)
+                return self._current
+        finally:
+            self._tell_listeners()
 
     def _resume_locked(self, progress: LoadListener | None = None) -> None:
         parked = self._parked
@@ -254,24 +274,27 @@ class ModelManager:
                 raise LoadError(str(e)) from None
         else:
             opts = options
-        with self._lock:
-            previous = self._current
-            self._unload_locked()
-            try:
-                loaded = self._load_locked(path, name, opts, progress)
-                self._parked = None  # a model chosen now replaces the one unloaded for being idle
-            except Exception as e:
-                # Whatever failed (a crafted file can raise RecursionError or TypeError
-                # deep inside a library), the app keeps the model it had.
-                error = load_failure(e, path)
-                if previous is not None:
-                    self._restore(previous, progress)
-                    if self._current is not None:
-                        raise LoadError(f"{error} (kept {previous.name} loaded)") from None
-                raise error from None
-            self._loaded(loaded)
-            log.info("loaded %s with %s in %.1fs", loaded.name, name, loaded.load_seconds)
-            return loaded
+        try:
+            with self._lock:
+                previous = self._current
+                self._unload_locked()
+                try:
+                    loaded = self._load_locked(path, name, opts, progress)
+                    self._parked = None  # a model chosen now replaces the one unloaded for being idle
+                except Exception as e:
+                    # Whatever failed (a crafted file can raise RecursionError or TypeError
+                    # deep inside a library), the app keeps the model it had.
+                    error = load_failure(e, path)
+                    if previous is not None:
+                        self._restore(previous, progress)
+                        if self._current is not None:
+                            raise LoadError(f"{error} (kept {previous.name} loaded)") from None
+                    raise error from None
+                self._loaded(loaded)
+                log.info("loaded %s with %s in %.1fs", loaded.name, name, loaded.load_seconds)
+                return loaded
+        finally:
+            self._tell_listeners()  # the new model, or the previous one restored
 
     def _load_locked(self, path: Path, loader_name: str, options: Any,
                      progress: LoadListener | None = None) -> LoadedModel:
@@ -306,19 +329,22 @@ class ModelManager:
         (after the reply being generated, if any); one that cannot be applied changes
         nothing. The model's `lora` option then lists them, so a failed load that
         restores this model restores its adapters too."""
-        with self._lock:
-            if self._current is None and self._parked is not None:
-                self._resume_locked()
-            loaded = self._current
-            if loaded is None:
-                raise NoModelLoaded("no model is loaded: load one in the Model tab")
-            if not takes_adapters(loaded.options):
-                raise AdapterError(f"the {loaded.loader} loader applies no LoRA adapters; llama.cpp (GGUF LoRA "
-                                   f"files) and Transformers (PEFT adapter folders) do")
-            loaded.model.set_adapters(adapters)
-            options = dataclasses.replace(loaded.options, lora=tuple(a.entry for a in adapters))
-            self._current = dataclasses.replace(loaded, options=options)
-            return self._current
+        try:
+            with self._lock:
+                if self._current is None and self._parked is not None:
+                    self._resume_locked()
+                loaded = self._current
+                if loaded is None:
+                    raise NoModelLoaded("no model is loaded: load one in the Model tab")
+                if not takes_adapters(loaded.options):
+                    raise AdapterError(f"the {loaded.loader} loader applies no LoRA adapters; llama.cpp (GGUF LoRA "
+                                       f"files) and Transformers (PEFT adapter folders) do")
+                loaded.model.set_adapters(adapters)
+                options = dataclasses.replace(loaded.options, lora=tuple(a.entry for a in adapters))
+                self._current = dataclasses.replace(loaded, options=options)
+                return self._current
+        finally:
+            self._tell_listeners()
 
     @contextlib.contextmanager
     def borrow(self) -> Iterator[LoadedModel]:
