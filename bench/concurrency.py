@@ -9,6 +9,9 @@ Sides (each a real server subprocess, all started before the first round):
   llama-server   llama-server --parallel N for N clients (one instance per N), built by
                  scripts/setup.sh from the llama.cpp the wheel vendors
   llama-cpp-py   python -m llama_cpp.server
+  remote-engine  the llama-server --parallel 4 that hearth-remote fronts, called directly
+                 (measured with hearth-remote: its ratio is to what it fronts, not only to
+                 a llama-server with --parallel N)
 
 For each client count (1, 2, 4, 8) every side serves the same N streaming
 /v1/completions requests at once (greedy, ignore_eos, distinct prompts so no side
@@ -66,6 +69,7 @@ class Stream:
 SAMPLER = {"hearth": {"repetition_penalty": 1.0, "ignore_eos": True},
            "hearth-remote": {"repetition_penalty": 1.0, "ignore_eos": True},
            "llama-server": {"repeat_penalty": 1.0, "ignore_eos": True},
+           "remote-engine": {"repeat_penalty": 1.0, "ignore_eos": True},
            "llama-cpp-py": {"repeat_penalty": 1.0}}
 
 
@@ -179,6 +183,7 @@ def main() -> None:
         if "hearth-remote" in wanted:
             port = free_port()
             urls["hearth-remote"] = f"http://127.0.0.1:{port}"
+            urls["remote-engine"] = servers[REMOTE_PARALLEL]
             procs.append(start([sys.executable, "-m", "webui", "--port", str(port), "--model",
                                 servers[REMOTE_PARALLEL], "--remote-concurrency", str(REMOTE_PARALLEL)],
                                urls["hearth-remote"], logs / "bench-concurrency-hearth-remote.log"))
@@ -191,7 +196,7 @@ def main() -> None:
                                 # By default a new request there cuts off the one streaming.
                                 "--interrupt_requests", "False"],
                                urls["llama-cpp-py"], logs / "bench-concurrency-llama-cpp-server.log"))
-        sides = [side for side in urls if side in wanted]
+        sides = [side for side in urls if side in wanted or (side == "remote-engine" and "hearth-remote" in wanted)]
         print(f"model {model.name}, {args.tokens} tokens per client, greedy, {args.threads} threads, "
               f"{args.rounds} interleaved rounds, {len(os.sched_getaffinity(0))} CPUs, "
               f"flash attention {args.flash_attn}, load average {os.getloadavg()[0]:.1f}; sides {', '.join(sides)}"
@@ -226,9 +231,17 @@ def main() -> None:
                 print(f"{side:14s}{clients:8d}{agg:11.1f}{agg / engine:16.2f}{statistics.median(tps):18.1f}"
                       f"{min(tps):7.1f}{statistics.median(ttft):13.0f}{max(ttft):8.0f}{worst:17.2f}"
                       f"{worst / engine_worst:16.2f}", flush=True)
+        if "hearth-remote" in sides:
+            def aggregate(side: str, n: int) -> float:
+                return statistics.median(a for a, _ in results[(side, n)])
+
+            ratios = ", ".join(f"{n} clients {aggregate('hearth-remote', n) / aggregate('remote-engine', n):.2f}"
+                               for n in counts)
+            print(f"\nhearth-remote's aggregate x its own engine's (llama-server --parallel {REMOTE_PARALLEL} "
+                  f"called directly): {ratios}", flush=True)
         if 4 in counts:
             print("\nnewcomer's time to first token while 3 replies stream (ms, one per round)", flush=True)
-            for side in (s for s in sides if s != "llama-cpp-py"):
+            for side in (s for s in sides if s not in ("llama-cpp-py", "remote-engine")):
                 times = [newcomer_ttft(url_of(side, 4), side, args.tokens, r) * 1000 for r in range(1, args.rounds + 1)]
                 print(f"{side:14s}" + "".join(f"{t:8.0f}" for t in times), flush=True)
     finally:
