@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loaders.base import GenerationError
-from loaders.kv_reuse import common_prefix, plan_shift
+from loaders.kv_reuse import Shift, common_prefix, plan_shift
 from loaders.native_defaults import native_defaults
 
 _END = object()  # a reply's queue: no more tokens
@@ -210,18 +210,21 @@ class BatchedDecoder:
         return same_chat, kept if same_chat else 2 * kept - len(slot.cached), -len(slot.cached)
 
     def _reusable(self, slot: _Slot, ids: list[int]) -> int:
-        """How many of the prompt's tokens the slot's sequence can keep (as _prepare
-        keeps them): the common prefix, and with context shift the later turns of a
-        chat whose oldest turns were dropped. Every chat shares its system prompt with
-        every other, so the prefix alone would tie such a chat with all of them."""
-        if not slot.cached:
-            return 0
-        keep = min(common_prefix(slot.cached, ids), len(ids) - 1)
+        """How many of the prompt's tokens the slot's sequence can keep: the common
+        prefix, and with context shift the later turns of a chat whose oldest turns were
+        dropped. Every chat shares its system prompt with every other, so the prefix
+        alone would tie such a chat with all of them."""
+        keep, shift = self._plan(slot, ids)
+        return shift.reused if shift is not None else keep
+
+    def _plan(self, slot: _Slot, ids: list[int]) -> tuple[int, Shift | None]:
+        """What the slot's sequence can keep of the prompt (all but its last token):
+        the common prefix, and with context shift on the shift that also keeps a later
+        run (None where none does)."""
+        keep = min(common_prefix(slot.cached, ids) if slot.cached else 0, len(ids) - 1)
         if self._context_shift and keep < len(slot.cached):
-            shift = plan_shift(slot.cached, ids[:-1])
-            if shift is not None:
-                return shift.reused
-        return keep
+            return keep, plan_shift(slot.cached, ids[:-1])
+        return keep, None
 
     def _prepare(self, slot: _Slot) -> None:
         """Keep what the slot's sequence shares with the prompt (all but its last token)
@@ -230,17 +233,15 @@ class BatchedDecoder:
 
         reply = slot.reply
         ids = reply.prompt
-        keep = min(common_prefix(slot.cached, ids) if slot.cached else 0, len(ids) - 1)
-        if self._context_shift and keep < len(slot.cached):
-            shift = plan_shift(slot.cached, ids[:-1])
-            if shift is not None:
-                start, end = shift.prefix + shift.dropped, shift.prefix + shift.dropped + shift.run
-                seq = slot.seq
-                llama_cpp.llama_memory_seq_rm(self._mem, seq, end, -1)
-                llama_cpp.llama_memory_seq_rm(self._mem, seq, shift.prefix, start)
-                llama_cpp.llama_memory_seq_add(self._mem, seq, start, end, -shift.dropped)
-                slot.cached = slot.cached[:shift.prefix] + slot.cached[start:end]
-                keep = shift.reused
+        keep, shift = self._plan(slot, ids)
+        if shift is not None:
+            start, end = shift.prefix + shift.dropped, shift.prefix + shift.dropped + shift.run
+            seq = slot.seq
+            llama_cpp.llama_memory_seq_rm(self._mem, seq, end, -1)
+            llama_cpp.llama_memory_seq_rm(self._mem, seq, shift.prefix, start)
+            llama_cpp.llama_memory_seq_add(self._mem, seq, start, end, -shift.dropped)
+            slot.cached = slot.cached[:shift.prefix] + slot.cached[start:end]
+            keep = shift.reused
         if keep < len(slot.cached) and not llama_cpp.llama_memory_seq_rm(self._mem, slot.seq, keep, -1):
             llama_cpp.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)  # cannot drop a suffix: start over
             keep = 0
