@@ -128,6 +128,16 @@ class ModelManager:
             self._last_used = time.monotonic()
             self._untold.append(loaded)
 
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        """The model's lock, for what may load a model: the listeners hear of a load
+        once the lock is let go (so they may use the model themselves)."""
+        try:
+            with self._lock:
+                yield
+        finally:
+            self._tell_listeners()
+
     def _tell_listeners(self) -> None:
         """Tell the listeners of the loads made under the lock, once it is let go."""
         while True:
@@ -182,19 +192,16 @@ class ModelManager:
         # An idle-unloaded model is loaded again first, outside the lock, so the load's
         # listeners (extensions' on_model_load hooks) hear of it before this use.
         self.resume()
-        try:
-            with self._lock:
+        with self._held():
+            self._last_used = time.monotonic()
+            if self._current is None and self._parked is not None:
+                self._resume_locked()  # unloaded for idling again since resume(): rare
+            if self._current is None:
+                raise NoModelLoaded("no model is loaded: load one in the Model tab")
+            try:
+                yield self._current
+            finally:
                 self._last_used = time.monotonic()
-                if self._current is None and self._parked is not None:
-                    self._resume_locked()  # unloaded for idling again since resume(): rare
-                if self._current is None:
-                    raise NoModelLoaded("no model is loaded: load one in the Model tab")
-                try:
-                    yield self._current
-                finally:
-                    self._last_used = time.monotonic()
-        finally:
-            self._tell_listeners()
 
     def resume(self, progress: LoadListener | None = None) -> LoadedModel | None:
         """The loaded model, loaded again first if it was unloaded for being idle (with
@@ -203,13 +210,10 @@ class ModelManager:
         self._last_used = time.monotonic()
         if self._parked is None:
             return self._current
-        try:
-            with self._lock:
-                if self._current is None and self._parked is not None:
-                    self._resume_locked(progress)
-                return self._current
-        finally:
-            self._tell_listeners()
+        with self._held():
+            if self._current is None and self._parked is not None:
+                self._resume_locked(progress)
+            return self._current
 
     def _resume_locked(self, progress: LoadListener | None = None) -> None:
         parked = self._parked
@@ -274,27 +278,24 @@ class ModelManager:
                 raise LoadError(str(e)) from None
         else:
             opts = options
-        try:
-            with self._lock:
-                previous = self._current
-                self._unload_locked()
-                try:
-                    loaded = self._load_locked(path, name, opts, progress)
-                    self._parked = None  # a model chosen now replaces the one unloaded for being idle
-                except Exception as e:
-                    # Whatever failed (a crafted file can raise RecursionError or TypeError
-                    # deep inside a library), the app keeps the model it had.
-                    error = load_failure(e, path)
-                    if previous is not None:
-                        self._restore(previous, progress)
-                        if self._current is not None:
-                            raise LoadError(f"{error} (kept {previous.name} loaded)") from None
-                    raise error from None
-                self._loaded(loaded)
-                log.info("loaded %s with %s in %.1fs", loaded.name, name, loaded.load_seconds)
-                return loaded
-        finally:
-            self._tell_listeners()  # the new model, or the previous one restored
+        with self._held():
+            previous = self._current
+            self._unload_locked()
+            try:
+                loaded = self._load_locked(path, name, opts, progress)
+                self._parked = None  # a model chosen now replaces the one unloaded for being idle
+            except Exception as e:
+                # Whatever failed (a crafted file can raise RecursionError or TypeError
+                # deep inside a library), the app keeps the model it had.
+                error = load_failure(e, path)
+                if previous is not None:
+                    self._restore(previous, progress)
+                    if self._current is not None:
+                        raise LoadError(f"{error} (kept {previous.name} loaded)") from None
+                raise error from None
+            self._loaded(loaded)
+            log.info("loaded %s with %s in %.1fs", loaded.name, name, loaded.load_seconds)
+            return loaded
 
     def _load_locked(self, path: Path, loader_name: str, options: Any,
                      progress: LoadListener | None = None) -> LoadedModel:
@@ -329,22 +330,19 @@ class ModelManager:
         (after the reply being generated, if any); one that cannot be applied changes
         nothing. The model's `lora` option then lists them, so a failed load that
         restores this model restores its adapters too."""
-        try:
-            with self._lock:
-                if self._current is None and self._parked is not None:
-                    self._resume_locked()
-                loaded = self._current
-                if loaded is None:
-                    raise NoModelLoaded("no model is loaded: load one in the Model tab")
-                if not takes_adapters(loaded.options):
-                    raise AdapterError(f"the {loaded.loader} loader applies no LoRA adapters; llama.cpp (GGUF LoRA "
-                                       f"files) and Transformers (PEFT adapter folders) do")
-                loaded.model.set_adapters(adapters)
-                options = dataclasses.replace(loaded.options, lora=tuple(a.entry for a in adapters))
-                self._current = dataclasses.replace(loaded, options=options)
-                return self._current
-        finally:
-            self._tell_listeners()
+        with self._held():
+            if self._current is None and self._parked is not None:
+                self._resume_locked()
+            loaded = self._current
+            if loaded is None:
+                raise NoModelLoaded("no model is loaded: load one in the Model tab")
+            if not takes_adapters(loaded.options):
+                raise AdapterError(f"the {loaded.loader} loader applies no LoRA adapters; llama.cpp (GGUF LoRA "
+                                   f"files) and Transformers (PEFT adapter folders) do")
+            loaded.model.set_adapters(adapters)
+            options = dataclasses.replace(loaded.options, lora=tuple(a.entry for a in adapters))
+            self._current = dataclasses.replace(loaded, options=options)
+            return self._current
 
     @contextlib.contextmanager
     def borrow(self) -> Iterator[LoadedModel]:
